@@ -1,0 +1,51 @@
+# The two commands a new machine needs: `make run` and `make test`. Both build .venv (and the dashboard's
+# npm packages) from nothing when missing and reuse them while pyproject.toml / package-lock.json are unchanged.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: run paper live test bench lint venv js clean sim
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
+
+js: $(NPM_STAMP)
+
+run: $(STAMP) $(NPM_STAMP)
+	$(PY) -m server --override configs/sim.yml --host $(HOST) --port $(PORT)
+
+paper: $(STAMP) $(NPM_STAMP)
+	$(PY) -m server --override configs/paper.yml --host $(HOST) --port $(PORT)
+
+live: $(STAMP) $(NPM_STAMP)
+	$(PY) -m server --override configs/live.yml --host $(HOST) --port $(PORT)
+
+sim: $(STAMP)
+	$(PY) -m bot.sim --host 127.0.0.1 --port 8765 --seed 1
+
+test: $(STAMP) $(NPM_STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bot server tests bench
+
+clean:
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,266 @@
+"""YAML → pydantic config. Deep merge of base + override, unknown keys refused, live patches validated whole."""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+SIZE_GRID = Decimal("0.00000001")  # bitFlyer sizes carry 8 decimals
+HOT_SECTIONS = ("strategy", "risk")  # the only sections a running bot may change
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+
+class ExchangeConfig(_Model):
+    name: Literal["bitflyer"] = "bitflyer"
+    product_code: str = "FX_BTC_JPY"
+    base_url: str = "https://api.bitflyer.com"
+    ws_url: str = "wss://ws.lightstream.bitflyer.com/json-rpc"
+    tick_size: Decimal = Field(default=Decimal("1"), gt=0)
+    min_size: Decimal = Field(default=Decimal("0.001"), gt=0)
+
+    @field_validator("min_size")
+    @classmethod
+    def _on_size_grid(cls, v: Decimal) -> Decimal:
+        if v % SIZE_GRID != 0:
+            raise ValueError("must be a multiple of 0.00000001 BTC")
+        return v
+
+
+class PybottersConfig(_Model):
+    api_label: str = "bitflyer"
+    timeout_sec: float = Field(default=10, gt=0)
+
+
+class WsConfig(_Model):
+    channels: list[str] = Field(min_length=1)
+
+
+class StallStrategyConfig(_Model):
+    stall_T_ms: int = Field(default=250, gt=0, description="best bid/ask unchanged this long = stalled")
+    min_spread_tick: int = Field(default=1, ge=1)
+    ttl_ms: int = Field(default=800, gt=0)
+    max_reverse_ticks: int = Field(default=2, ge=1)
+    size_min: Decimal = Field(default=Decimal("0.001"), gt=0)
+    max_inventory_btc: Decimal = Field(default=Decimal("0.2"), gt=0)
+    quote_mode: Literal["mid", "inside"] = "mid"
+    quote_offset_ticks: int = Field(default=1, ge=0)
+    cancel_on_best_change: bool = True
+    max_hold_ms: int = Field(default=0, ge=0, description="0 = off")
+    stale_after_ms: int = Field(default=2000, gt=0)
+
+    @field_validator("size_min", "max_inventory_btc")
+    @classmethod
+    def _on_size_grid(cls, v: Decimal) -> Decimal:
+        if v % SIZE_GRID != 0:
+            raise ValueError("must be a multiple of 0.00000001 BTC")
+        return v
+
+    @model_validator(mode="after")
+    def _inventory_holds_one_order(self) -> StallStrategyConfig:
+        if self.max_inventory_btc < self.size_min:
+            raise ValueError(f"max_inventory_btc ({self.max_inventory_btc}) must be >= size_min ({self.size_min})")
+        return self
+
+
+class RiskConfig(_Model):
+    daily_pnl_jpy: Decimal = Field(default=Decimal("-30000"), lt=0, description="kill when today's PnL <= this")
+    max_dd_jpy: Decimal = Field(default=Decimal("-20000"), lt=0, description="kill when drawdown <= this")
+    trading_day_tz: str = "Asia/Tokyo"
+
+    @field_validator("trading_day_tz")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {v!r}") from e
+        return v
+
+
+class RunnerConfig(_Model):
+    start_state: Literal["running", "stopped"] = "running"
+    reconcile_interval_sec: float = Field(default=30, gt=0)
+    state_file: str = "logs/state.json"
+    order_rate_per_min: int = Field(default=60, ge=1, le=100)
+    private_rate_per_5min: int = Field(default=400, ge=1, le=500)
+
+
+class LoggingConfig(_Model):
+    dir: str = "logs"
+    rotation: str = "10 MB"
+    retention: str = "7 days"
+    level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class ServerConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    sse_hz: float = Field(default=8, gt=0, le=20)
+
+
+class SimConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    seed: int = 1
+    api_key: str = "SIM_KEY"
+    api_secret: SecretStr = SecretStr("SIM_SECRET")
+    start_mid: int = Field(default=13_600_000, gt=0)
+    levels_per_side: int = Field(default=300, ge=10, le=5000)
+    snapshot_interval_ms: int = Field(default=5000, gt=0)
+    diff_rate_hz: float = Field(default=7.3, gt=0)
+    missed_delete_rate: float = Field(default=0.02, ge=0, le=1)
+    activity: float = Field(default=1.0, gt=0)
+
+
+class AppConfig(_Model):
+    env: Literal["sim", "paper", "live"] = "sim"
+    exchange: ExchangeConfig = ExchangeConfig()
+    pybotters: PybottersConfig = PybottersConfig()
+    ws: WsConfig
+    strategy: StallStrategyConfig = StallStrategyConfig()
+    risk: RiskConfig = RiskConfig()
+    runner: RunnerConfig = RunnerConfig()
+    logging: LoggingConfig = LoggingConfig()
+    server: ServerConfig = ServerConfig()
+    sim: SimConfig = SimConfig()
+
+    @model_validator(mode="after")
+    def _sizes_fit_exchange(self) -> AppConfig:
+        if self.strategy.size_min < self.exchange.min_size:
+            raise ValueError(
+                f"strategy.size_min ({self.strategy.size_min}) is below exchange.min_size ({self.exchange.min_size})"
+            )
+        return self
+
+
+class FieldError(BaseModel):
+    """One refused field: dotted path and a sentence a trader can act on."""
+
+    field: str
+    message: str
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; carries every problem found, each with its field path."""
+
+    def __init__(self, errors: list[FieldError], source: str = "config") -> None:
+        self.errors = errors
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+class _DecimalLoader(yaml.SafeLoader):
+    """YAML loader that reads floats as exact Decimals (0.001 stays 0.001, not 0.001000000000000000020816…)."""
+
+
+_DecimalLoader.add_constructor(
+    "tag:yaml.org,2002:float", lambda loader, node: Decimal(loader.construct_scalar(node).replace("_", ""))
+)
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError([FieldError(field="<file>", message=f"config file not found: {p}")], str(p))
+    try:
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_DecimalLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise ConfigError([FieldError(field="<file>", message=f"invalid YAML: {e}")], str(p)) from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([FieldError(field="<file>", message="top level must be a mapping")], str(p))
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Override wins; nested mappings merge key by key; lists and scalars are replaced whole."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: null deletes a key, mappings merge, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def errors_from_validation(e: ValidationError) -> list[FieldError]:
+    out = []
+    for err in e.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        out.append(FieldError(field=path, message=msg.removeprefix("Value error, ")))
+    return out
+
+
+def validate_config(data: dict[str, Any], source: str = "config") -> AppConfig:
+    try:
+        return AppConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(errors_from_validation(e), source) from None
+
+
+def load_app_config(base_path: str | Path, override_path: str | Path | None = None) -> AppConfig:
+    """Read base, deep-merge the override (a missing override file is an error), validate the whole."""
+    data = _read_yaml(base_path)
+    source = str(base_path)
+    if override_path is not None:
+        data = deep_merge(data, _read_yaml(override_path))
+        source = f"{base_path} + {override_path}"
+    return validate_config(data, source)
+
+
+def apply_live_patch(cfg: AppConfig, patch: Any) -> AppConfig:
+    """Return a new config with a merge patch of strategy.* / risk.* applied, or raise ConfigError with every
+    problem. `cfg` itself is never modified (models are frozen), so a refused patch changes nothing."""
+    if not isinstance(patch, dict):
+        raise ConfigError([FieldError(field="<root>", message="patch must be a JSON object")], "patch")
+    if not patch:
+        raise ConfigError([FieldError(field="<root>", message="empty patch")], "patch")
+    errors = []
+    for section, body in patch.items():
+        if section not in HOT_SECTIONS:
+            known = section in AppConfig.model_fields
+            errors.append(FieldError(
+                field=str(section),
+                message="restart required: only strategy.* and risk.* can change while running"
+                if known else "unknown key",
+            ))
+        elif not isinstance(body, dict):
+            errors.append(FieldError(field=str(section), message="must be an object of fields to change"))
+    if errors:
+        raise ConfigError(errors, "patch")
+    current = cfg.model_dump(mode="python")
+    merged = merge_patch(current, patch)
+    return validate_config(merged, "patch")
+
+
+def redacted_dump(cfg: AppConfig) -> dict[str, Any]:
+    """The config as JSON-able data with secrets masked: safe to print, log or return over HTTP."""
+    data = cfg.model_dump(mode="json")
+    data["sim"]["api_secret"] = "**********"
+    return data

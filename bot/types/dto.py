@@ -1,0 +1,284 @@
+"""Plain data shared by the core and the edges. Money and sizes are Decimal; times are passed in.
+
+Clocks: `now` everywhere in the core is the local monotonic clock in integer nanoseconds
+(`time.monotonic_ns()` at the edge); wall-clock times (`datetime`, tz-aware UTC) appear only where a row is
+logged or a trading day is decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+NS_PER_MS = 1_000_000
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+
+class RunState(StrEnum):
+    STOPPED = "STOPPED"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    KILLED = "KILLED"
+
+
+class ActionKind(StrEnum):
+    PLACE_LIMIT = "place_limit"
+    CANCEL_ALL_STALL = "cancel_all_stall"  # cancel every live order tagged "stall"
+    CANCEL_ALL = "cancel_all"              # cancelallchildorders: every order of the product
+    CLOSE_MARKET = "close_market"          # MARKET order on the opposite side for the given size
+
+
+class Reason(StrEnum):
+    """Why a decision was (not) taken. Machine-readable; written to the decisions log."""
+
+    # no action
+    NOT_STALLED = "not_stalled"
+    SPREAD_TOO_NARROW = "spread_too_narrow"
+    INVENTORY_LIMIT = "inventory_limit"
+    ORDERS_LIVE = "orders_live"
+    ALREADY_STRUCK = "already_struck"      # one strike per stall: waiting for the best to move
+    WOULD_CROSS = "would_cross"
+    NO_BOOK = "no_book"                    # one side of the book empty
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    KILLED = "killed"
+    STALE_DATA = "stale_data"
+    MARKET_CLOSED = "market_closed"        # board state not RUNNING, health STOP/NO ORDER, maintenance
+    RECONCILING = "reconciling"            # after (re)connect, until REST reconciliation succeeds
+    EXCHANGE_BACKOFF = "exchange_backoff"  # backing off after exchange errors
+    RATE_BUDGET = "rate_budget"
+    CLOSE_PENDING = "close_pending"        # a closing order is in flight
+    # actions
+    STRIKE = "strike"
+    TTL_EXPIRED = "ttl_expired"
+    BEST_CHANGED = "best_changed"
+    REVERSE_STOP = "reverse_stop"
+    HOLD_TIMEOUT = "hold_timeout"
+    KILL_SWITCH = "kill_switch"
+    MANUAL = "manual"                      # a human's stop / kill / pause
+
+
+class OrderState(StrEnum):
+    PENDING_NEW = "PENDING_NEW"        # request sent, no acceptance id yet
+    ACTIVE = "ACTIVE"                  # accepted (acceptance id known) and resting
+    PENDING_CANCEL = "PENDING_CANCEL"  # cancel requested, outcome not yet known
+    UNKNOWN = "UNKNOWN"                # a send/cancel whose outcome we could not learn (timeout, 5xx)
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+
+    @property
+    def is_open(self) -> bool:
+        """Could still rest on the book or fill: counts as live for the strategy and for stop/kill."""
+        return self in (OrderState.PENDING_NEW, OrderState.ACTIVE, OrderState.PENDING_CANCEL, OrderState.UNKNOWN)
+
+
+class ChildOrderEventType(StrEnum):
+    ORDER = "ORDER"
+    ORDER_FAILED = "ORDER_FAILED"
+    CANCEL = "CANCEL"
+    CANCEL_FAILED = "CANCEL_FAILED"
+    EXECUTION = "EXECUTION"
+    EXPIRE = "EXPIRE"
+
+
+@dataclass(frozen=True, slots=True)
+class BoardSnapshot:
+    """The market as the strategy sees it, own resting orders excluded (seed §5.1 plus what SPEC §5 needs)."""
+
+    ts: int                                # monotonic ns when taken
+    best_bid_price: Decimal | None
+    best_bid_size: Decimal | None
+    best_ask_price: Decimal | None
+    best_ask_size: Decimal | None
+    best_age_ms: int                       # since the last change of either best price
+    spread_ticks: int | None
+    best_changed_at: int = 0               # monotonic ns of that last change
+    stale: bool = False                    # disconnected / snapshot pending / desynced / no message lately
+    mid_price: Decimal | None = None       # (best_bid + best_ask) / 2 of the own-excluded best
+
+    @property
+    def has_both_sides(self) -> bool:
+        return self.best_bid_price is not None and self.best_ask_price is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: ActionKind
+    reason: Reason
+    side: Side | None = None
+    price: Decimal | None = None
+    size: Decimal | None = None
+    ttl_ms: int | None = None
+    tag: str = "stall"
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionMeta:
+    """What a decision saw and why it did what it did; one decisions-log row."""
+
+    ts: int                                # monotonic ns
+    reason: Reason
+    best_age_ms: int
+    spread_ticks: int | None
+    inventory_btc: Decimal
+    entry_bid_px: Decimal | None = None
+    entry_ask_px: Decimal | None = None
+    actions: tuple[Action, ...] = ()
+    detail: str = ""                       # free text, e.g. which side was skipped and why
+
+    @property
+    def decision_type(self) -> str:
+        return "action" if self.actions else "no_action"
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution of one of our orders (from child_order_events EXECUTION, or REST getexecutions)."""
+
+    exec_id: str
+    child_order_acceptance_id: str
+    side: Side
+    price: Decimal
+    size: Decimal
+    commission: Decimal
+    exec_date: datetime                    # tz-aware UTC
+    child_order_id: str = ""
+    tag: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildOrderEvent:
+    """A parsed child_order_events item."""
+
+    event_type: ChildOrderEventType
+    child_order_acceptance_id: str
+    child_order_id: str
+    event_date: datetime
+    side: Side | None = None
+    price: Decimal | None = None
+    size: Decimal | None = None
+    child_order_type: str | None = None
+    exec_id: str | None = None
+    commission: Decimal | None = None
+    outstanding_size: Decimal | None = None
+    reason: str | None = None
+    expire_date: datetime | None = None
+
+
+@dataclass(slots=True)
+class OwnOrder:
+    """One order of ours as we know it. bitFlyer does not echo tags, so the tag lives here only."""
+
+    client_id: str                         # ours, assigned before the request leaves
+    tag: str
+    side: Side
+    order_type: str                        # LIMIT | MARKET
+    price: Decimal | None
+    size: Decimal
+    placed_at: int                         # monotonic ns
+    ttl_ms: int | None = None
+    state: OrderState = OrderState.PENDING_NEW
+    acceptance_id: str | None = None
+    child_order_id: str | None = None
+    executed_size: Decimal = Decimal(0)
+    reason: Reason | None = None
+    last_error: str | None = None
+
+    @property
+    def outstanding(self) -> Decimal:
+        return self.size - self.executed_size
+
+    @property
+    def expires_at(self) -> int | None:
+        return None if self.ttl_ms is None else self.placed_at + self.ttl_ms * NS_PER_MS
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryState:
+    side: str                              # flat | long | short
+    size: Decimal                          # absolute BTC
+    position_btc: Decimal                  # signed
+    avg_price: Decimal | None
+    realized_pnl_jpy: Decimal              # since start of records
+    realized_today_jpy: Decimal
+    unrealized_pnl_jpy: Decimal
+    fees_today_jpy: Decimal
+    pnl_today_jpy: Decimal
+    drawdown_jpy: Decimal
+    max_drawdown_jpy: Decimal
+    trading_day: str                       # YYYYMMDD in the trading-day time zone
+    opened_at: int | None = None           # monotonic ns the current position was opened (for max_hold_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeLogRow:
+    ts: datetime
+    order_id: str
+    side: Side
+    price: Decimal
+    size: Decimal
+    fee: Decimal
+    strategy: str
+    tag: str
+    pnl_jpy: Decimal
+    pnl_cum_jpy: Decimal
+    inventory_after: Decimal
+    exec_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLogRow:
+    ts: datetime
+    action: str                            # place / cancel / cancel_all / expire / fill / reject / unknown / ...
+    order_id: str                          # child_order_acceptance_id when known
+    client_order_id: str
+    side: Side | None
+    price: Decimal | None
+    size: Decimal | None
+    tif: str
+    ttl_ms: int | None
+    tag: str
+    reason: str
+    status: str = ""                       # ok / error code / timeout
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionLogRow:
+    ts: datetime
+    best_age_ms: int
+    spread_ticks: int | None
+    inventory_btc: Decimal
+    decision_type: str
+    entry_bid_px: Decimal | None
+    entry_ask_px: Decimal | None
+    actions: str
+    reason: str
+    count: int = 1                         # repeated identical no-action rows collapsed into one
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Gate:
+    """What the runner knows that the strategy must obey. The runner sets it; the strategy only reads it."""
+
+    run_state: RunState = RunState.RUNNING
+    block_reason: Reason | None = None     # STALE_DATA / MARKET_CLOSED / RECONCILING / EXCHANGE_BACKOFF
+    order_budget: int = 1_000_000          # order requests the client-side rate limiter allows right now
+    notes: dict[str, str] = field(default_factory=dict)

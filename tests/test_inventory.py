@@ -194,6 +194,17 @@ def test_day_rolls_at_midnight_tokyo_resetting_today_but_keeping_the_position(in
     assert s.drawdown_jpy == D(-200) and s.max_drawdown_jpy == D(-200)
 
 
+def test_yesterdays_peak_does_not_count_against_today(inv: InventoryManager) -> None:
+    inv.apply_fill(buy(10_000_000, "0.1"))
+    inv.mark(D(10_020_000))                                 # +2,000: yesterday's peak
+    inv.mark(D(10_010_000))                                 # +1,000: drawdown -1,000 yesterday
+    assert (inv.peak_pnl_today_jpy, inv.max_drawdown_jpy) == (D(2000), D(-1000))
+    inv.roll_day(datetime(2026, 1, 5, 15, 0, tzinfo=UTC))
+    # today starts with the carried +1,000 unrealized; the peak restarts from 0, so no drawdown yet
+    assert inv.pnl_today_jpy == D(1000) and inv.peak_pnl_today_jpy == D(1000)
+    assert inv.drawdown_jpy == 0 and inv.max_drawdown_jpy == 0
+
+
 def test_a_fill_after_midnight_tokyo_rolls_the_day_before_it_counts(inv: InventoryManager) -> None:
     inv.apply_fill(buy(10_000_000, "0.01", at=datetime(2026, 1, 5, 14, 0, tzinfo=UTC), commission="5"))
     r = inv.apply_fill(sell(10_000_300, "0.01", at=datetime(2026, 1, 5, 15, 0, 1, tzinfo=UTC)))
@@ -547,6 +558,8 @@ def test_drawdown_is_never_positive_and_max_drawdown_is_its_minimum(seq: list[tu
     for i in range(len(seq)):
         run_ops(inv, seq[: i + 1], i)
         if inv.trading_day != day:
+            if day:                                     # a new day: the peak restarts from 0
+                assert inv.peak_pnl_today_jpy == max(D(0), inv.pnl_today_jpy)
             day, lowest = inv.trading_day, D(0)
         assert inv.drawdown_jpy <= 0
         assert inv.peak_pnl_today_jpy >= max(D(0), inv.pnl_today_jpy)

@@ -1,0 +1,429 @@
+"""Stall-then-strike: when the (own-excluded) best bid and ask have not moved for `stall_T_ms`, quote both sides
+once; cancel on TTL or best change; close on an adverse move or hold timeout; latch on the kill switch.
+
+Pure: no clock reads, no I/O. Time (`now`, monotonic ns) and the market (`BoardSnapshot`, already excluding our
+own resting orders) are passed in; our orders are read from the OrderTracker the executor keeps up to date.
+
+Decision order (first match decides the reason; SPEC §5, §7, §10), and why:
+  1. KILLED gate or our own kill latch -> nothing at all. The runner owns the kill flatten; a second source of
+     market orders could over-close.
+  2. STOPPED -> nothing at all: in STOPPED the bot sends no order (SPEC §7).
+  3. Kill switch (RUNNING/PAUSED), before anything else that could add risk: CANCEL_ALL + CLOSE_MARKET, latch.
+  4. Protective exits (RUNNING/PAUSED): adverse move, then hold timeout -> cancel stall orders + close all. They
+     come before entry logic because a loss limit must not wait behind a quote decision. Held back (reason =
+     the block) only while RECONCILING (our position may be wrong: a close could flip it) or MARKET_CLOSED (the
+     venue refuses orders; re-sending at every board message would be a reject storm). STALE_DATA and
+     EXCHANGE_BACKOFF do not hold them back: a close only reduces risk, and the executor paces requests.
+  5. Cancels of live stall orders: STALE_DATA, PAUSED, TTL expiry, best change. Only orders that still need a
+     cancel count (not PENDING_CANCEL, not asked within CANCEL_RETRY_MS): no cancel storms.
+  6. Entry gates, cheapest and most general first: PAUSED, CLOSE_PENDING, block reason, stale board, NO_BOOK,
+     ORDERS_LIVE, ALREADY_STRUCK, NOT_STALLED, SPREAD_TOO_NARROW, then per-side inventory / crossing checks,
+     then RATE_BUDGET (a skipped strike does not use up the stall), then STRIKE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Protocol
+
+from bot.config.loader import RiskConfig, StallStrategyConfig
+from bot.engine.orders import OrderTracker
+from bot.types.dto import (
+    NS_PER_MS,
+    Action,
+    ActionKind,
+    BoardSnapshot,
+    DecisionMeta,
+    Gate,
+    OrderState,
+    OwnOrder,
+    Reason,
+    RunState,
+    Side,
+)
+
+STALL_TAG = "stall"
+CLOSE_TAG = "close"
+CANCEL_RETRY_MS = 1000   # ask again for a cancel the venue has not confirmed after this long
+RATE_RETRY_MS = 100      # re-try a strike skipped for rate budget this soon, even with no new board data
+
+_ZERO = Decimal(0)
+# Blocks under which protective closes are held back (see module docstring, step 4).
+_EXIT_BLOCKS = (Reason.RECONCILING, Reason.MARKET_CLOSED)
+
+
+class InventoryView(Protocol):
+    """The part of InventoryManager the strategy reads."""
+
+    @property
+    def position_btc(self) -> Decimal: ...
+    @property
+    def avg_price(self) -> Decimal | None: ...
+    @property
+    def opened_at(self) -> int | None: ...
+    @property
+    def kill_detail(self) -> str: ...
+    def kill_check(self, mid: Decimal | None) -> Reason | None: ...
+
+
+# ---- pure helpers ---------------------------------------------------------------------------------------
+def floor_to_tick(price: Decimal, tick: Decimal) -> Decimal:
+    """Largest multiple of `tick` <= price (a bid never rounds towards the ask)."""
+    return (price / tick).to_integral_value(rounding=ROUND_FLOOR) * tick
+
+
+def ceil_to_tick(price: Decimal, tick: Decimal) -> Decimal:
+    """Smallest multiple of `tick` >= price (an ask never rounds towards the bid)."""
+    return (price / tick).to_integral_value(rounding=ROUND_CEILING) * tick
+
+
+def spread_in_ticks(bid: Decimal, ask: Decimal, tick: Decimal) -> int:
+    return int(((ask - bid) / tick).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def is_stalled(board: BoardSnapshot, now: int, stall_T_ms: int) -> bool:  # noqa: N803 - config's own name
+    """THE stall rule (SPEC §5): a fresh two-sided book whose best bid and best ask prices (own orders
+    excluded) have not changed for at least `stall_T_ms`, on the local monotonic clock."""
+    return board.has_both_sides and not board.stale and now - board.best_changed_at >= stall_T_ms * NS_PER_MS
+
+
+def stall_deadline(board: BoardSnapshot, stall_T_ms: int) -> int:  # noqa: N803
+    """The instant `is_stalled` becomes true if nothing changes."""
+    return board.best_changed_at + stall_T_ms * NS_PER_MS
+
+
+def quote_prices(
+    best_bid: Decimal, best_ask: Decimal, tick: Decimal, mode: str, offset_ticks: int
+) -> tuple[Decimal, Decimal]:
+    """Raw (bid, ask) quote prices on the tick grid, before any crossing check."""
+    offset = offset_ticks * tick
+    if mode == "mid":
+        mid = (best_bid + best_ask) / 2
+        return floor_to_tick(mid - offset, tick), ceil_to_tick(mid + offset, tick)
+    return floor_to_tick(best_bid + offset, tick), ceil_to_tick(best_ask - offset, tick)
+
+
+def side_keeps_inventory(position: Decimal, side: Side, size: Decimal, max_inventory: Decimal) -> bool:
+    """A full fill keeps |position| within the limit, or the side reduces the position (always allowed)."""
+    after = position + side.sign * size
+    return abs(after) <= max_inventory or abs(after) < abs(position)
+
+
+@dataclass(frozen=True, slots=True)
+class _Quote:
+    side: Side
+    price: Decimal
+
+
+class StallThenStrikeStrategy:
+    def __init__(
+        self,
+        cfg: StallStrategyConfig,
+        tick_size: Decimal,
+        inventory: InventoryView,
+        *,
+        orders: OrderTracker,
+        risk: RiskConfig | None = None,
+    ) -> None:
+        if tick_size <= 0:
+            raise ValueError("tick_size must be > 0")
+        self._cfg = cfg
+        self._risk = risk
+        self._tick = tick_size
+        self.inventory = inventory  # public: the runner swaps in the one restored from the state file
+        self._orders = orders
+        self.gate = Gate()
+        self._killed = False
+        self._saw_killed_gate = False
+        self._struck_stall: int | None = None   # best_changed_at of the stall we struck
+        self._last_strike_at: int | None = None  # `now` of our last strike
+        self._cancel_asked: dict[str, int] = {}  # client_id -> when we last asked for its cancel
+        self._last_board: BoardSnapshot | None = None
+        self._last_now: int | None = None
+        self._last_reason: Reason | None = None
+        self._seen_gate: tuple[RunState, Reason | None] | None = None
+        self._config_dirty = False
+
+    # ---- public surface -------------------------------------------------------------------------------
+    @property
+    def cfg(self) -> StallStrategyConfig:
+        return self._cfg
+
+    @property
+    def risk(self) -> RiskConfig | None:
+        """Kept for the runner/dashboard; the kill limits themselves live in the inventory."""
+        return self._risk
+
+    @property
+    def killed(self) -> bool:
+        """The kill switch fired in this strategy; it stays true until `reset_kill()` (or a human reset seen
+        as the gate leaving KILLED)."""
+        return self._killed
+
+    def reset_kill(self) -> None:
+        """Human reset (SPEC §7 POST /strategy/reset): clear the latch."""
+        self._killed = False
+        self._saw_killed_gate = False
+
+    def update_config(self, cfg: StallStrategyConfig, risk: RiskConfig | None = None) -> None:
+        """Live config: used from the next decision; `next_deadline` reflects it at once."""
+        self._cfg = cfg
+        if risk is not None:
+            self._risk = risk
+        self._config_dirty = True
+
+    def on_board(self, board: BoardSnapshot, now: int) -> tuple[list[Action], DecisionMeta]:
+        actions, reason, detail, entry = self._decide(board, now)
+        self._last_board = board
+        self._last_now = now
+        self._last_reason = reason
+        self._seen_gate = (self.gate.run_state, self.gate.block_reason)
+        self._config_dirty = False
+        bid, ask = board.best_bid_price, board.best_ask_price
+        meta = DecisionMeta(
+            ts=now,
+            reason=reason,
+            best_age_ms=max(0, now - board.best_changed_at) // NS_PER_MS,
+            spread_ticks=spread_in_ticks(bid, ask, self._tick) if bid is not None and ask is not None else None,
+            inventory_btc=self.inventory.position_btc,
+            entry_bid_px=entry.get(Side.BUY),
+            entry_ask_px=entry.get(Side.SELL),
+            actions=tuple(actions),
+            detail=detail,
+        )
+        return actions, meta
+
+    def next_deadline(self, now: int) -> int | None:
+        """Earliest instant a decision could change with no new market data, never earlier than `now`
+        (== now: decide at once, e.g. after a config or gate change, or a deadline the runner woke late for).
+        None: nothing pending. Deadlines already decided at the last `on_board` are not repeated."""
+        board = self._last_board
+        if board is None or self._last_now is None:
+            return None
+        if self._config_dirty or (self.gate.run_state, self.gate.block_reason) != self._seen_gate:
+            # inputs changed since the last decision (a shorter stall_T_ms, a lifted block, a tighter
+            # max_reverse_ticks...): decide at once, the next call then names the real deadline
+            return now
+        last = self._last_now
+        cands: list[int] = []
+        gate = self.gate
+        acting = not self._killed and gate.run_state in (RunState.RUNNING, RunState.PAUSED)
+        if acting and gate.run_state is RunState.RUNNING and gate.block_reason is None:
+            if board.has_both_sides and not board.stale and board.best_changed_at != self._struck_stall:
+                cands.append(stall_deadline(board, self._cfg.stall_T_ms))
+            if self._last_reason is Reason.RATE_BUDGET:
+                cands.append(last + RATE_RETRY_MS * NS_PER_MS)
+        if acting:
+            if self._last_strike_at is not None:
+                # the TTL of the last strike's orders, even if the executor has not registered them yet
+                cands.append(self._last_strike_at + self._cfg.ttl_ms * NS_PER_MS)
+            for o in self._orders.open_orders(tag=STALL_TAG):
+                if o.state is OrderState.PENDING_CANCEL:
+                    continue  # the venue's answer arrives as an event, not at a time we know
+                asked = self._cancel_asked.get(o.client_id)
+                if asked is not None:
+                    cands.append(asked + CANCEL_RETRY_MS * NS_PER_MS)
+                elif o.expires_at is not None:
+                    cands.append(o.expires_at)
+            hold = self._hold_deadline()
+            if hold is not None:
+                cands.append(hold)
+        due = [d for d in cands if d > last]  # earlier ones were decided at `last`: no busy loop
+        return max(min(due), now) if due else None
+
+    # ---- the decision ---------------------------------------------------------------------------------
+    def _decide(
+        self, board: BoardSnapshot, now: int
+    ) -> tuple[list[Action], Reason, str, dict[Side, Decimal]]:
+        gate = self.gate
+        state = gate.run_state
+        if state is RunState.KILLED:
+            self._saw_killed_gate = True
+        elif self._saw_killed_gate:
+            # KILLED -> anything else only happens by a human reset (SPEC §7)
+            self.reset_kill()
+        if state is RunState.KILLED or self._killed:
+            return [], Reason.KILLED, "kill switch latched; the runner flattens", {}
+        if state is RunState.STOPPED:
+            return [], Reason.STOPPED, "", {}
+
+        live_stall = self._orders.open_orders(tag=STALL_TAG)
+        live_ids = {o.client_id for o in live_stall}
+        self._cancel_asked = {cid: t for cid, t in self._cancel_asked.items() if cid in live_ids}
+        close_live = bool(self._orders.open_orders(tag=CLOSE_TAG))
+        position = self.inventory.position_btc
+
+        # 3. kill switch
+        mid = board_mid(board)
+        if self.inventory.kill_check(mid) is Reason.KILL_SWITCH:
+            self._killed = True
+            actions = [Action(ActionKind.CANCEL_ALL, Reason.KILL_SWITCH, tag="")]
+            detail = getattr(self.inventory, "kill_detail", "") or "kill switch"
+            if position != 0 and not close_live:
+                if gate.block_reason in _EXIT_BLOCKS:
+                    detail += f" | close left to the runner ({gate.block_reason})"
+                else:
+                    actions.append(self._close(position, Reason.KILL_SWITCH))
+            return actions, Reason.KILL_SWITCH, detail, {}
+
+        # 4. protective exits
+        exit_reason, exit_detail = self._exit_due(board, now, position)
+        if exit_reason is not None:
+            cancel = self._stall_cancel(live_stall, now, exit_reason)
+            if close_live or gate.block_reason in _EXIT_BLOCKS:
+                why = "a close order is live" if close_live else f"held back while {gate.block_reason}"
+                # stall orders still go; the decision is named after what holds the close back
+                held = Reason.CLOSE_PENDING if close_live else gate.block_reason
+                assert held is not None
+                return cancel, exit_reason if cancel else held, f"{exit_reason}: {exit_detail}; {why}", {}
+            return [*cancel, self._close(position, exit_reason)], exit_reason, exit_detail, {}
+
+        # 5. cancels of live stall orders
+        cancel_reason, cancel_detail = self._cancel_due(board, now, live_stall)
+        if cancel_reason is not None:
+            return self._stall_cancel(live_stall, now, cancel_reason), cancel_reason, cancel_detail, {}
+
+        # 6. entry
+        if state is RunState.PAUSED:
+            return [], Reason.PAUSED, "", {}
+        if close_live:
+            return [], Reason.CLOSE_PENDING, "a close order is live", {}
+        if gate.block_reason is not None:
+            return [], gate.block_reason, "", {}
+        if board.stale:
+            return [], Reason.STALE_DATA, "board is stale", {}
+        if board.best_bid_price is None or board.best_ask_price is None:
+            return [], Reason.NO_BOOK, "one side of the book is empty", {}
+        if live_stall:
+            return [], Reason.ORDERS_LIVE, f"{len(live_stall)} stall order(s) live", {}
+        if board.best_changed_at == self._struck_stall:
+            return [], Reason.ALREADY_STRUCK, "one strike per stall: waiting for the best to move", {}
+        cfg = self._cfg
+        if not is_stalled(board, now, cfg.stall_T_ms):
+            return [], Reason.NOT_STALLED, "", {}
+        bid, ask = board.best_bid_price, board.best_ask_price
+        spread = spread_in_ticks(bid, ask, self._tick)
+        if spread < cfg.min_spread_tick:
+            return [], Reason.SPREAD_TOO_NARROW, f"spread {spread} < {cfg.min_spread_tick} ticks", {}
+        return self._strike(board, now, position)
+
+    def _strike(
+        self, board: BoardSnapshot, now: int, position: Decimal
+    ) -> tuple[list[Action], Reason, str, dict[Side, Decimal]]:
+        cfg = self._cfg
+        best_bid, best_ask = board.best_bid_price, board.best_ask_price
+        assert best_bid is not None and best_ask is not None
+        bid_px, ask_px = quote_prices(best_bid, best_ask, self._tick, cfg.quote_mode, cfg.quote_offset_ticks)
+        quotes: list[_Quote] = []
+        skipped: list[str] = []
+        crossed = inventory_blocked = False
+        for side, px in ((Side.BUY, bid_px), (Side.SELL, ask_px)):
+            if not side_keeps_inventory(position, side, cfg.size_min, cfg.max_inventory_btc):
+                inventory_blocked = True
+                skipped.append(f"{side} skipped: position {position} + {cfg.size_min} would pass "
+                               f"max_inventory_btc {cfg.max_inventory_btc}")
+            elif side is Side.BUY and px >= best_ask:
+                crossed = True
+                skipped.append(f"BUY skipped: bid {px} would cross best ask {best_ask}")
+            elif side is Side.SELL and px <= best_bid:
+                crossed = True
+                skipped.append(f"SELL skipped: ask {px} would cross best bid {best_bid}")
+            elif px <= 0:
+                crossed = True
+                skipped.append(f"{side} skipped: price {px} is not positive")
+            else:
+                quotes.append(_Quote(side, px))
+        if len(quotes) == 2 and bid_px >= ask_px:
+            # our own bid and ask would trade with each other
+            crossed = True
+            skipped.append(f"both skipped: bid {bid_px} >= ask {ask_px}")
+            quotes = []
+        detail = "; ".join(skipped)
+        if not quotes:
+            return [], (Reason.WOULD_CROSS if crossed or not inventory_blocked else Reason.INVENTORY_LIMIT), detail, {}
+        if self.gate.order_budget < len(quotes):
+            return [], Reason.RATE_BUDGET, (
+                f"strike needs {len(quotes)} order(s), rate budget allows {self.gate.order_budget}"
+            ), {}
+        self._struck_stall = board.best_changed_at
+        self._last_strike_at = now
+        actions = [
+            Action(ActionKind.PLACE_LIMIT, Reason.STRIKE, side=q.side, price=q.price, size=cfg.size_min,
+                   ttl_ms=cfg.ttl_ms, tag=STALL_TAG)
+            for q in quotes
+        ]
+        return actions, Reason.STRIKE, detail, {q.side: q.price for q in quotes}
+
+    # ---- pieces ---------------------------------------------------------------------------------------
+    def _exit_due(self, board: BoardSnapshot, now: int, position: Decimal) -> tuple[Reason | None, str]:
+        if position == 0:
+            return None, ""
+        avg = self.inventory.avg_price
+        if avg is not None:
+            limit = self._cfg.max_reverse_ticks * self._tick
+            if position > 0 and board.best_bid_price is not None and board.best_bid_price <= avg - limit:
+                return Reason.REVERSE_STOP, f"long {position} @ {avg}: best bid {board.best_bid_price} <= {avg - limit}"
+            if position < 0 and board.best_ask_price is not None and board.best_ask_price >= avg + limit:
+                return Reason.REVERSE_STOP, f"short {position} @ {avg}: best ask {board.best_ask_price} >= {avg + limit}"
+        hold = self._hold_deadline()
+        if hold is not None and now >= hold:
+            held_ms = (now - (self.inventory.opened_at or 0)) // NS_PER_MS
+            return Reason.HOLD_TIMEOUT, f"position {position} held {held_ms} ms >= max_hold_ms {self._cfg.max_hold_ms}"
+        return None, ""
+
+    def _hold_deadline(self) -> int | None:
+        opened = self.inventory.opened_at
+        if self._cfg.max_hold_ms <= 0 or opened is None or self.inventory.position_btc == 0:
+            return None
+        return opened + self._cfg.max_hold_ms * NS_PER_MS
+
+    def _needs_cancel(self, o: OwnOrder, now: int) -> bool:
+        if o.state is OrderState.PENDING_CANCEL:
+            return False
+        asked = self._cancel_asked.get(o.client_id)
+        return asked is None or now - asked >= CANCEL_RETRY_MS * NS_PER_MS
+
+    def _cancel_due(self, board: BoardSnapshot, now: int, live: list[OwnOrder]) -> tuple[Reason | None, str]:
+        pending = [o for o in live if self._needs_cancel(o, now)]
+        if not pending:
+            return None, ""
+        if board.stale or self.gate.block_reason is Reason.STALE_DATA:
+            return Reason.STALE_DATA, "stale market data: pulling stall orders"
+        if self.gate.run_state is RunState.PAUSED:
+            return Reason.PAUSED, "paused: pulling stall orders"
+        expired = [o for o in pending if o.expires_at is not None and o.expires_at <= now]
+        if expired:
+            return Reason.TTL_EXPIRED, f"{len(expired)} stall order(s) past ttl_ms"
+        if self._cfg.cancel_on_best_change:
+            changed = [o for o in pending if board.best_changed_at > self._placed_ref(o)]
+            if changed:
+                return Reason.BEST_CHANGED, "best bid/ask moved since the strike"
+        return None, ""
+
+    def _placed_ref(self, o: OwnOrder) -> int:
+        """When the market was last seen unchanged for this order: the strike decision that made it (the
+        executor stamps placed_at a little later), or its placed_at for orders from an earlier strike."""
+        if self._last_strike_at is None:
+            return o.placed_at
+        return min(o.placed_at, self._last_strike_at)
+
+    def _stall_cancel(self, live: list[OwnOrder], now: int, reason: Reason) -> list[Action]:
+        pending = [o for o in live if self._needs_cancel(o, now)]
+        if not pending:
+            return []
+        for o in pending:
+            self._cancel_asked[o.client_id] = now
+        return [Action(ActionKind.CANCEL_ALL_STALL, reason, tag=STALL_TAG)]
+
+    def _close(self, position: Decimal, reason: Reason) -> Action:
+        side = Side.SELL if position > 0 else Side.BUY
+        return Action(ActionKind.CLOSE_MARKET, reason, side=side, size=abs(position), tag=CLOSE_TAG)
+
+
+def board_mid(board: BoardSnapshot) -> Decimal | None:
+    """Mid of the own-excluded best for marking; None when stale or one-sided (the inventory keeps its last
+    mark then, so a missing book cannot hide a loss)."""
+    if board.stale or board.best_bid_price is None or board.best_ask_price is None:
+        return None
+    return (board.best_bid_price + board.best_ask_price) / 2

@@ -18,6 +18,7 @@ from bot.config.loader import StallStrategyConfig
 from bot.engine.orders import OrderTracker
 from bot.engine.strategy_stall import (
     CANCEL_RETRY_MS,
+    CLOSE_RETRY_MS,
     RATE_RETRY_MS,
     StallThenStrikeStrategy,
     ceil_to_tick,
@@ -449,8 +450,10 @@ def test_adverse_move_fires_while_paused_and_on_stale_data_but_waits_out_reconci
     assert meta.reason is Reason.REVERSE_STOP and kinds(actions) == [ActionKind.CLOSE_MARKET]
     rig.strategy.gate.run_state = RunState.RUNNING
     rig.strategy.gate.block_reason = Reason.STALE_DATA
-    actions, meta = rig.decide(board("990", "1010", T0, stale=True), T0 + 20 * MS, execute=False)
+    t = T0 + 10 * MS + CLOSE_RETRY_MS * MS  # (the first close was refused; the retry pacing has passed)
+    actions, meta = rig.decide(board("990", "1010", T0, stale=True), t, execute=False)
     assert meta.reason is Reason.REVERSE_STOP
+    rig = Rig(FakeInventory("0.003", "1000"))
     rig.strategy.gate.block_reason = Reason.RECONCILING  # our position may be wrong: no close yet
     actions, meta = rig.decide(board("990", "1010", T0), T0 + 30 * MS)
     assert actions == [] and meta.reason is Reason.RECONCILING and "reverse_stop" in meta.detail
@@ -458,6 +461,19 @@ def test_adverse_move_fires_while_paused_and_on_stale_data_but_waits_out_reconci
     assert rig.strategy.next_deadline(T0 + 31 * MS) == T0 + 31 * MS
     actions, meta = rig.decide(board("990", "1010", T0), T0 + 31 * MS)
     assert meta.reason is Reason.REVERSE_STOP
+
+
+def test_a_refused_close_is_retried_at_a_paced_rate_not_at_every_board_message() -> None:
+    rig = Rig(FakeInventory("0.003", "1000"))
+    b = board("990", "1010", T0)
+    actions, meta = rig.decide(b, T0, execute=False)
+    assert meta.reason is Reason.REVERSE_STOP  # the venue refuses it: no close order stays live
+    for dt in (140, 280, CLOSE_RETRY_MS - 1):
+        actions, meta = rig.decide(b, T0 + dt * MS, execute=False)
+        assert actions == [] and meta.reason is Reason.CLOSE_PENDING
+    assert rig.strategy.next_deadline(T0 + 300 * MS) == T0 + CLOSE_RETRY_MS * MS
+    actions, meta = rig.decide(b, T0 + CLOSE_RETRY_MS * MS, execute=False)
+    assert meta.reason is Reason.REVERSE_STOP and kinds(actions) == [ActionKind.CLOSE_MARKET]
 
 
 def test_hold_timeout_closes_and_is_a_deadline() -> None:
@@ -730,7 +746,7 @@ _steps = st.lists(
 )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=_steps, mode=st.sampled_from(["mid", "inside"]), offset=st.integers(0, 3))
 def test_random_sessions_keep_the_trader_safe(steps: list[tuple[str, int]], mode: str, offset: int) -> None:
     """Whatever happens: every decision has a reason, STOPPED/KILLED send nothing, a kill latches, nothing is

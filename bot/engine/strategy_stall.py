@@ -14,6 +14,8 @@ Decision order (first match decides the reason; SPEC §5, §7, §10), and why:
      the block) only while RECONCILING (our position may be wrong: a close could flip it) or MARKET_CLOSED (the
      venue refuses orders; re-sending at every board message would be a reject storm). STALE_DATA and
      EXCHANGE_BACKOFF do not hold them back: a close only reduces risk, and the executor paces requests.
+     Never a second close while one is live (CLOSE_PENDING), and at most one per CLOSE_RETRY_MS, so a refused
+     close is retried at a bounded rate (bitFlyer cuts an account to 10 orders/min for an hour past 100/min).
   5. Cancels of live stall orders: STALE_DATA, PAUSED, TTL expiry, best change. Only orders that still need a
      cancel count (not PENDING_CANCEL, not asked within CANCEL_RETRY_MS): no cancel storms.
   6. Entry gates, cheapest and most general first: PAUSED, CLOSE_PENDING, block reason, stale board, NO_BOOK,
@@ -47,6 +49,7 @@ STALL_TAG = "stall"
 CLOSE_TAG = "close"
 CANCEL_RETRY_MS = 1000   # ask again for a cancel the venue has not confirmed after this long
 RATE_RETRY_MS = 100      # re-try a strike skipped for rate budget this soon, even with no new board data
+CLOSE_RETRY_MS = 500     # at most one protective close per this long: a refused close must not become a storm
 
 _ZERO = Decimal(0)
 # Blocks under which protective closes are held back (see module docstring, step 4).
@@ -138,6 +141,7 @@ class StallThenStrikeStrategy:
         self._saw_killed_gate = False
         self._struck_stall: int | None = None   # best_changed_at of the stall we struck
         self._last_strike_at: int | None = None  # `now` of our last strike
+        self._last_close_at: int | None = None   # `now` of our last protective close
         self._cancel_asked: dict[str, int] = {}  # client_id -> when we last asked for its cancel
         self._last_board: BoardSnapshot | None = None
         self._last_now: int | None = None
@@ -229,6 +233,9 @@ class StallThenStrikeStrategy:
             hold = self._hold_deadline()
             if hold is not None:
                 cands.append(hold)
+            retry_at = self._close_retry_at()
+            if retry_at is not None and self.inventory.position_btc != 0:
+                cands.append(retry_at)
         due = [d for d in cands if d > last]  # earlier ones were decided at `last`: no busy loop
         return max(min(due), now) if due else None
 
@@ -271,12 +278,18 @@ class StallThenStrikeStrategy:
         exit_reason, exit_detail = self._exit_due(board, now, position)
         if exit_reason is not None:
             cancel = self._stall_cancel(live_stall, now, exit_reason)
-            if close_live or gate.block_reason in _EXIT_BLOCKS:
-                why = "a close order is live" if close_live else f"held back while {gate.block_reason}"
-                # stall orders still go; the decision is named after what holds the close back
-                held = Reason.CLOSE_PENDING if close_live else gate.block_reason
-                assert held is not None
+            retry_at = self._close_retry_at()
+            held: Reason | None = None
+            if close_live:
+                held, why = Reason.CLOSE_PENDING, "a close order is live"
+            elif gate.block_reason in _EXIT_BLOCKS:
+                held, why = gate.block_reason, f"held back while {gate.block_reason}"
+            elif retry_at is not None and now < retry_at:
+                held, why = Reason.CLOSE_PENDING, f"next close allowed in {(retry_at - now) // NS_PER_MS} ms"
+            if held is not None:
+                # stall orders still go; a decision without actions is named after what holds the close back
                 return cancel, exit_reason if cancel else held, f"{exit_reason}: {exit_detail}; {why}", {}
+            self._last_close_at = now
             return [*cancel, self._close(position, exit_reason)], exit_reason, exit_detail, {}
 
         # 5. cancels of live stall orders
@@ -341,7 +354,8 @@ class StallThenStrikeStrategy:
             quotes = []
         detail = "; ".join(skipped)
         if not quotes:
-            return [], (Reason.WOULD_CROSS if crossed or not inventory_blocked else Reason.INVENTORY_LIMIT), detail, {}
+            why = Reason.INVENTORY_LIMIT if inventory_blocked and not crossed else Reason.WOULD_CROSS
+            return [], why, detail, {}
         if self.gate.order_budget < len(quotes):
             return [], Reason.RATE_BUDGET, (
                 f"strike needs {len(quotes)} order(s), rate budget allows {self.gate.order_budget}"
@@ -362,15 +376,19 @@ class StallThenStrikeStrategy:
         avg = self.inventory.avg_price
         if avg is not None:
             limit = self._cfg.max_reverse_ticks * self._tick
-            if position > 0 and board.best_bid_price is not None and board.best_bid_price <= avg - limit:
-                return Reason.REVERSE_STOP, f"long {position} @ {avg}: best bid {board.best_bid_price} <= {avg - limit}"
-            if position < 0 and board.best_ask_price is not None and board.best_ask_price >= avg + limit:
-                return Reason.REVERSE_STOP, f"short {position} @ {avg}: best ask {board.best_ask_price} >= {avg + limit}"
+            bid, ask = board.best_bid_price, board.best_ask_price
+            if position > 0 and bid is not None and bid <= avg - limit:
+                return Reason.REVERSE_STOP, f"long {position} @ {avg}: best bid {bid} <= {avg - limit}"
+            if position < 0 and ask is not None and ask >= avg + limit:
+                return Reason.REVERSE_STOP, f"short {position} @ {avg}: best ask {ask} >= {avg + limit}"
         hold = self._hold_deadline()
         if hold is not None and now >= hold:
             held_ms = (now - (self.inventory.opened_at or 0)) // NS_PER_MS
-            return Reason.HOLD_TIMEOUT, f"position {position} held {held_ms} ms >= max_hold_ms {self._cfg.max_hold_ms}"
+            return Reason.HOLD_TIMEOUT, f"position {position} held {held_ms} ms >= {self._cfg.max_hold_ms} ms"
         return None, ""
+
+    def _close_retry_at(self) -> int | None:
+        return None if self._last_close_at is None else self._last_close_at + CLOSE_RETRY_MS * NS_PER_MS
 
     def _hold_deadline(self) -> int | None:
         opened = self.inventory.opened_at

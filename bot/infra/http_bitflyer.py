@@ -1,0 +1,385 @@
+"""BitflyerHttp: bitFlyer's REST API over the pybotters client (seed §4.3), with every failure typed.
+
+pybotters signs the requests (for `api.bitflyer.com`, or for the venue host registered by `pyb_auth`). This
+module adds what a market maker needs on top: an asyncio timeout around the whole call, a typed
+`ExchangeError` for every way a call can fail (bitFlyer error JSON, HTTP status, HTML error page, empty or
+odd body, timeout, connection failure) with a `kind` that says what the caller may conclude, the last
+`X-RateLimit-*` headers per endpoint, and the last REST latency.
+
+Sizes and prices go out as JSON numbers: prices as whole-yen ints, sizes as floats whose shortest repr is the
+Decimal's own digits (Decimal("0.001") -> 0.001 on the wire); anything that would not round-trip is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+import pybotters
+
+from bot.config.loader import ExchangeConfig
+from bot.types.dto import Side
+
+SEND_CHILD_ORDER = "/v1/me/sendchildorder"
+CANCEL_CHILD_ORDER = "/v1/me/cancelchildorder"
+CANCEL_ALL_CHILD_ORDERS = "/v1/me/cancelallchildorders"
+GET_CHILD_ORDERS = "/v1/me/getchildorders"
+GET_POSITIONS = "/v1/me/getpositions"
+GET_COLLATERAL = "/v1/me/getcollateral"
+GET_EXECUTIONS = "/v1/me/getexecutions"
+GET_HEALTH = "/v1/gethealth"
+GET_BOARD_STATE = "/v1/getboardstate"
+
+MAX_MINUTE_TO_EXPIRE = 43200
+SIZE_GRID = Decimal("0.00000001")
+
+
+class ErrorKind(StrEnum):
+    REJECTED = "rejected"                    # a definite no: the request had no effect
+    RETRYABLE_UNKNOWN = "retryable_unknown"  # -208 / HTTP 5xx / dropped connection: it may or may not have acted
+    MARKET_CLOSED = "market_closed"          # -204: maintenance / market closed
+    AUTH = "auth"                            # -500 / HTTP 401-403: signature, key or permission
+    RATE_LIMITED = "rate_limited"            # -1 / HTTP 429 / -508 / -509
+    TIMEOUT = "timeout"                      # no answer in time: it may or may not have acted
+    BAD_RESPONSE = "bad_response"            # non-JSON body, HTML error page, unexpected shape: outcome unknown
+    CONNECT_FAILED = "connect_failed"        # no connection could be opened: nothing was sent
+
+
+# Kinds after which the venue has certainly not acted on the request.
+DEFINITE_KINDS = frozenset({
+    ErrorKind.REJECTED, ErrorKind.MARKET_CLOSED, ErrorKind.AUTH, ErrorKind.RATE_LIMITED, ErrorKind.CONNECT_FAILED,
+})
+
+_CODE_KINDS: dict[int, ErrorKind] = {
+    -1: ErrorKind.RATE_LIMITED,
+    -508: ErrorKind.RATE_LIMITED,
+    -509: ErrorKind.RATE_LIMITED,
+    -204: ErrorKind.MARKET_CLOSED,
+    -500: ErrorKind.AUTH,
+    -208: ErrorKind.RETRYABLE_UNKNOWN,
+}
+
+
+def classify(http_status: int | None, code: int | None) -> ErrorKind:
+    """bitFlyer's status code decides when it is one we know; otherwise the HTTP status does."""
+    if code is not None and code in _CODE_KINDS:
+        return _CODE_KINDS[code]
+    if http_status == 429:
+        return ErrorKind.RATE_LIMITED
+    if http_status in (401, 403):
+        return ErrorKind.AUTH
+    if http_status is not None and http_status >= 500:
+        return ErrorKind.RETRYABLE_UNKNOWN
+    if code is not None:
+        return ErrorKind.REJECTED  # -100 -106 -110 -200 -205 ... with a 4xx (or a 200 carrying an error body)
+    return ErrorKind.BAD_RESPONSE
+
+
+class ExchangeError(Exception):
+    """A REST call that did not succeed. `code` is bitFlyer's `status` (e.g. -205) when the body had one."""
+
+    def __init__(
+        self, http_status: int | None, code: int | None, message: str, *,
+        kind: ErrorKind | None = None, path: str = "", body: str = "",
+    ) -> None:
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+        self.kind = kind if kind is not None else classify(http_status, code)
+        self.path = path
+        self.body = body[:500]
+        super().__init__(self.describe())
+
+    @property
+    def definite(self) -> bool:
+        """True when the venue certainly did not act on the request (safe to treat an order as never placed)."""
+        return self.kind in DEFINITE_KINDS
+
+    @property
+    def label(self) -> str:
+        """Short machine-readable label for logs and error counters: '-205', 'timeout', 'http_502', ..."""
+        if self.code is not None:
+            return str(self.code)
+        if self.kind is ErrorKind.TIMEOUT:
+            return "timeout"
+        if self.kind is ErrorKind.CONNECT_FAILED:
+            return "connect_failed"
+        if self.http_status is not None and self.http_status != 200:
+            return f"http_{self.http_status}"
+        return self.kind.value
+
+    def describe(self) -> str:
+        where = f" on {self.path}" if self.path else ""
+        http = f" (HTTP {self.http_status})" if self.http_status is not None else ""
+        return f"{self.kind.value} {self.label}{http}{where}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitInfo:
+    """The `X-RateLimit-*` headers of one response."""
+
+    period: int | None                     # seconds
+    remaining: int | None
+    reset_epoch: float | None              # Unix seconds
+    seen_at_ns: int                        # monotonic ns
+    seen_at_wall: float                    # Unix seconds, to turn reset_epoch into a delay
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    v = headers.get(name)
+    if v is None:
+        return None
+    try:
+        return int(float(v))
+    except ValueError:
+        return None
+
+
+def size_on_wire(size: Decimal) -> float:
+    """A size as the JSON float bitFlyer takes; refused unless its repr is exactly the Decimal's digits."""
+    if not isinstance(size, Decimal) or not size.is_finite() or size <= 0:
+        raise ValueError(f"size must be a positive finite Decimal, got {size!r}")
+    if size % SIZE_GRID != 0:
+        raise ValueError(f"size {size} is finer than bitFlyer's 8 decimals")
+    as_float = float(size)
+    if Decimal(repr(as_float)) != size:
+        raise ValueError(f"size {size} does not survive as a JSON number")
+    if "e" in repr(as_float).lower():
+        raise ValueError(f"size {size} would be written in exponent notation")
+    return as_float
+
+
+def price_on_wire(price: Decimal) -> int:
+    """A price as whole yen (FX_BTC_JPY's tick is 1 JPY); a fractional price is a bug, refused, never rounded."""
+    if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
+        raise ValueError(f"price must be a positive finite Decimal, got {price!r}")
+    if price != price.to_integral_value():
+        raise ValueError(f"price {price} is not a whole yen")
+    return int(price)
+
+
+class BitflyerHttp:
+    def __init__(
+        self, client: pybotters.Client, exchange: ExchangeConfig, *,
+        timeout_s: float = 10.0, clock: Callable[[], int] = time.monotonic_ns,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._exchange = exchange
+        self._base = exchange.base_url.rstrip("/")
+        self.product_code = exchange.product_code
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._wall = wall
+        self.rate_limits: dict[str, RateLimitInfo] = {}   # path -> last headers seen on it
+        self.last_rate_limit: RateLimitInfo | None = None
+        self.last_latency_ms: float | None = None
+        self.requests = 0
+        self.errors = 0
+        self._rate_listeners: list[Callable[[str, RateLimitInfo], None]] = []
+
+    def add_rate_listener(self, cb: Callable[[str, RateLimitInfo], None]) -> None:
+        """`cb(path, info)` after every response that carried X-RateLimit headers (e.g. to feed a RateBudget)."""
+        self._rate_listeners.append(cb)
+
+    # ---- the one place a request is made ------------------------------------------------------------
+    async def _call(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, body: dict[str, Any] | None = None,
+        expect_body: bool = True,
+    ) -> Any:
+        url = self._base + path
+        self.requests += 1
+        t0 = self._clock()
+        status: int | None = None
+        text = ""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                kwargs: dict[str, Any] = {}
+                if params:
+                    kwargs["params"] = {k: str(v) for k, v in params.items()}
+                if body is not None:
+                    kwargs["data"] = body
+                async with self._client.request(method, url, **kwargs) as resp:
+                    status = resp.status
+                    self._note_rate_headers(path, resp.headers)
+                    raw = await resp.read()
+        except TimeoutError:
+            self.errors += 1
+            self._note_latency(t0)
+            raise ExchangeError(status, None, f"no answer within {self.timeout_s:g}s",
+                                kind=ErrorKind.TIMEOUT, path=path) from None
+        except aiohttp.ClientConnectorError as e:
+            self.errors += 1
+            self._note_latency(t0)
+            raise ExchangeError(None, None, f"cannot connect: {e}", kind=ErrorKind.CONNECT_FAILED,
+                                path=path) from None
+        except aiohttp.ClientError as e:
+            # the connection broke after the request may have left: outcome unknown
+            self.errors += 1
+            self._note_latency(t0)
+            raise ExchangeError(status, None, f"{type(e).__name__}: {e}",
+                                kind=ErrorKind.RETRYABLE_UNKNOWN, path=path) from None
+        self._note_latency(t0)
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            return self._interpret(status, text, path, expect_body)
+        except ExchangeError:
+            self.errors += 1
+            raise
+
+    def _interpret(self, status: int, text: str, path: str, expect_body: bool) -> Any:
+        stripped = text.strip()
+        data: Any = None
+        parsed = False
+        if stripped:
+            try:
+                data = json.loads(stripped)
+                parsed = True
+            except ValueError:
+                parsed = False
+        # bitFlyer's error shape, whatever the HTTP status says
+        if parsed and isinstance(data, dict) and isinstance(data.get("status"), int) and data["status"] < 0:
+            code = data["status"]
+            msg = str(data.get("error_message") or "")
+            raise ExchangeError(status, code, msg, path=path, body=text)
+        if status >= 400:
+            # no bitFlyer body: the status still tells rate limit (429) and auth (401/403) apart; a 5xx
+            # HTML page from a proxy is a bad response (outcome unknown, like any 5xx)
+            kind = classify(status, None)
+            if kind is ErrorKind.RETRYABLE_UNKNOWN and not parsed:
+                kind = ErrorKind.BAD_RESPONSE
+            what = "non-JSON body" if stripped and not parsed else ("empty body" if not stripped else "error body")
+            raise ExchangeError(status, None, f"HTTP {status} with {what}: {_clip(stripped)}",
+                                kind=kind, path=path, body=text)
+        if not stripped:
+            if expect_body:
+                raise ExchangeError(status, None, "empty body where data was expected",
+                                    kind=ErrorKind.BAD_RESPONSE, path=path)
+            return None
+        if not parsed:
+            raise ExchangeError(status, None, f"non-JSON body: {_clip(stripped)}",
+                                kind=ErrorKind.BAD_RESPONSE, path=path, body=text)
+        return data
+
+    def _note_latency(self, t0: int) -> None:
+        self.last_latency_ms = (self._clock() - t0) / 1e6
+
+    def _note_rate_headers(self, path: str, headers: Mapping[str, str]) -> None:
+        remaining = _int_header(headers, "X-RateLimit-Remaining")
+        period = _int_header(headers, "X-RateLimit-Period")
+        reset = _int_header(headers, "X-RateLimit-Reset")
+        if remaining is None and period is None and reset is None:
+            return
+        info = RateLimitInfo(period, remaining, None if reset is None else float(reset), self._clock(), self._wall())
+        self.rate_limits[path] = info
+        self.last_rate_limit = info
+        for cb in self._rate_listeners:
+            cb(path, info)
+
+    # ---- orders --------------------------------------------------------------------------------------
+    async def send_child_order(
+        self, side: Side, size: Decimal, *, order_type: str = "LIMIT", price: Decimal | None = None,
+        minute_to_expire: int | None = None, time_in_force: str = "GTC",
+    ) -> str:
+        """Place a child order; returns its child_order_acceptance_id."""
+        if order_type not in ("LIMIT", "MARKET"):
+            raise ValueError(f"order_type must be LIMIT or MARKET, got {order_type!r}")
+        if time_in_force not in ("GTC", "IOC", "FOK"):
+            raise ValueError(f"time_in_force must be GTC, IOC or FOK, got {time_in_force!r}")
+        body: dict[str, Any] = {
+            "product_code": self.product_code,
+            "child_order_type": order_type,
+            "side": Side(side).value,
+        }
+        if order_type == "LIMIT":
+            if price is None:
+                raise ValueError("a LIMIT order needs a price")
+            body["price"] = price_on_wire(price)
+        elif price is not None:
+            raise ValueError("a MARKET order takes no price")
+        body["size"] = size_on_wire(size)
+        if minute_to_expire is not None:
+            if not 1 <= minute_to_expire <= MAX_MINUTE_TO_EXPIRE:
+                raise ValueError(f"minute_to_expire must be 1..{MAX_MINUTE_TO_EXPIRE}")
+            body["minute_to_expire"] = int(minute_to_expire)
+        body["time_in_force"] = time_in_force
+        data = await self._call("POST", SEND_CHILD_ORDER, body=body)
+        aid = data.get("child_order_acceptance_id") if isinstance(data, dict) else None
+        if not isinstance(aid, str) or not aid:
+            raise self._bad_shape(SEND_CHILD_ORDER, f"no child_order_acceptance_id in {_clip(json.dumps(data))}")
+        return aid
+
+    async def cancel_child_order(self, acceptance_id: str) -> None:
+        """Request a cancel. bitFlyer answers 200 with an empty body; the outcome arrives as an event."""
+        if not acceptance_id:
+            raise ValueError("acceptance_id is required")
+        await self._call("POST", CANCEL_CHILD_ORDER, expect_body=False, body={
+            "product_code": self.product_code, "child_order_acceptance_id": acceptance_id,
+        })
+
+    async def cancel_all_child_orders(self) -> None:
+        await self._call("POST", CANCEL_ALL_CHILD_ORDERS, expect_body=False,
+                         body={"product_code": self.product_code})
+
+    # ---- queries -------------------------------------------------------------------------------------
+    async def get_child_orders(
+        self, state: str | None = None, acceptance_id: str | None = None, count: int = 100,
+    ) -> list[dict]:
+        params: dict[str, Any] = {"product_code": self.product_code, "count": count}
+        if state is not None:
+            params["child_order_state"] = state
+        if acceptance_id is not None:
+            params["child_order_acceptance_id"] = acceptance_id
+        return self._expect_list(await self._call("GET", GET_CHILD_ORDERS, params=params), GET_CHILD_ORDERS)
+
+    async def get_positions(self) -> list[dict]:
+        data = await self._call("GET", GET_POSITIONS, params={"product_code": self.product_code})
+        return self._expect_list(data, GET_POSITIONS)
+
+    async def get_collateral(self) -> dict:
+        return self._expect_dict(await self._call("GET", GET_COLLATERAL), GET_COLLATERAL)
+
+    async def get_executions(self, count: int = 100) -> list[dict]:
+        params = {"product_code": self.product_code, "count": count}
+        return self._expect_list(await self._call("GET", GET_EXECUTIONS, params=params), GET_EXECUTIONS)
+
+    async def get_health(self) -> str:
+        data = self._expect_dict(
+            await self._call("GET", GET_HEALTH, params={"product_code": self.product_code}), GET_HEALTH)
+        status = data.get("status")
+        if not isinstance(status, str):
+            raise self._bad_shape(GET_HEALTH, f"no status in {_clip(json.dumps(data))}")
+        return status
+
+    async def get_board_state(self) -> dict:
+        data = self._expect_dict(
+            await self._call("GET", GET_BOARD_STATE, params={"product_code": self.product_code}), GET_BOARD_STATE)
+        if not isinstance(data.get("state"), str):
+            raise self._bad_shape(GET_BOARD_STATE, f"no state in {_clip(json.dumps(data))}")
+        return data
+
+    def _bad_shape(self, path: str, message: str) -> ExchangeError:
+        self.errors += 1
+        return ExchangeError(200, None, message, kind=ErrorKind.BAD_RESPONSE, path=path)
+
+    def _expect_list(self, data: Any, path: str) -> list[dict]:
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise self._bad_shape(path, f"expected a list of objects, got {_clip(json.dumps(data))}")
+        return data
+
+    def _expect_dict(self, data: Any, path: str) -> dict:
+        if not isinstance(data, dict):
+            raise self._bad_shape(path, f"expected an object, got {_clip(json.dumps(data))}")
+        return data
+
+
+def _clip(s: str, n: int = 200) -> str:
+    s = " ".join(s.split())
+    return s if len(s) <= n else s[:n] + "…"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,8 +15,35 @@ SIZE_GRID = Decimal("0.00000001")  # bitFlyer sizes carry 8 decimals
 HOT_SECTIONS = ("strategy", "risk")  # the only sections a running bot may change
 
 
+class _FieldProblem(ValueError):
+    """A cross-field rule broken in a model validator; `field` names the field (relative to that model) the
+    error is reported under, so a form can show it beside the right input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _on_size_grid(v: Decimal) -> Decimal:
+    try:
+        on_grid = v % SIZE_GRID == 0
+    except InvalidOperation:  # e.g. 1e400: too many digits to divide
+        on_grid = False
+    if not on_grid:
+        raise ValueError("must be a multiple of 0.00000001 BTC")
+    return v
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, v: Any, info: Any) -> Any:
+        # pydantic's lax mode reads true as 1: `stall_T_ms: true` must be an error, not 1 ms
+        if isinstance(v, bool) and cls.model_fields[info.field_name].annotation not in (bool, "bool"):
+            raise ValueError("must be a number, not true/false")
+        return v
 
 
 class ExchangeConfig(_Model):
@@ -30,9 +57,7 @@ class ExchangeConfig(_Model):
     @field_validator("min_size")
     @classmethod
     def _on_size_grid(cls, v: Decimal) -> Decimal:
-        if v % SIZE_GRID != 0:
-            raise ValueError("must be a multiple of 0.00000001 BTC")
-        return v
+        return _on_size_grid(v)
 
 
 class PybottersConfig(_Model):
@@ -60,14 +85,14 @@ class StallStrategyConfig(_Model):
     @field_validator("size_min", "max_inventory_btc")
     @classmethod
     def _on_size_grid(cls, v: Decimal) -> Decimal:
-        if v % SIZE_GRID != 0:
-            raise ValueError("must be a multiple of 0.00000001 BTC")
-        return v
+        return _on_size_grid(v)
 
     @model_validator(mode="after")
     def _inventory_holds_one_order(self) -> StallStrategyConfig:
         if self.max_inventory_btc < self.size_min:
-            raise ValueError(f"max_inventory_btc ({self.max_inventory_btc}) must be >= size_min ({self.size_min})")
+            raise _FieldProblem(
+                "max_inventory_btc", f"max_inventory_btc ({self.max_inventory_btc}) must be >= size_min ({self.size_min})"
+            )
         return self
 
 
@@ -81,7 +106,7 @@ class RiskConfig(_Model):
     def _known_zone(cls, v: str) -> str:
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as e:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # OSError: a directory such as "America"
             raise ValueError(f"unknown time zone {v!r}") from e
         return v
 
@@ -136,8 +161,8 @@ class AppConfig(_Model):
     @model_validator(mode="after")
     def _sizes_fit_exchange(self) -> AppConfig:
         if self.strategy.size_min < self.exchange.min_size:
-            raise ValueError(
-                f"strategy.size_min ({self.strategy.size_min}) is below exchange.min_size ({self.exchange.min_size})"
+            raise _FieldProblem(
+                "strategy.size_min", f"strategy.size_min ({self.strategy.size_min}) is below exchange.min_size ({self.exchange.min_size})"
             )
         return self
 
@@ -159,12 +184,30 @@ class ConfigError(Exception):
 
 
 class _DecimalLoader(yaml.SafeLoader):
-    """YAML loader that reads floats as exact Decimals (0.001 stays 0.001, not 0.001000000000000000020816…)."""
+    """YAML loader that reads floats as exact Decimals (0.001 stays 0.001, not 0.001000000000000000020816…)
+    and refuses duplicate keys (YAML forbids them; PyYAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
-_DecimalLoader.add_constructor(
-    "tag:yaml.org,2002:float", lambda loader, node: Decimal(loader.construct_scalar(node).replace("_", ""))
-)
+def _construct_decimal(loader: _DecimalLoader, node: yaml.ScalarNode) -> Decimal | float:
+    text = loader.construct_scalar(node).replace("_", "")
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # .inf, .nan, 1:30.5 (sexagesimal): let validation judge the float
+        return loader.construct_yaml_float(node)
+
+
+_DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
@@ -172,7 +215,11 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError([FieldError(field="<file>", message=f"config file not found: {p}")], str(p))
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_DecimalLoader)  # noqa: S506 - SafeLoader subclass
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([FieldError(field="<file>", message=f"cannot read config file: {e}")], str(p)) from e
+    try:
+        data = yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as e:
         raise ConfigError([FieldError(field="<file>", message=f"invalid YAML: {e}")], str(p)) from e
     if data is None:
@@ -209,7 +256,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
 def errors_from_validation(e: ValidationError) -> list[FieldError]:
     out = []
     for err in e.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "<root>"
+        loc = [str(p) for p in err["loc"]]
+        problem = err.get("ctx", {}).get("error")
+        if isinstance(problem, _FieldProblem):  # a cross-field rule: report it under the field it names
+            loc.append(problem.field)
+        path = ".".join(loc) or "<root>"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"

@@ -144,6 +144,14 @@ class SimConfig(_Model):
     diff_rate_hz: float = Field(default=7.3, gt=0)
     missed_delete_rate: float = Field(default=0.02, ge=0, le=1)
     activity: float = Field(default=1.0, gt=0)
+    collateral_jpy: int = Field(default=10_000_000, ge=0, description="each account's starting collateral")
+    leverage: int = Field(default=2, ge=1)
+    minute_ms: int = Field(default=60_000, gt=0, description="how long one minute_to_expire minute lasts")
+    rate_limits: bool = True
+    rate_limit_http_status: int = Field(default=429, ge=400, le=599, description="bitFlyer's is not documented")
+    auth_window_sec: int = Field(default=300, gt=0, description="accepted ACCESS-TIMESTAMP / ws auth skew")
+    preopen_seconds: float = Field(default=120, ge=0, description="itayose after a maintenance window")
+    ws_heartbeat_sec: float = Field(default=15, gt=0, description="protocol ping interval")
 
 
 class AppConfig(_Model):

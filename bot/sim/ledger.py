@@ -1,0 +1,237 @@
+"""Accounts at the venue: child orders, executions, positions as FIFO lots, collateral, realized PnL. Pure.
+
+This is the truth the bot is checked against. Prices are integer yen, sizes integer satoshi; money is Decimal.
+Crypto CFD: no trading fee (commission 0), realized PnL goes straight into collateral.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+from bot.sim.wire import SAT_PER_BTC, sat_to_btc
+from bot.types.dto import Side
+
+_SAT = Decimal(SAT_PER_BTC)
+
+
+class ChildOrderState(StrEnum):
+    ACTIVE = "ACTIVE"
+    COMPLETED = "COMPLETED"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+
+
+@dataclass(slots=True)
+class ChildOrder:
+    seq: int                      # the row id once no longer ACTIVE (getchildorders shows 0 while ACTIVE)
+    api_key: str
+    acceptance_id: str
+    child_order_id: str
+    side: Side
+    order_type: str               # LIMIT | MARKET
+    price: int                    # 0 for MARKET
+    size: int
+    time_in_force: str
+    order_ns: int                 # wall clock
+    expire_ns: int                # wall clock
+    expire_at: int                # monotonic, when the venue expires it
+    executed: int = 0
+    notional: int = 0             # sum(price * size) of executions, for average_price
+    cancel_size: int = 0
+    state: ChildOrderState = ChildOrderState.ACTIVE
+
+    @property
+    def outstanding(self) -> int:
+        return self.size - self.executed - self.cancel_size
+
+    @property
+    def average_price(self) -> Decimal:
+        return Decimal(self.notional) / Decimal(self.executed) if self.executed else Decimal(0)
+
+    @property
+    def size_btc(self) -> Decimal:
+        return sat_to_btc(self.size)
+
+    @property
+    def outstanding_btc(self) -> Decimal:
+        return sat_to_btc(self.outstanding)
+
+    @property
+    def executed_btc(self) -> Decimal:
+        return sat_to_btc(self.executed)
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    exec_id: int
+    api_key: str
+    acceptance_id: str
+    child_order_id: str
+    side: Side
+    price: int
+    size: int
+    exec_ns: int                  # wall clock
+    commission: int = 0
+
+    @property
+    def size_btc(self) -> Decimal:
+        return sat_to_btc(self.size)
+
+    @property
+    def price_jpy(self) -> Decimal:
+        return Decimal(self.price)
+
+
+@dataclass(slots=True)
+class Lot:
+    side: Side
+    price: int
+    size: int
+    open_ns: int                  # wall clock
+
+
+@dataclass(slots=True)
+class Account:
+    api_key: str
+    collateral_start: Decimal
+    leverage: int
+    lots: deque[Lot] = field(default_factory=deque)
+    realized: Decimal = Decimal(0)
+    executions: list[Execution] = field(default_factory=list)
+    orders: dict[str, ChildOrder] = field(default_factory=dict)       # acceptance id -> order
+    by_child_id: dict[str, str] = field(default_factory=dict)         # child order id -> acceptance id
+
+    def position_sat(self) -> int:
+        return sum(lot.size if lot.side is Side.BUY else -lot.size for lot in self.lots)
+
+
+def _pnl(lot_side: Side, entry: int, exit_: int, size: int) -> Decimal:
+    """PnL of closing `size` sat of a lot bought/sold at `entry` at price `exit_`; exact."""
+    diff = (exit_ - entry) if lot_side is Side.BUY else (entry - exit_)
+    return Decimal(diff * size) / _SAT
+
+
+class Ledger:
+    def __init__(self, collateral_jpy: Decimal = Decimal(10_000_000), leverage: int = 2) -> None:
+        self._accounts: dict[str, Account] = {}
+        self._collateral = collateral_jpy
+        self._leverage = leverage
+
+    # ---- accounts ------------------------------------------------------------------------------------------
+    def add_account(self, api_key: str, collateral_jpy: Decimal | None = None) -> Account:
+        if api_key not in self._accounts:
+            self._accounts[api_key] = Account(
+                api_key, self._collateral if collateral_jpy is None else collateral_jpy, self._leverage)
+        return self._accounts[api_key]
+
+    def account(self, api_key: str) -> Account:
+        return self._accounts[api_key]
+
+    def has_account(self, api_key: str) -> bool:
+        return api_key in self._accounts
+
+    def api_keys(self) -> list[str]:
+        return list(self._accounts)
+
+    # ---- the questions tests ask ---------------------------------------------------------------------------
+    def position(self, api_key: str) -> Decimal:
+        """Signed BTC: long > 0, short < 0."""
+        return sat_to_btc(self.account(api_key).position_sat())
+
+    def open_orders(self, api_key: str) -> list[ChildOrder]:
+        return [o for o in self.account(api_key).orders.values() if o.state is ChildOrderState.ACTIVE]
+
+    def realized_pnl(self, api_key: str) -> Decimal:
+        return self.account(api_key).realized
+
+    def executions(self, api_key: str) -> list[Execution]:
+        return list(self.account(api_key).executions)
+
+    def lots(self, api_key: str) -> list[Lot]:
+        return list(self.account(api_key).lots)
+
+    def average_price(self, api_key: str) -> Decimal | None:
+        lots = self.account(api_key).lots
+        size = sum(lot.size for lot in lots)
+        if not size:
+            return None
+        return Decimal(sum(lot.price * lot.size for lot in lots)) / Decimal(size)
+
+    # ---- orders ----------------------------------------------------------------------------------------------
+    def add_order(self, order: ChildOrder) -> None:
+        acct = self.account(order.api_key)
+        acct.orders[order.acceptance_id] = order
+        acct.by_child_id[order.child_order_id] = order.acceptance_id
+
+    def find_order(self, api_key: str, acceptance_id: str | None = None,
+                   child_order_id: str | None = None) -> ChildOrder | None:
+        acct = self.account(api_key)
+        if acceptance_id:
+            return acct.orders.get(acceptance_id)
+        if child_order_id:
+            aid = acct.by_child_id.get(child_order_id)
+            return acct.orders.get(aid) if aid else None
+        return None
+
+    def finish_order(self, order: ChildOrder, state: ChildOrderState) -> int:
+        """Cancel / expire what is left of an order. Returns the size that was outstanding."""
+        left = order.outstanding
+        order.cancel_size += left
+        order.state = state
+        return left
+
+    # ---- fills -----------------------------------------------------------------------------------------------
+    def apply_fill(self, order: ChildOrder, exec_id: int, price: int, size: int, wall_ns: int) -> Decimal:
+        """One execution of `order`. Updates the order, lots (FIFO) and realized PnL; returns the PnL realized."""
+        if size <= 0 or size > order.outstanding:
+            raise ValueError(f"fill of {size} sat on an order with {order.outstanding} outstanding")
+        acct = self.account(order.api_key)
+        order.executed += size
+        order.notional += price * size
+        if order.outstanding == 0:
+            order.state = ChildOrderState.COMPLETED
+        acct.executions.append(Execution(exec_id, order.api_key, order.acceptance_id, order.child_order_id,
+                                         order.side, price, size, wall_ns))
+        realized = Decimal(0)
+        left = size
+        while left and acct.lots and acct.lots[0].side is not order.side:
+            lot = acct.lots[0]
+            q = min(left, lot.size)
+            realized += _pnl(lot.side, lot.price, price, q)
+            lot.size -= q
+            left -= q
+            if lot.size == 0:
+                acct.lots.popleft()
+        if left:
+            acct.lots.append(Lot(order.side, price, left, wall_ns))
+        acct.realized += realized
+        return realized
+
+    # ---- money -----------------------------------------------------------------------------------------------
+    def open_pnl(self, api_key: str, mark: Decimal) -> Decimal:
+        total = Decimal(0)
+        for lot in self.account(api_key).lots:
+            diff = (mark - lot.price) if lot.side is Side.BUY else (lot.price - mark)
+            total += diff * lot.size / _SAT
+        return total
+
+    def require_collateral(self, api_key: str) -> Decimal:
+        acct = self.account(api_key)
+        return sum((Decimal(lot.price * lot.size) / _SAT for lot in acct.lots), Decimal(0)) / acct.leverage
+
+    def collateral(self, api_key: str) -> Decimal:
+        acct = self.account(api_key)
+        return acct.collateral_start + acct.realized
+
+    def free_margin(self, api_key: str, mark: Decimal) -> Decimal:
+        return self.collateral(api_key) + self.open_pnl(api_key, mark) - self.require_collateral(api_key)
+
+    def order_margin(self, api_key: str, mark: Decimal, extra_size: int) -> Decimal:
+        """Collateral the open orders plus `extra_size` would need at `mark` if they all opened positions."""
+        acct = self.account(api_key)
+        open_sat = sum(o.outstanding for o in acct.orders.values() if o.state is ChildOrderState.ACTIVE)
+        return mark * (open_sat + extra_size) / _SAT / acct.leverage

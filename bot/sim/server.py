@@ -1,0 +1,693 @@
+"""The venue's protocol edge: bitFlyer's REST and JSON-RPC WebSocket API on one aiohttp port, plus `/_sim/` admin.
+
+`SimVenue` runs on the caller's event loop (the bot and the dashboard share one loop): one scheduler task wakes
+only when the core has something due (next diff frame, ticker, expiry, snapshot), and each WebSocket client has
+its own bounded send queue, so a slow client is dropped instead of slowing anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+from loguru import logger
+
+from bot.config.loader import SimConfig
+from bot.sim.clock import Clock, SystemClock
+from bot.sim.exchange import (
+    HEALTH_VALUES,
+    MARKETS,
+    PRODUCT,
+    Exchange,
+    Outbound,
+    Private,
+    Public,
+    VenueError,
+)
+from bot.sim.faults import Faults, valid_error
+from bot.sim.ledger import Ledger
+from bot.sim.ratelimit import SMALL_ORDER_MAX_SAT, RateLimiter, Verdict
+from bot.sim.wire import btc_to_sat
+from bot.types.dto import Side
+
+SEC = 1_000_000_000
+JSON_CT = "application/json; charset=utf-8"
+PUBLIC_PREFIXES = ("lightning_board_snapshot_", "lightning_board_", "lightning_ticker_", "lightning_executions_")
+PRIVATE_CHANNELS = ("child_order_events", "parent_order_events")
+SNAPSHOT_CHANNEL = f"lightning_board_snapshot_{PRODUCT}"
+QUEUE_MAX = 5000                    # frames waiting for one client before it is dropped as too slow
+HTML_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
+            "</h1></center>\r\n</body>\r\n</html>\r\n")
+
+
+def _dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=_dumps(data), status=status, content_type="application/json", charset="utf-8",
+                        headers=headers)
+
+
+def _error(status: int, message: str, http_status: int, headers: dict[str, str] | None = None) -> web.Response:
+    return _json({"status": status, "error_message": message, "data": None}, http_status, headers)
+
+
+def _rpc_error(req_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "id": req_id, "error": err}
+
+
+@dataclass(eq=False)
+class _Conn:
+    ws: web.WebSocketResponse
+    queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    channels: set[str] = field(default_factory=set)
+    api_key: str | None = None
+    snapshot_due: int | None = None
+    writer: asyncio.Task[None] | None = None
+
+    def push(self, text: str) -> bool:
+        try:
+            self.queue.put_nowait(text)
+            return True
+        except asyncio.QueueFull:
+            return False
+
+
+class SimVenue:
+    """A simulated bitFlyer for FX_BTC_JPY. `await start()`, use `base_url` / `ws_url`, `await stop()`."""
+
+    def __init__(self, cfg: SimConfig | None = None, *, clock: Clock | None = None) -> None:
+        self.cfg = cfg or SimConfig()
+        self.clock = clock or SystemClock()
+        now = self.clock.monotonic_ns()
+        self.exchange = Exchange(self.cfg, now, self.clock.time_ns() - now)
+        self._secrets: dict[str, bytes] = {}
+        self.add_account(self.cfg.api_key, self.cfg.api_secret.get_secret_value())
+        self.faults = Faults(self.cfg.seed)
+        self.limiter = RateLimiter(self.cfg.rate_limits)
+        self._rng = random.Random(self.cfg.seed * 7 + 1)          # per-subscriber snapshot timing
+        self._conns: set[_Conn] = set()
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.port = 0
+        self.stats: dict[str, int] = {"frames_sent": 0, "slow_clients_dropped": 0, "rest_calls": 0}
+
+    # ---- life cycle ------------------------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return self.cfg.host
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/json-rpc"
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.exchange.ledger
+
+    @property
+    def api_key(self) -> str:
+        return self.cfg.api_key
+
+    @property
+    def api_secret(self) -> str:
+        return self.cfg.api_secret.get_secret_value()
+
+    def add_account(self, api_key: str, api_secret: str, collateral_jpy: Decimal | None = None) -> None:
+        self._secrets[api_key] = api_secret.encode()
+        self.exchange.add_account(api_key, collateral_jpy)
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=1 << 20)
+        r = app.router
+        get, post = r.add_get, r.add_post
+        get("/v1/markets", self._markets)
+        get("/v1/getmarkets", self._markets)
+        get("/v1/getboard", self._getboard)
+        get("/v1/board", self._getboard)
+        get("/v1/getticker", self._getticker)
+        get("/v1/ticker", self._getticker)
+        get("/v1/gethealth", self._gethealth)
+        get("/v1/getboardstate", self._getboardstate)
+        get("/v1/getexecutions", self._public_executions)
+        get("/v1/me/getcollateral", self._private(lambda k, q, b, now: self.exchange.collateral(k)))
+        get("/v1/me/getpositions", self._private(self._positions))
+        get("/v1/me/getchildorders", self._private(lambda k, q, b, now: self.exchange.child_orders(k, q)))
+        get("/v1/me/getexecutions", self._private(lambda k, q, b, now: self.exchange.executions(k, q)))
+        get("/v1/me/getbalance", self._private(lambda k, q, b, now: []))
+        post("/v1/me/sendchildorder", self._private(self._send, post=True))
+        post("/v1/me/cancelchildorder", self._private(self._cancel, post=True))
+        post("/v1/me/cancelallchildorders", self._private(self._cancel_all, post=True))
+        get("/json-rpc", self._ws_handler)
+        post("/_sim/drop_ws", self._admin_drop_ws)
+        post("/_sim/silence", self._admin_silence)
+        post("/_sim/latency", self._admin_latency)
+        post("/_sim/fail", self._admin_fail)
+        post("/_sim/clear_faults", self._admin_clear)
+        post("/_sim/rate_limit_trip", self._admin_trip)
+        post("/_sim/maintenance", self._admin_maintenance)
+        post("/_sim/health", self._admin_health)
+        get("/_sim/ledger", self._admin_ledger)
+        get("/_sim/state", self._admin_state)
+        return app
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        self._runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=1.0,
+                                     handle_signals=False)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
+        await self._site.start()
+        server = self._site._server
+        assert server is not None and server.sockets  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._task = asyncio.get_running_loop().create_task(self._scheduler(), name="sim-venue-scheduler")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.drop_ws()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SimVenue:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---- the clock -------------------------------------------------------------------------------------------
+    async def _scheduler(self) -> None:
+        while True:
+            try:
+                now = self.clock.monotonic_ns()
+                self._dispatch(self.exchange.advance(now))
+                self._send_snapshots(now)
+                due = self.exchange.next_due()
+                for c in self._conns:
+                    if c.snapshot_due is not None:
+                        due = min(due, c.snapshot_due)
+            except Exception:                      # a bug in the core must not kill the venue silently
+                logger.exception("sim venue scheduler step failed")
+                due = self.clock.monotonic_ns() + SEC // 10
+            delay = max(0.0, (due - self.clock.monotonic_ns()) / SEC)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _dispatch(self, outs: list[Outbound]) -> None:
+        if not outs or self.faults.silenced(self.clock.monotonic_ns()):
+            return
+        for o in outs:
+            if isinstance(o, Public):
+                targets = [c for c in self._conns if o.channel in c.channels]
+                if targets:
+                    self._send_all(targets, o.channel, o.message)
+            elif isinstance(o, Private):
+                targets = [c for c in self._conns if c.api_key == o.api_key and "child_order_events" in c.channels]
+                if targets:
+                    self._send_all(targets, "child_order_events", o.events)
+
+    def _send_all(self, conns: list[_Conn], channel: str, message: Any) -> None:
+        text = _dumps({"jsonrpc": "2.0", "method": "channelMessage",
+                       "params": {"channel": channel, "message": message}}).decode()
+        for c in conns:
+            if c.push(text):
+                self.stats["frames_sent"] += 1
+            else:
+                self.stats["slow_clients_dropped"] += 1
+                self._conns.discard(c)
+                asyncio.get_running_loop().create_task(c.ws.close(code=1008, message=b"too slow"))
+
+    def _send_snapshots(self, now: int) -> None:
+        due = [c for c in self._conns if c.snapshot_due is not None and c.snapshot_due <= now]
+        if not due:
+            return
+        for c in due:
+            assert c.snapshot_due is not None
+            c.snapshot_due = max(c.snapshot_due + int(self._rng.uniform(4.9, 5.1) * SEC), now)
+        if self.faults.silenced(now) or self.exchange.state == "CLOSED":
+            return
+        self._send_all(due, SNAPSHOT_CHANNEL, self.exchange.snapshot_message())
+
+    # ---- REST: shared checks ---------------------------------------------------------------------------------
+    @web.middleware
+    async def _middleware(self, request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if not request.path.startswith("/v1/"):
+            return await handler(request)
+        self.stats["rest_calls"] += 1
+        if self.faults.latency_ms:
+            await asyncio.sleep(self.faults.latency_ms / 1000)
+        if not request.path.startswith("/v1/me/"):
+            verdict = self.limiter.hit(self.clock.monotonic_ns(), request.remote or "?")
+            if not verdict.ok:
+                return self._over_limit(verdict)
+            resp = await handler(request)
+            resp.headers.update(self._limit_headers(verdict))
+            return resp
+        return await handler(request)
+
+    def _limit_headers(self, v: Verdict) -> dict[str, str]:
+        reset_wall = (v.window.reset_at + self.exchange.wall_offset_ns) // SEC
+        return {"X-RateLimit-Period": str(v.limit.period_s), "X-RateLimit-Remaining": str(v.window.remaining),
+                "X-RateLimit-Reset": str(reset_wall)}
+
+    def _over_limit(self, v: Verdict) -> web.Response:
+        return _error(-1, "Over API limit per minute", self.cfg.rate_limit_http_status, self._limit_headers(v))
+
+    def _authenticate(self, request: web.Request, body: str) -> str:
+        key = request.headers.get("ACCESS-KEY")
+        ts = request.headers.get("ACCESS-TIMESTAMP")
+        sign = request.headers.get("ACCESS-SIGN")
+        if not key or not ts or not sign:
+            raise VenueError(-500, "API key, timestamp or signature missing", 401)
+        secret = self._secrets.get(key)
+        if secret is None:
+            raise VenueError(-500, "Invalid API key", 401)
+        try:
+            t = Decimal(ts)
+        except InvalidOperation:
+            raise VenueError(-500, "Invalid timestamp", 401) from None
+        if not t.is_finite():
+            raise VenueError(-500, "Invalid timestamp", 401)
+        wall_s = Decimal(self.clock.time_ns()) / SEC
+        ts_s = t / 1000 if t > 100_000_000_000 else t                 # seconds or milliseconds
+        if abs(ts_s - wall_s) > self.cfg.auth_window_sec:
+            raise VenueError(-500, "Timestamp is out of range", 401)
+        text = f"{ts}{request.method}{request.raw_path}{body}".encode()
+        want = hmac.new(secret, text, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(want, sign.lower()):
+            raise VenueError(-500, "Invalid signature", 401)
+        return key
+
+    def _private(self, fn: Callable[[str, dict[str, str], dict[str, Any], int], Any], post: bool = False,
+                 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        endpoint_of = str.rsplit
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            endpoint = endpoint_of(request.path, "/", 1)[-1]
+            raw = await request.text()
+            try:
+                key = self._authenticate(request, raw)
+            except VenueError as e:
+                return _error(e.status, e.message, e.http_status)
+            body: dict[str, Any] = {}
+            if post:
+                try:
+                    parsed = orjson.loads(raw) if raw else {}
+                except orjson.JSONDecodeError:
+                    parsed = None
+                if not isinstance(parsed, dict):
+                    return _error(-101, "Invalid request body", 400)
+                body = parsed
+            now = self.clock.monotonic_ns()
+            small = endpoint == "sendchildorder" and _size_sat(body.get("size")) <= SMALL_ORDER_MAX_SAT
+            verdict = self.limiter.hit(now, request.remote or "?", key,
+                                       order=endpoint in ("sendchildorder", "cancelallchildorders"),
+                                       small_order=small)
+            if not verdict.ok:
+                return self._over_limit(verdict)
+            headers = self._limit_headers(verdict)
+            fault = self.faults.take(endpoint)
+            if fault == "timeout_before":
+                await self._hang()
+            if fault is not None and fault != "timeout":
+                return self._fault_response(fault, headers)
+            try:
+                result = fn(key, dict(request.query), body, now)
+            except VenueError as e:
+                return _error(e.status, e.message, e.http_status, headers)
+            self._wake.set()
+            if fault == "timeout":
+                await self._hang()
+            if result is None:
+                return web.Response(status=200, headers=headers)
+            return _json(result, headers=headers)
+
+        return handler
+
+    async def _hang(self) -> None:
+        """Never answer (until the venue stops); the client's own timeout decides."""
+        await self._stopping.wait()
+        raise web.HTTPServiceUnavailable()
+
+    def _fault_response(self, fault: str, headers: dict[str, str]) -> web.Response:
+        if fault == "html502":
+            return web.Response(text=HTML_502, status=502, content_type="text/html", headers=headers)
+        if fault == "500":
+            return _error(-1, "An unexpected error occurred.", 500, headers)
+        status = int(fault)
+        table = {
+            -1: ("Over API limit per minute", self.cfg.rate_limit_http_status),
+            -204: ("Market state is closed.", 400),
+            -205: ("Margin amount is insufficient for this order.", 400),
+            -208: ("Order is not accepted. Please try again later.", 500),
+            -500: ("Invalid signature", 401),
+            -508: ("Ordering is limited due to an irregular number of orders.", 400),
+            -509: ("Ordering is limited due to an irregular number of orders.", 400),
+        }
+        message, http = table.get(status, ("Error", 400))
+        return _error(status, message, http, headers)
+
+    # ---- REST: endpoints -------------------------------------------------------------------------------------
+    def _product(self, request: web.Request) -> None:
+        code = request.query.get("product_code", PRODUCT)
+        if code.upper() != PRODUCT:
+            raise VenueError(-100, "Invalid product", 400)
+
+    async def _markets(self, request: web.Request) -> web.Response:
+        return _json(MARKETS)
+
+    async def _getboard(self, request: web.Request) -> web.Response:
+        try:
+            self._product(request)
+        except VenueError as e:
+            return _error(e.status, e.message, e.http_status)
+        return _json(self.exchange.board())
+
+    async def _getticker(self, request: web.Request) -> web.Response:
+        try:
+            self._product(request)
+        except VenueError as e:
+            return _error(e.status, e.message, e.http_status)
+        return _json(self.exchange.ticker(self.clock.monotonic_ns()))
+
+    async def _gethealth(self, request: web.Request) -> web.Response:
+        return _json({"status": self.exchange.health})
+
+    async def _getboardstate(self, request: web.Request) -> web.Response:
+        try:
+            self._product(request)
+        except VenueError as e:
+            return _error(e.status, e.message, e.http_status)
+        return _json(self.exchange.board_state())
+
+    async def _public_executions(self, request: web.Request) -> web.Response:
+        try:
+            self._product(request)
+        except VenueError as e:
+            return _error(e.status, e.message, e.http_status)
+        try:
+            return _json(self.exchange.recent_executions(request.query.get("count")))
+        except VenueError as e:
+            return _error(e.status, e.message, e.http_status)
+
+    def _positions(self, key: str, q: dict[str, str], body: dict[str, Any], now: int) -> Any:
+        if q.get("product_code", "").upper() != PRODUCT:
+            raise VenueError(-100, "Invalid product", 400)
+        return self.exchange.positions(key)
+
+    def _send(self, key: str, q: dict[str, str], body: dict[str, Any], now: int) -> Any:
+        aid, outs = self.exchange.send_child_order(key, body, now)
+        self._dispatch(outs)
+        return {"child_order_acceptance_id": aid}
+
+    def _cancel(self, key: str, q: dict[str, str], body: dict[str, Any], now: int) -> None:
+        self._dispatch(self.exchange.cancel_child_order(key, body, now))
+
+    def _cancel_all(self, key: str, q: dict[str, str], body: dict[str, Any], now: int) -> None:
+        self._dispatch(self.exchange.cancel_all(key, body, now))
+
+    # ---- WebSocket JSON-RPC ----------------------------------------------------------------------------------
+    async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=self.cfg.ws_heartbeat_sec, compress=False, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        conn = _Conn(ws)
+        conn.writer = asyncio.get_running_loop().create_task(self._writer(conn))
+        self._conns.add(conn)
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    self._on_text(conn, msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    self._on_text(conn, msg.data.decode("utf-8", "replace"))
+                elif msg.type is WSMsgType.ERROR:
+                    break
+        finally:
+            self._conns.discard(conn)
+            conn.queue.put_nowait(None) if not conn.queue.full() else None
+            if conn.writer is not None:
+                conn.writer.cancel()
+        return ws
+
+    async def _writer(self, conn: _Conn) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError, asyncio.CancelledError):
+            while True:
+                text = await conn.queue.get()
+                if text is None or conn.ws.closed:
+                    return
+                await conn.ws.send_str(text)
+
+    def _reply(self, conn: _Conn, obj: Any) -> None:
+        conn.push(_dumps(obj).decode())
+
+    def _on_text(self, conn: _Conn, text: str) -> None:
+        try:
+            req = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            self._reply(conn, {"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error",
+                                                          "data": "Invalid JSON"}, "id": None})
+            return
+        if isinstance(req, list):
+            if not req:
+                self._reply(conn, _rpc_error(None, -32600, "Invalid Request"))
+                return
+            replies = [r for r in (self._rpc(conn, x) for x in req) if r is not None]
+            if replies:
+                self._reply(conn, replies)
+            return
+        reply = self._rpc(conn, req)
+        if reply is not None:
+            self._reply(conn, reply)
+
+    def _rpc(self, conn: _Conn, req: Any) -> dict[str, Any] | None:
+        if not isinstance(req, dict):
+            return _rpc_error(None, -32600, "Invalid Request")
+        has_id = "id" in req
+        req_id = req.get("id")
+        method = req.get("method")
+        params = req.get("params")
+        if method == "auth":
+            reply = self._rpc_auth(conn, req_id, params)
+        elif method in ("subscribe", "unsubscribe"):
+            if not isinstance(params, dict) or not isinstance(params.get("channel"), str):
+                reply = _rpc_error(req_id, -32602, "Invalid params")
+            elif method == "subscribe":
+                reply = self._rpc_subscribe(conn, req_id, params["channel"])
+            else:
+                ch = params["channel"]
+                conn.channels.discard(ch)
+                if ch == SNAPSHOT_CHANNEL:
+                    conn.snapshot_due = None
+                reply = {"jsonrpc": "2.0", "id": req_id, "result": True}
+        else:
+            reply = _rpc_error(req_id, -32601, "Method not found")
+        return reply if has_id else None
+
+    def _rpc_auth(self, conn: _Conn, req_id: Any, params: Any) -> dict[str, Any]:
+        if not isinstance(params, dict):
+            return _rpc_error(req_id, -32602, "Invalid params")
+        key, ts, nonce, sign = (params.get(k) for k in ("api_key", "timestamp", "nonce", "signature"))
+        secret = self._secrets.get(key) if isinstance(key, str) else None
+        if secret is None or not isinstance(nonce, str) or not isinstance(sign, str) \
+                or isinstance(ts, bool) or not isinstance(ts, int | str):
+            return _rpc_error(req_id, -500, "Authentication failed")
+        try:
+            ts_ms = int(ts)
+        except ValueError:
+            return _rpc_error(req_id, -500, "Authentication failed")
+        if abs(ts_ms / 1000 - self.clock.time_ns() / SEC) > self.cfg.auth_window_sec:
+            return _rpc_error(req_id, -500, "Authentication failed: timestamp out of range")
+        want = hmac.new(secret, f"{ts}{nonce}".encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(want, sign.lower()):
+            return _rpc_error(req_id, -500, "Authentication failed: invalid signature")
+        conn.api_key = key
+        return {"jsonrpc": "2.0", "id": req_id, "result": True}
+
+    def _rpc_subscribe(self, conn: _Conn, req_id: Any, channel: str) -> dict[str, Any]:
+        if channel in PRIVATE_CHANNELS:
+            if conn.api_key is None:
+                return _rpc_error(req_id, -32007, "authentication required")
+        elif not channel.startswith(PUBLIC_PREFIXES):
+            return _rpc_error(req_id, -32602, "invalid channel")
+        if channel in conn.channels:
+            return _rpc_error(req_id, -32009, "already subscribed")
+        conn.channels.add(channel)                                # unknown products: acked, never delivered
+        if channel == SNAPSHOT_CHANNEL:
+            # never on subscribe: the first one comes 0.6–3.7 s later
+            conn.snapshot_due = self.clock.monotonic_ns() + int(self._rng.uniform(0.6, 3.7) * SEC)
+            self._wake.set()
+        return {"jsonrpc": "2.0", "id": req_id, "result": True}
+
+    # ---- faults on demand (Python API; the admin HTTP API calls these) ---------------------------------------
+    async def drop_ws(self) -> int:
+        """Close every WebSocket connection. Returns how many there were."""
+        conns = list(self._conns)
+        self._conns.clear()
+        for c in conns:
+            with contextlib.suppress(Exception):
+                await c.ws.close(code=1001, message=b"going away")
+        return len(conns)
+
+    def silence(self, seconds: float) -> None:
+        """The feed sends nothing for `seconds` (sockets stay open; the market goes on)."""
+        self.faults.silence_until = self.clock.monotonic_ns() + int(seconds * SEC)
+
+    def set_latency(self, ms: int) -> None:
+        self.faults.latency_ms = max(0, int(ms))
+
+    def fail(self, endpoint: str, error: str, count: int | None = 1, rate: float | None = None) -> None:
+        """The next `count` calls of `endpoint` ("sendchildorder", …, or "*") get `error`; with `rate`, each
+        call gets it with that probability (for `count` calls, or without end when count is None)."""
+        self.faults.fail(endpoint, error, count, rate)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def trip_rate_limit(self, api_key: str | None = None) -> None:
+        self.limiter.trip(self.clock.monotonic_ns(), api_key or self.api_key)
+
+    async def maintenance(self, seconds: float, preopen_seconds: float | None = None) -> None:
+        """Board state CLOSED for `seconds` (orders refused -204, sockets dropped), then PREOPEN (itayose)."""
+        pre = self.cfg.preopen_seconds if preopen_seconds is None else preopen_seconds
+        self.exchange.start_maintenance(self.clock.monotonic_ns(), seconds, pre)
+        self._wake.set()
+        await self.drop_ws()
+
+    def set_health(self, status: str) -> None:
+        self.exchange.set_health(status)
+
+    def ledger_report(self, api_key: str | None = None) -> dict[str, Any]:
+        return self.exchange.ledger_report(api_key or self.api_key)
+
+    # ---- admin HTTP API ----------------------------------------------------------------------------------------
+    @staticmethod
+    async def _admin_body(request: web.Request) -> dict[str, Any]:
+        raw = await request.text()
+        if not raw.strip():
+            return {}
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise web.HTTPBadRequest(text='{"error":"body is not JSON"}', content_type="application/json") from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text='{"error":"body must be an object"}', content_type="application/json")
+        return body
+
+    @staticmethod
+    def _bad(message: str) -> web.Response:
+        return _json({"error": message}, 400)
+
+    @staticmethod
+    def _number(body: dict[str, Any], key: str, default: float | None = None) -> float:
+        v = body.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+            raise ValueError(f"{key} must be a number >= 0")
+        return float(v)
+
+    async def _admin_drop_ws(self, request: web.Request) -> web.Response:
+        return _json({"dropped": await self.drop_ws()})
+
+    async def _admin_silence(self, request: web.Request) -> web.Response:
+        try:
+            self.silence(self._number(await self._admin_body(request), "seconds"))
+        except ValueError as e:
+            return self._bad(str(e))
+        return _json({"ok": True})
+
+    async def _admin_latency(self, request: web.Request) -> web.Response:
+        try:
+            self.set_latency(int(self._number(await self._admin_body(request), "ms")))
+        except ValueError as e:
+            return self._bad(str(e))
+        return _json({"ok": True})
+
+    async def _admin_fail(self, request: web.Request) -> web.Response:
+        body = await self._admin_body(request)
+        endpoint, error = body.get("endpoint", "*"), str(body.get("error", ""))
+        if not isinstance(endpoint, str) or not valid_error(error):
+            return self._bad("need endpoint (string) and error (-NNN | 500 | html502 | timeout | timeout_before)")
+        try:
+            rate = self._number(body, "rate") if "rate" in body else None
+            count = int(self._number(body, "count")) if "count" in body else (None if rate is not None else 1)
+            self.fail(endpoint, error, count, rate)
+        except ValueError as e:
+            return self._bad(str(e))
+        return _json({"ok": True, "pending": self.faults.pending()})
+
+    async def _admin_clear(self, request: web.Request) -> web.Response:
+        self.clear_faults()
+        return _json({"ok": True})
+
+    async def _admin_trip(self, request: web.Request) -> web.Response:
+        body = await self._admin_body(request)
+        key = body.get("api_key", self.api_key)
+        if not isinstance(key, str) or key not in self._secrets:
+            return self._bad("unknown api_key")
+        self.trip_rate_limit(key)
+        return _json({"ok": True})
+
+    async def _admin_maintenance(self, request: web.Request) -> web.Response:
+        body = await self._admin_body(request)
+        try:
+            seconds = self._number(body, "seconds", 600)
+            pre = self._number(body, "preopen_seconds") if "preopen_seconds" in body else None
+        except ValueError as e:
+            return self._bad(str(e))
+        await self.maintenance(seconds, pre)
+        return _json({"ok": True, "state": self.exchange.state})
+
+    async def _admin_health(self, request: web.Request) -> web.Response:
+        status = (await self._admin_body(request)).get("status")
+        if status not in HEALTH_VALUES:
+            return self._bad(f"status must be one of {list(HEALTH_VALUES)}")
+        self.set_health(status)
+        return _json({"ok": True})
+
+    async def _admin_ledger(self, request: web.Request) -> web.Response:
+        key = request.query.get("api_key", self.api_key)
+        if key not in self._secrets:
+            return self._bad("unknown api_key")
+        return _json(self.ledger_report(key))
+
+    async def _admin_state(self, request: web.Request) -> web.Response:
+        ex = self.exchange
+        return _json({
+            "state": ex.state, "health": ex.health, "best_bid": ex.book.best_bid(), "best_ask": ex.book.best_ask(),
+            "depth": [ex.book.depth(Side.BUY), ex.book.depth(Side.SELL)], "ticks": ex.ticks, "connections": len(self._conns),
+            "faults": self.faults.pending(), "latency_ms": self.faults.latency_ms, **self.stats,
+        })
+
+
+def _size_sat(v: Any) -> int:
+    try:
+        return btc_to_sat(v)
+    except ValueError:
+        return 0

@@ -14,6 +14,7 @@ import socket
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -53,11 +54,13 @@ HTML_502 = """<!DOCTYPE html>
 # ---- the fake venue ----------------------------------------------------------------------------------------
 @dataclass
 class Reply:
-    """A scripted answer: HTTP status and body (dict/list -> JSON, str -> as is), or `hang` forever."""
+    """A scripted answer: HTTP status and body (dict/list -> JSON, str -> as is); `hang` until the venue's
+    `release` is set (then 504); `hold` until `release`, then the venue's default answer."""
 
     status: int = 200
     body: Any = None
     hang: bool = False
+    hold: bool = False
     content_type: str = "application/json"
 
 
@@ -86,6 +89,7 @@ class FakeBitflyer:
     seen: list[Seen] = field(default_factory=list)
     script: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    arrivals: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # path of every request, on arrival
     rate_remaining: int = 480
     base_url: str = ""
     _seq: int = 0
@@ -122,15 +126,18 @@ class FakeBitflyer:
         body = await request.read()
         self.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
         path = request.path
+        self.arrivals.put_nowait(path)
         if path.startswith("/v1/me/") and not self._signature_ok(request, body):
             self.bad_signatures += 1
             return web.json_response({"status": -500, "error_message": "Invalid signature", "data": None},
                                      status=401, headers=self._headers())
         if self.script[path]:
             reply = self.script[path].popleft()
-            if reply.hang:
+            if reply.hang or reply.hold:
                 await self.release.wait()
-                return web.Response(status=504)
+                if reply.hang:
+                    return web.Response(status=504)
+                return await self.default(request, path, body)
             if reply.body is None:
                 return web.Response(status=reply.status, headers=self._headers())
             text = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
@@ -166,8 +173,9 @@ class FakeBitflyer:
         return web.Response(status=404, text="404 page not found", content_type="text/plain")
 
 
-@pytest.fixture
-async def venue() -> AsyncIterator[FakeBitflyer]:
+@asynccontextmanager
+async def running_venue() -> AsyncIterator[FakeBitflyer]:
+    """The fake venue on 127.0.0.1 (random port), registered with pybotters as a bitFlyer host."""
     fake = FakeBitflyer()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", fake.handle)
@@ -178,9 +186,17 @@ async def venue() -> AsyncIterator[FakeBitflyer]:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     fake.base_url = f"http://127.0.0.1:{port}"
     register_bitflyer_hosts(fake.base_url, f"ws://127.0.0.1:{port}/json-rpc")
-    yield fake
-    fake.release.set()
-    await runner.cleanup()
+    try:
+        yield fake
+    finally:
+        fake.release.set()
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def venue() -> AsyncIterator[FakeBitflyer]:
+    async with running_venue() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -198,7 +198,6 @@ class BitflyerHttp:
         self.requests += 1
         t0 = self._clock()
         status: int | None = None
-        text = ""
         try:
             async with asyncio.timeout(self.timeout_s):
                 kwargs: dict[str, Any] = {}
@@ -227,6 +226,7 @@ class BitflyerHttp:
             raise ExchangeError(status, None, f"{type(e).__name__}: {e}",
                                 kind=ErrorKind.RETRYABLE_UNKNOWN, path=path) from None
         self._note_latency(t0)
+        assert status is not None
         text = raw.decode("utf-8", errors="replace")
         try:
             return self._interpret(status, text, path, expect_body)

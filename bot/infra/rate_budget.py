@@ -1,0 +1,113 @@
+"""Client-side rate limiter (SPEC §10): a sliding window over our own requests, capped by what the exchange says.
+
+Pure: time is passed in (monotonic ns). The window remembers the instant of every request taken in the last
+`period_s`, so `available` is exact, not an average. bitFlyer's `X-RateLimit-Remaining` / `X-RateLimit-Reset`
+headers can only lower it: the budget is the minimum of our own count and the exchange's, counting requests
+made since the headers were seen against the exchange's figure too.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+NS_PER_S = 1_000_000_000
+
+
+class RateBudget:
+    def __init__(self, limit: int, period_s: float) -> None:
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        if period_s <= 0:
+            raise ValueError("period_s must be > 0")
+        self.limit = limit
+        self.period_ns = int(period_s * NS_PER_S)
+        self._taken: deque[int] = deque()            # monotonic ns of each request in the window
+        self._cap_remaining: int | None = None       # the exchange's own remaining count ...
+        self._cap_until: int = 0                     # ... valid until this monotonic ns
+        self.refused = 0                             # take() calls answered False
+
+    # ---- queries -------------------------------------------------------------------------------------
+    def _expire(self, now_ns: int) -> None:
+        horizon = now_ns - self.period_ns
+        taken = self._taken
+        while taken and taken[0] <= horizon:
+            taken.popleft()
+        if self._cap_remaining is not None and now_ns >= self._cap_until:
+            self._cap_remaining = None
+
+    def used(self, now_ns: int) -> int:
+        self._expire(now_ns)
+        return len(self._taken)
+
+    def available(self, now_ns: int) -> int:
+        """Requests that may be made right now without exceeding either our window or the exchange's count."""
+        self._expire(now_ns)
+        left = self.limit - len(self._taken)
+        if self._cap_remaining is not None:
+            left = min(left, self._cap_remaining)
+        return max(0, left)
+
+    def next_available_at(self, now_ns: int) -> int:
+        """The earliest monotonic ns at which one request will be available (now if one is)."""
+        if self.available(now_ns) > 0:
+            return now_ns
+        candidates = []
+        if len(self._taken) >= self.limit:
+            # the oldest request that must leave the window for one slot to free up
+            candidates.append(self._taken[len(self._taken) - self.limit] + self.period_ns)
+        if self._cap_remaining is not None and self._cap_remaining <= 0:
+            candidates.append(self._cap_until)
+        return max([now_ns, *candidates])
+
+    # ---- updates -------------------------------------------------------------------------------------
+    def take(self, now_ns: int, n: int = 1) -> bool:
+        """Reserve `n` requests at `now_ns` if all fit; otherwise take none and return False."""
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        if self.available(now_ns) < n:
+            self.refused += 1
+            return False
+        self._record(now_ns, n)
+        return True
+
+    def force(self, now_ns: int, n: int = 1) -> None:
+        """Count requests that are sent whatever the budget says (protective exits): later takes see them."""
+        self._expire(now_ns)
+        self._record(now_ns, n)
+
+    def _record(self, now_ns: int, n: int) -> None:
+        if self._taken and now_ns < self._taken[-1]:
+            now_ns = self._taken[-1]  # keep the window ordered even if a caller's clock reading is late
+        self._taken.extend([now_ns] * n)
+        if self._cap_remaining is not None:
+            self._cap_remaining = max(0, self._cap_remaining - n)
+
+    def update_from_headers(
+        self, remaining: int | None, reset_epoch: float | None, now_ns: int, *, wall_now: float | None = None,
+    ) -> None:
+        """Apply the exchange's `X-RateLimit-Remaining` / `X-RateLimit-Reset` (Unix seconds). With `wall_now`
+        (Unix seconds at `now_ns`) the cap lasts until the reset; without it, or when the reset is missing or
+        nonsensical, it lasts one full period (conservative). Missing `remaining` changes nothing."""
+        if remaining is None:
+            return
+        remaining = max(0, int(remaining))
+        hold_ns = self.period_ns
+        if reset_epoch is not None and wall_now is not None:
+            until_reset = reset_epoch - wall_now
+            if 0 <= until_reset <= 3600:
+                hold_ns = int(until_reset * NS_PER_S)
+        self._expire(now_ns)
+        until = now_ns + hold_ns
+        if (
+            self._cap_remaining is not None
+            and remaining > self._cap_remaining
+            and until <= self._cap_until + NS_PER_S
+        ):
+            return  # a late answer from an earlier request in the same exchange window: keep the lower count
+        self._cap_remaining = remaining
+        self._cap_until = until
+
+    def reset(self) -> None:
+        self._taken.clear()
+        self._cap_remaining = None
+        self._cap_until = 0

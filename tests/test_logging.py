@@ -456,3 +456,18 @@ def test_redact_masks_longest_secret_whole() -> None:
         assert redact("nothing here") == "nothing here"
     finally:
         clear_secrets()
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("STST_TOKEN=abc123", "STST_TOKEN=***"),
+        ("BITFLYER_API_SECRET=xyz", "BITFLYER_API_SECRET=***"),
+        ("{'ACCESS-KEY': 'k1', 'ACCESS-SIGN': '00ff'}", "{'ACCESS-KEY': '***', 'ACCESS-SIGN': '***'}"),
+        ("Authorization: Bearer t1", "Authorization: ***"),
+        ("tokens_left=5 reason=stale_data", "tokens_left=5 reason=stale_data"),
+        ("order refused: invalid signature (-500)", "order refused: invalid signature (-500)"),
+    ],
+)
+def test_unregistered_credentials_that_look_like_one_are_masked(line: str, expected: str) -> None:
+    assert redact(line) == expected

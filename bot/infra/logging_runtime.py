@@ -23,11 +23,12 @@ from loguru import logger
 MASK = "***"
 LINE_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS Z} | {level: <8} | {name}:{function}:{line} | {message}"
 
-# Values that look like credentials even when nobody registered them: `ACCESS-SIGN: abc`, `token=abc`,
+# Values that look like credentials even when nobody registered them: `ACCESS-SIGN: abc`, `STST_TOKEN=abc`,
 # `Authorization: Bearer abc`, `"api_secret": "abc"`. The key and separator are kept, the value is masked.
 _CREDENTIAL_PATTERN = re.compile(
-    r"(?i)\b(access-key|access-sign|access-timestamp-sign|authorization|api[_-]?key|api[_-]?secret|secret"
-    r"|token|password|signature)(\s*[\"']?\s*[:=]\s*[\"']?\s*)(?:bearer\s+)?([^\s\"',;}\]]+)"
+    r"(?i)(?<![a-z0-9])([a-z0-9_-]*?(?:access-key|access-sign|authorization|api[_-]?key|api[_-]?secret|secret"
+    r"|token|password|passwd|signature)(?:[_-]?key)?)(?![a-z0-9])"
+    r"(\s*[\"']?\s*[:=]\s*[\"']?\s*)(?:bearer\s+)?([^\s\"',;}\]]+)"
 )
 
 _secrets_lock = threading.Lock()

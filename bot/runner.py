@@ -263,7 +263,7 @@ class BotRunner:
         if self.session:
             await self.session.close()
         for lg in (self.decision_log, self.order_log, self.trade_log):
-            lg.close()
+            await lg.aclose()
         logger.info("runner closed in state {}", self.state.value)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task:
@@ -612,9 +612,13 @@ class BotRunner:
             self._reconcile_fills(exec_rows, now, baseline=first)
             lots = parse_position_rows(position_rows)
             self._venue_position = sum((s.sign * size for s, _, size in lots), Decimal(0))
-            if self.inventory.replace_lots_from_venue(lots):
-                logger.warning("reconcile ({}): position adopted from the venue: {} BTC", why, self._venue_position)
-                self._save_state_soon()
+            try:
+                if self.inventory.replace_lots_from_venue(lots, now=now):
+                    logger.warning("reconcile ({}): position adopted from the venue: {} BTC", why,
+                                   self._venue_position)
+                    self._save_state_soon()
+            except (ValueError, TypeError) as e:  # a venue answer we cannot use changes nothing
+                logger.error("reconcile ({}): venue positions unusable ({}); keeping ours", why, e)
             self._reconciled_at = datetime.now(UTC)
             self.metrics.reconciles += 1
             was_blocked = self._reconcile_needed

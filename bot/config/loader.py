@@ -9,7 +9,15 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SIZE_GRID = Decimal("0.00000001")  # bitFlyer sizes carry 8 decimals
 HOT_SECTIONS = ("strategy", "risk")  # the only sections a running bot may change

@@ -1,0 +1,1 @@
+"""FastAPI control plane and live dashboard for the stall_then_strike bot."""

@@ -1,0 +1,146 @@
+"""GET /metrics: Prometheus text from a per-app registry whose collector reads the runner when scraped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from bot.types.dto import RunState
+from server.events import Broadcaster
+
+# decision latency buckets in seconds: 50 µs … 100 ms
+LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+def _float(v: Any) -> float | None:
+    if v is None or v == "":
+        return None
+    try:
+        return float(Decimal(str(v)))  # exposition only: the bot's own arithmetic stays Decimal
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _quantile(sorted_samples: list[int], q: float) -> float:
+    idx = min(len(sorted_samples) - 1, max(0, int(q * len(sorted_samples) + 0.5) - 1))
+    return sorted_samples[idx] / 1e9
+
+
+def latency_histogram(samples_ns: Iterable[int]) -> tuple[list[tuple[str, float]], float, int]:
+    """Cumulative buckets (le, count), sum in seconds, count — of the recent samples."""
+    samples = sorted(samples_ns)
+    buckets, i = [], 0
+    for bound in LATENCY_BUCKETS:
+        while i < len(samples) and samples[i] / 1e9 <= bound:
+            i += 1
+        buckets.append((repr(bound), float(i)))
+    buckets.append(("+Inf", float(len(samples))))
+    return buckets, sum(samples) / 1e9, len(samples)
+
+
+class RunnerCollector(Collector):
+    def __init__(self, service: Any, broadcaster: Broadcaster) -> None:
+        self._service = service
+        self._broadcaster = broadcaster
+
+    def collect(self) -> Iterator[Metric]:
+        runner = self._service.runner
+        m = runner.metrics
+        snap = runner.snapshot()
+
+        state = GaugeMetricFamily("stst_state", "1 for the bot's current run state", labels=["state"])
+        for s in RunState:
+            state.add_metric([s.value], 1.0 if snap.get("state") == s.value else 0.0)
+        yield state
+        mode = GaugeMetricFamily("stst_mode", "1 for the running mode", labels=["mode"])
+        mode.add_metric([str(snap.get("mode") or runner.mode)], 1.0)
+        yield mode
+
+        inv = snap.get("inventory") or {}
+        for key, name, doc in (
+            ("position_btc", "stst_position_btc", "net position, signed BTC (the bot's view)"),
+            ("avg_price", "stst_avg_price_jpy", "average entry price of the position"),
+            ("realized_pnl_jpy", "stst_realized_pnl_jpy", "realized PnL since start of records"),
+            ("unrealized_pnl_jpy", "stst_unrealized_pnl_jpy", "unrealized PnL marked at mid"),
+            ("pnl_today_jpy", "stst_pnl_today_jpy", "today's PnL: realized + unrealized - fees"),
+            ("fees_today_jpy", "stst_fees_today_jpy", "fees paid today"),
+            ("drawdown_jpy", "stst_drawdown_jpy", "today's drawdown from the day's PnL peak (<= 0)"),
+            ("max_drawdown_jpy", "stst_max_drawdown_jpy", "worst drawdown today (<= 0)"),
+        ):
+            value = _float(inv.get(key))
+            if value is not None:
+                yield GaugeMetricFamily(name, doc, value=value)
+        venue = _float(snap.get("venue_position_btc"))
+        if venue is not None:
+            yield GaugeMetricFamily("stst_venue_position_btc", "position according to the venue", value=venue)
+
+        for attr, name, doc in (
+            ("orders_sent", "stst_orders_sent", "order requests sent"),
+            ("orders_cancelled", "stst_orders_cancelled", "cancel requests sent"),
+            ("fills", "stst_fills", "executions of our orders"),
+            ("board_messages", "stst_board_messages", "board messages received"),
+        ):
+            yield CounterMetricFamily(name, doc, value=float(getattr(m, attr, 0) or 0))
+        errors = CounterMetricFamily("stst_exchange_errors", "exchange errors by code", labels=["code"])
+        for code, n in sorted((getattr(m, "exchange_errors", None) or {}).items(), key=lambda kv: str(kv[0])):
+            errors.add_metric([str(code)], float(n))
+        yield errors
+
+        yield GaugeMetricFamily(
+            "stst_event_loop_lag_seconds", "latest measured event-loop lag",
+            value=float(getattr(m, "loop_lag_ms", 0.0) or 0.0) / 1000,
+        )
+        samples = list(getattr(m, "decision_latency_ns", None) or [])
+        buckets, total, _count = latency_histogram(samples)
+        yield HistogramMetricFamily(
+            "stst_decision_latency_seconds",
+            "board message / deadline to decision, over the runner's window of recent decisions (not cumulative)",
+            buckets=buckets, sum_value=total,
+        )
+        quantiles = GaugeMetricFamily(
+            "stst_decision_latency_quantile_seconds", "decision latency quantiles over the same window",
+            labels=["quantile"],
+        )
+        if samples:
+            ordered = sorted(samples)
+            for q in (0.5, 0.99, 0.999):
+                quantiles.add_metric([str(q)], _quantile(ordered, q))
+        yield quantiles
+
+        health = snap.get("health") or {}
+        yield GaugeMetricFamily("stst_ws_connected", "1 when the feed is up", value=1.0 if health.get("ws_connected") else 0.0)
+        for key, name, doc in (
+            ("order_budget_left", "stst_order_budget_left", "order requests the client-side limiter allows now"),
+            ("private_budget_left", "stst_private_budget_left", "private REST calls the limiter allows now"),
+            ("last_message_age_ms", "stst_last_message_age_ms", "since the last feed message"),
+            ("rest_latency_ms", "stst_rest_latency_ms", "latest REST round trip"),
+        ):
+            value = _float(health.get(key))
+            if value is not None:
+                yield GaugeMetricFamily(name, doc, value=value)
+
+        yield GaugeMetricFamily("stst_sse_clients", "connected dashboard streams", value=self._broadcaster.client_count)
+        yield CounterMetricFamily(
+            "stst_sse_dropped_clients", "dashboard streams dropped for being too slow",
+            value=float(self._broadcaster.dropped_total),
+        )
+        yield GaugeMetricFamily(
+            "stst_sse_tick_seconds", "time of the latest dashboard tick (snapshot + render + fan-out)",
+            value=self._broadcaster.last_tick_ms / 1000,
+        )
+
+
+def build_registry(service: Any, broadcaster: Broadcaster) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RunnerCollector(service, broadcaster))
+    return registry

@@ -1,0 +1,170 @@
+"""Dashboard HTML: one Jinja2 environment (autoescaped) for the page and for the per-panel SSE fragments."""
+
+from __future__ import annotations
+
+import types
+import typing
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from fastapi.templating import Jinja2Templates
+from jinja2 import Undefined
+from pydantic import BaseModel
+
+from bot.config import RiskConfig, StallStrategyConfig
+
+# Panel name = SSE event name = templates/fragments/<name>.html = the sse-swap target on the page.
+PANELS = ("banner", "board", "orders", "inventory", "decisions", "fills", "health", "config")
+HOT_MODELS: dict[str, type[BaseModel]] = {"strategy": StallStrategyConfig, "risk": RiskConfig}
+_DASH = "—"
+
+
+def _dec(v: Any) -> Decimal | None:
+    if v is None or isinstance(v, Undefined) or v == "":
+        return None
+    try:
+        return Decimal(str(v))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def fmt_num(v: Any, places: int | None = None) -> str:
+    """'13600000' → '13,600,000'; '0.00100000' → '0.001'; None → '—'. Display only: values stay strings."""
+    d = _dec(v)
+    if d is None:
+        return _DASH if v is None or isinstance(v, Undefined) or v == "" else str(v)
+    if places is not None:
+        d = d.quantize(Decimal(1).scaleb(-places))
+    elif d == d.to_integral_value():
+        d = d.quantize(Decimal(1))
+    else:
+        d = d.normalize()
+    return f"{d:,f}"
+
+
+def fmt_signed(v: Any, places: int | None = None) -> str:
+    d = _dec(v)
+    text = fmt_num(v, places)
+    return f"+{text}" if d is not None and d > 0 else text
+
+
+def sign_class(v: Any) -> str:
+    d = _dec(v)
+    if d is None or d == 0:
+        return "zero"
+    return "pos" if d > 0 else "neg"
+
+
+def fmt_ms(v: Any) -> str:
+    d = _dec(v)
+    return _DASH if d is None else f"{int(d):,} ms"
+
+
+def ratio_pct(value: Any, limit: Any) -> int:
+    """How far `value` has gone toward a (negative) kill limit, 0–100, for the drawdown bars."""
+    v, lim = _dec(value), _dec(limit)
+    if v is None or lim is None or lim == 0:
+        return 0
+    return max(0, min(100, int(v / lim * 100)))
+
+
+# ---- the config form: generated from the pydantic models so it can never drift from them -------------------
+def _field_kind(annotation: Any) -> tuple[str, list[str]]:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return "choice", [str(a) for a in typing.get_args(annotation)]
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _field_kind(args[0]) if args else ("text", [])
+    if annotation is bool:
+        return "bool", ["true", "false"]
+    if annotation is int:
+        return "int", []
+    if annotation is Decimal or annotation is float:
+        return "decimal", []
+    return "text", []
+
+
+def config_fields(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per hot field: name 'strategy.stall_T_ms', kind int|decimal|bool|choice|text, the running value
+    as text, choices, help."""
+    out = []
+    for section, model in HOT_MODELS.items():
+        running = config.get(section, {})
+        for name, info in model.model_fields.items():
+            kind, choices = _field_kind(info.annotation)
+            value = running.get(name)
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = "" if value is None else str(value)
+            out.append({
+                "name": f"{section}.{name}", "section": section, "field": name, "kind": kind,
+                "choices": choices, "value": text, "help": info.description or "",
+            })
+    return out
+
+
+def hot_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {section: config.get(section, {}) for section in HOT_MODELS}
+
+
+def make_templates(directory: Path) -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(directory))
+    env = templates.env
+    env.filters.update(num=fmt_num, signed=fmt_signed, sign=sign_class, ms=fmt_ms)
+    env.globals.update(ratio_pct=ratio_pct, panels=PANELS)
+    env.trim_blocks = True
+    env.lstrip_blocks = True
+    return templates
+
+
+def _normalise(snap: dict[str, Any]) -> dict[str, Any]:
+    """Tolerate a snapshot taken before the first board/inventory exists: every section present."""
+    s = dict(snap)
+    for key in ("board", "inventory", "limits", "health", "counters", "chart", "config"):
+        s[key] = s.get(key) or {}
+    for key in ("orders", "decisions", "fills"):
+        s[key] = s.get(key) or []
+    board = dict(s["board"])
+    board["bids"] = board.get("bids") or []
+    board["asks"] = board.get("asks") or []
+    s["board"] = board
+    return s
+
+
+class FragmentRenderer:
+    """Renders every panel from one snapshot: {panel name: html}. Used by the broadcaster and the page."""
+
+    def __init__(self, templates: Jinja2Templates) -> None:
+        self._templates = {name: templates.env.get_template(f"fragments/{name}.html") for name in PANELS}
+
+    def context(self, snap: dict[str, Any]) -> dict[str, Any]:
+        return {"s": _normalise(snap)}
+
+    def __call__(self, snap: dict[str, Any]) -> dict[str, str]:
+        ctx = self.context(snap)
+        return {name: tpl.render(ctx) for name, tpl in self._templates.items()}
+
+
+CHART_MAX_POINTS = 600  # per line: plenty for a chart a few hundred pixels wide, small on the wire
+
+
+def thin(points: list[Any], max_points: int = CHART_MAX_POINTS) -> list[Any]:
+    """Every k-th point so at most `max_points` remain; the newest point always stays."""
+    if len(points) <= max_points:
+        return points
+    step = -(-len(points) // max_points)
+    out = points[::-1][::step][::-1]
+    return out
+
+
+def chart_payload(snap: dict[str, Any]) -> dict[str, Any]:
+    chart = snap.get("chart") or {}
+    return {
+        "mid": thin(chart.get("mid") or []),
+        "fills": chart.get("fills") or [],
+        "pnl": thin(chart.get("pnl") or []),
+        "limits": snap.get("limits") or {},
+    }

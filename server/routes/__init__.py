@@ -1,0 +1,1 @@
+"""HTTP routes: each handler is a thin line over the runner (app.state.service.runner)."""

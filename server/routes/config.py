@@ -1,0 +1,89 @@
+"""GET /config (secrets masked) and PATCH /config (JSON merge patch of strategy.* / risk.*, all or nothing)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from loguru import logger
+
+from bot.config import ConfigError, redacted_dump
+from server.routes.common import runner_of, who_of
+from server.schemas import ConfigPatchResult, ConfigProblems, Detail
+from server.security import require_auth
+
+PATCH_MEDIA_TYPES = ("application/merge-patch+json", "application/json")
+MAX_PATCH_BYTES = 64 * 1024
+
+router = APIRouter(tags=["config"], dependencies=[Depends(require_auth)])
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
+    a, b = _flatten(old), _flatten(new)
+    return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_patch(raw: bytes) -> Any:
+    """JSON with exact decimals (0.001 stays Decimal('0.001')); NaN/Infinity refused."""
+    return json.loads(raw, parse_float=Decimal, parse_constant=_no_constants)
+
+
+@router.get("/config")
+async def get_config(request: Request) -> dict[str, Any]:
+    return redacted_dump(runner_of(request).config)
+
+
+@router.patch(
+    "/config",
+    response_model=ConfigPatchResult,
+    responses={
+        400: {"model": Detail, "description": "malformed JSON"},
+        415: {"model": Detail, "description": "not application/merge-patch+json or application/json"},
+        422: {"model": ConfigProblems, "description": "refused whole; nothing changed"},
+    },
+    openapi_extra={"requestBody": {"required": True, "content": {
+        t: {"schema": {"type": "object"}, "example": {"strategy": {"stall_T_ms": 400}}} for t in PATCH_MEDIA_TYPES
+    }}},
+)
+async def patch_config(request: Request) -> Any:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in PATCH_MEDIA_TYPES:
+        raise HTTPException(415, "send a JSON merge patch as application/merge-patch+json or application/json")
+    raw = await request.body()
+    if len(raw) > MAX_PATCH_BYTES:
+        raise HTTPException(413, "patch too large")
+    try:
+        patch = parse_patch(raw)
+    except (ValueError, RecursionError) as e:
+        raise HTTPException(400, f"malformed JSON: {e}") from None
+    runner = runner_of(request)
+    who = who_of(request)
+    old = redacted_dump(runner.config)
+    try:
+        new_cfg = await runner.patch_config(patch, who)
+    except ConfigError as e:
+        problems = [{"field": fe.field, "message": fe.message} for fe in e.errors]
+        logger.warning("config patch by {} refused: {}", who, "; ".join(f"{p['field']}: {p['message']}" for p in problems))
+        return JSONResponse({"detail": problems}, status_code=422)
+    new = redacted_dump(new_cfg)
+    changed = config_diff(old, new)
+    logger.info(
+        "config change by {}: {}", who, ", ".join(f"{k} {o} → {n}" for k, (o, n) in changed.items()) or "no change"
+    )
+    return {"changed": changed, "config": new}

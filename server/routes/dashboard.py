@@ -1,0 +1,95 @@
+"""The page (GET /), its event stream (GET /events) and the login form."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from loguru import logger
+from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
+
+from bot.config import redacted_dump
+from server.render import config_fields
+from server.routes.common import peer_of, runner_of
+from server.security import SESSION_COOKIE, require_auth, require_auth_page
+
+PING_SECONDS = 10          # heartbeat comment so proxies and the browser see a live stream
+SEND_TIMEOUT_SECONDS = 5   # a client that cannot take a write for this long is cut off
+
+page_router = APIRouter(tags=["dashboard"], dependencies=[Depends(require_auth_page)], include_in_schema=False)
+stream_router = APIRouter(tags=["dashboard"], dependencies=[Depends(require_auth)])
+login_router = APIRouter(tags=["dashboard"], include_in_schema=False)
+
+
+class DashboardStream(EventSourceResponse):
+    """An SSE response that ends quietly when its client stops reading (the broadcaster already dropped it)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            logger.info("dashboard stream {} cut off: not reading", scope.get("client"))
+
+
+@page_router.get("/", response_class=HTMLResponse)
+async def dashboard(request: Request) -> Response:
+    runner = runner_of(request)
+    renderer = request.app.state.renderer
+    return request.app.state.templates.TemplateResponse(
+        request,
+        "dashboard.html",
+        {
+            "fragments": renderer(runner.snapshot()),
+            "config_fields": config_fields(redacted_dump(runner.config)),
+            "token_enabled": request.app.state.security.enabled,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@stream_router.get("/events", response_class=EventSourceResponse)
+async def events(request: Request) -> EventSourceResponse:
+    """Named events, one per panel (HTML fragments), plus `chart` (JSON); only changed panels are sent."""
+    broadcaster = request.app.state.broadcaster
+    client = broadcaster.subscribe(peer_of(request))
+    return DashboardStream(
+        broadcaster.stream(client), ping=PING_SECONDS, send_timeout=SEND_TIMEOUT_SECONDS,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@login_router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request) -> Response:
+    if not request.app.state.security.enabled:
+        return RedirectResponse("/", status_code=303)
+    return request.app.state.templates.TemplateResponse(request, "login.html", {"error": None})
+
+
+@login_router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, token: Annotated[str, Form(max_length=1024)] = "") -> Response:
+    security = request.app.state.security
+    if not security.enabled:
+        return RedirectResponse("/", status_code=303)
+    if not security.token_matches(token):
+        logger.warning("login refused from {}", peer_of(request))
+        return request.app.state.templates.TemplateResponse(
+            request, "login.html", {"error": "wrong token"}, status_code=401
+        )
+    logger.info("login from {}", peer_of(request))
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE, security.new_session(), httponly=True, samesite="strict", path="/",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@login_router.post("/logout")
+async def logout(request: Request) -> Response:
+    request.app.state.security.end_session(request.cookies.get(SESSION_COOKIE))
+    response = RedirectResponse("/login" if request.app.state.security.enabled else "/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response

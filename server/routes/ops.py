@@ -1,0 +1,39 @@
+"""GET /state (the dashboard's data as JSON), GET /metrics (Prometheus), GET /openapi.json; GET /healthz is
+public and lives in `public_router`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from server.routes.common import runner_of
+from server.schemas import Health
+from server.security import require_auth
+
+router = APIRouter(tags=["ops"], dependencies=[Depends(require_auth)])
+public_router = APIRouter(tags=["ops"])
+
+
+@router.get("/state")
+async def state(request: Request) -> dict[str, Any]:
+    return runner_of(request).snapshot()
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request) -> dict[str, Any]:
+    return request.app.openapi()
+
+
+@public_router.get("/healthz", response_model=Health)
+async def healthz(request: Request) -> dict[str, str]:
+    """Liveness: the process answers. Deliberately says nothing about positions or config."""
+    runner = runner_of(request)
+    return {"status": "ok", "state": str(runner.state), "mode": runner.mode}

@@ -1,0 +1,195 @@
+// Dashboard behaviour that htmx attributes alone do not cover: the stream-status banner, button feedback,
+// the config form's merge-patch encoding and inline errors, and the uPlot charts fed by the `chart` SSE event.
+(function () {
+  "use strict";
+
+  // ---- stream status: say so when the EventSource breaks; htmx-ext-sse reconnects ----------------------------
+  var streamStatus = document.getElementById("stream-status");
+  document.body.addEventListener("htmx:sseError", function () { streamStatus.hidden = false; });
+  document.body.addEventListener("htmx:sseOpen", function (evt) {
+    streamStatus.hidden = true;
+    attachChart(evt.detail && evt.detail.source);
+  });
+
+  // ---- control buttons: show the answer (a 409 says why) ----------------------------------------------------
+  var flash = document.getElementById("flash");
+  var flashTimer = null;
+  function showFlash(text, isError) {
+    flash.textContent = text;
+    flash.className = "flash show" + (isError ? " error" : "");
+    window.clearTimeout(flashTimer);
+    flashTimer = window.setTimeout(function () { flash.className = "flash"; }, 6000);
+  }
+  function parseJson(xhr) {
+    try { return JSON.parse(xhr.responseText); } catch (e) { return null; }
+  }
+  document.body.addEventListener("htmx:afterRequest", function (evt) {
+    var elt = evt.detail.elt;
+    var action = elt && elt.getAttribute && elt.getAttribute("data-control");
+    if (!action) { return; }
+    var xhr = evt.detail.xhr;
+    var body = parseJson(xhr) || {};
+    if (xhr.status === 200) {
+      showFlash(action + ": " + body.state + (body.changed ? "" : " (already)"), false);
+    } else {
+      showFlash(action + " refused: " + (body.detail || xhr.status), true);
+    }
+  });
+
+  // ---- config form: a JSON merge patch of the fields that differ from what the form was loaded with ----------
+  var form = document.getElementById("config-form");
+  function fieldValue(el) {
+    var kind = el.getAttribute("data-kind");
+    var raw = el.value.trim();
+    if (kind === "bool") { return raw === "true"; }
+    if (kind === "int" && /^-?\d+$/.test(raw)) { return parseInt(raw, 10); }
+    return raw; // decimals travel as strings to stay exact; anything unparsable goes as typed and the server says why
+  }
+  function buildPatch() {
+    var patch = {};
+    var count = 0;
+    form.querySelectorAll("[data-kind]").forEach(function (el) {
+      if (el.value.trim() === el.getAttribute("data-initial")) { return; }
+      var parts = el.name.split(".");
+      patch[parts[0]] = patch[parts[0]] || {};
+      patch[parts[0]][parts[1]] = fieldValue(el);
+      count += 1;
+    });
+    return count ? patch : null;
+  }
+  function clearErrors() {
+    form.querySelectorAll(".field-error").forEach(function (s) { s.textContent = ""; });
+    form.querySelectorAll(".invalid").forEach(function (el) { el.classList.remove("invalid"); });
+    document.getElementById("config-errors").textContent = "";
+  }
+  function showResult(text, isError) {
+    var r = document.getElementById("config-result");
+    r.textContent = text;
+    r.className = isError ? "error" : "ok";
+  }
+
+  htmx.defineExtension("merge-patch", {
+    onEvent: function (name, evt) {
+      if (name === "htmx:configRequest") {
+        evt.detail.headers["Content-Type"] = "application/merge-patch+json";
+        clearErrors();
+        if (!buildPatch()) {
+          showResult("nothing changed", false);
+          evt.preventDefault();
+        }
+      }
+    },
+    encodeParameters: function (xhr) {
+      xhr.overrideMimeType("text/json");
+      return JSON.stringify(buildPatch());
+    }
+  });
+
+  form.addEventListener("htmx:afterRequest", function (evt) {
+    var xhr = evt.detail.xhr;
+    var body = parseJson(xhr);
+    if (xhr.status === 200 && body) {
+      var changed = Object.keys(body.changed || {});
+      form.querySelectorAll("[data-kind]").forEach(function (el) {
+        el.setAttribute("data-initial", el.value.trim());
+      });
+      showResult(changed.length ? "applied: " + changed.join(", ") : "applied (no change)", false);
+      return;
+    }
+    showResult("refused — nothing changed", true);
+    var summary = document.getElementById("config-errors");
+    var problems = body && Array.isArray(body.detail) ? body.detail
+      : [{ field: "", message: (body && body.detail) || ("HTTP " + xhr.status) }];
+    problems.forEach(function (p) {
+      var slot = form.querySelector('[data-error-for="' + CSS.escape(p.field) + '"]');
+      if (slot) {
+        slot.textContent = p.message;
+        var input = form.querySelector('[name="' + CSS.escape(p.field) + '"]');
+        if (input) { input.classList.add("invalid"); }
+      } else {
+        var line = document.createElement("div");
+        line.textContent = (p.field ? p.field + ": " : "") + p.message;
+        summary.appendChild(line);
+      }
+    });
+  });
+
+  document.getElementById("config-revert").addEventListener("click", function () {
+    form.querySelectorAll("[data-kind]").forEach(function (el) { el.value = el.getAttribute("data-initial"); });
+    clearErrors();
+    showResult("", false);
+  });
+
+  // ---- charts: mid with own fills, and PnL through the day ---------------------------------------------------
+  var midPlot = null;
+  var pnlPlot = null;
+  var attached = typeof WeakSet === "function" ? new WeakSet() : null;
+
+  function width(el) { return Math.max(240, el.clientWidth || 600); }
+
+  function midData(payload) {
+    // one x axis for mid and fills: fill points sit on their own timestamps, mid is null there (gaps spanned)
+    var rows = [];
+    (payload.mid || []).forEach(function (p) { rows.push([p[0], Number(p[1]), null, null]); });
+    (payload.fills || []).forEach(function (f) {
+      var buy = String(f[2]).toUpperCase() === "BUY";
+      rows.push([f[0], null, buy ? Number(f[1]) : null, buy ? null : Number(f[1])]);
+    });
+    rows.sort(function (a, b) { return a[0] - b[0]; });
+    return [0, 1, 2, 3].map(function (i) { return rows.map(function (r) { return r[i]; }); });
+  }
+
+  function pnlData(payload) {
+    var pts = payload.pnl || [];
+    return [pts.map(function (p) { return p[0]; }), pts.map(function (p) { return Number(p[1]); })];
+  }
+
+  function makePlots() {
+    var midEl = document.getElementById("chart-mid");
+    var pnlEl = document.getElementById("chart-pnl");
+    var points = function (color) {
+      return { stroke: color, fill: color, paths: function () { return null; }, points: { show: true, size: 8 } };
+    };
+    var yAxis = { size: 80, values: function (u, vals) { return vals.map(function (v) { return v.toLocaleString(); }); } };
+    midPlot = new uPlot({
+      width: width(midEl), height: 220,
+      scales: { x: { time: true } },
+      axes: [{}, yAxis],
+      series: [{}, { label: "mid", stroke: "#8ab4f8", spanGaps: true, points: { show: false } },
+        Object.assign({ label: "buy fill" }, points("#4caf50")),
+        Object.assign({ label: "sell fill" }, points("#ef5350"))]
+    }, [[], [], [], []], midEl);
+    pnlPlot = new uPlot({
+      width: width(pnlEl), height: 160,
+      scales: { x: { time: true } },
+      axes: [{}, yAxis],
+      series: [{}, { label: "PnL today (JPY)", stroke: "#ffca28", fill: "rgba(255,202,40,0.08)" }]
+    }, [[], []], pnlEl);
+    window.addEventListener("resize", function () {
+      midPlot.setSize({ width: width(midEl), height: 220 });
+      pnlPlot.setSize({ width: width(pnlEl), height: 160 });
+    });
+  }
+
+  function onChart(evt) {
+    var payload;
+    try { payload = JSON.parse(evt.data); } catch (e) { return; }
+    if (!midPlot) { makePlots(); }
+    var mid = midData(payload);
+    midPlot.setData(mid);
+    pnlPlot.setData(pnlData(payload));
+    var xs = mid[0];
+    if (xs.length > 1) { // same time window on both charts
+      pnlPlot.setScale("x", { min: xs[0], max: xs[xs.length - 1] });
+    }
+  }
+
+  function attachChart(source) {
+    if (!source || typeof uPlot === "undefined") { return; }
+    if (attached) {
+      if (attached.has(source)) { return; }
+      attached.add(source);
+    }
+    source.addEventListener("chart", onChart);
+  }
+})();

@@ -4,6 +4,7 @@ plus the client-side RateBudget it consults."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -410,3 +411,57 @@ def test_budget_never_allows_more_than_limit_in_any_window(steps: list[tuple[int
     for i, t in enumerate(granted):
         in_window = [u for u in granted[: i + 1] if u > t - period]
         assert len(in_window) <= limit
+
+
+# ---- end to end against the project's simulated venue ----------------------------------------------------------
+@pytest.mark.integration
+async def test_strike_cancel_close_against_the_sim_venue_keeps_position_equal_to_the_venue() -> None:
+    from bot.infra.bitflyer_parse import net_position, parse_child_order_events, parse_position_rows
+    from bot.infra.pyb_auth import register_bitflyer_hosts
+    from bot.sim import SimVenue
+
+    async with SimVenue() as sim:
+        register_bitflyer_hosts(sim.base_url, sim.ws_url)
+        tracker = OrderTracker()
+        fills = []
+        changed = asyncio.Event()
+
+        def on_message(msg: object, ws: object) -> None:
+            if isinstance(msg, dict) and msg.get("params", {}).get("channel") == "child_order_events":
+                for ev in parse_child_order_events(msg["params"]["message"]):
+                    f = tracker.on_event(ev)
+                    if f is not None:
+                        fills.append(f)
+                changed.set()
+
+        async with pybotters.Client(apis={"bitflyer": [sim.api_key, sim.api_secret]}) as c:
+            c.ws_connect(sim.ws_url, hdlr_json=on_message,
+                         send_json={"method": "subscribe", "params": {"channel": "child_order_events"}, "id": 1})
+            cfg = ExchangeConfig(base_url=sim.base_url)
+            http = BitflyerHttp(c, cfg, timeout_s=2)
+            ex = OrderExecutor(http, cfg, ListLog(), tracker, budget=RateBudget(60, 60))
+            board = (await c.fetch("GET", f"{sim.base_url}/v1/getboard?product_code=FX_BTC_JPY")).data
+            bid, ask = int(board["bids"][0]["price"]), int(board["asks"][0]["price"])
+            assert ask - bid > 2
+            strike = [
+                Action(ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.BUY, Decimal(bid + 1), Decimal("0.001"), 800),
+                Action(ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.SELL, Decimal(ask - 1), Decimal("0.001"), 800),
+            ]
+            placed = await ex.execute(strike, time.monotonic_ns())
+            assert all(o.acceptance_id for o in placed)
+            await ex.execute([CANCEL_STALL], time.monotonic_ns())
+            (close,) = await ex.execute([CLOSE], time.monotonic_ns())
+
+            def settled() -> bool:
+                return all(not o.state.is_open for o in [*placed, close])
+
+            async with asyncio.timeout(5):
+                while not settled():
+                    changed.clear()
+                    await changed.wait()
+            assert {o.state for o in placed} <= {OrderState.CANCELED, OrderState.FILLED}
+            assert close.state is OrderState.FILLED
+            ours = sum((f.side.sign * f.size for f in fills), Decimal(0))
+            venue_net, _ = net_position(parse_position_rows(await http.get_positions()))
+            assert ours == venue_net
+            assert ex.error_counts == {} and ex.running == 0

@@ -491,7 +491,10 @@ async def test_connection_refused_is_connect_failed(client: pybotters.Client) ->
     (500, -208, ErrorKind.RETRYABLE_UNKNOWN), (400, -208, ErrorKind.RETRYABLE_UNKNOWN),
     (401, -500, ErrorKind.AUTH), (403, None, ErrorKind.AUTH), (400, -508, ErrorKind.RATE_LIMITED),
     (429, None, ErrorKind.RATE_LIMITED), (504, None, ErrorKind.RETRYABLE_UNKNOWN), (200, -204, ErrorKind.MARKET_CLOSED),
-    (404, None, ErrorKind.BAD_RESPONSE),
+    (404, None, ErrorKind.BAD_RESPONSE), (400, -999, ErrorKind.REJECTED),
+    # -1 on a 4xx/429 is the rate limit; on a 5xx it is also bitFlyer's "unexpected error": outcome unknown
+    (400, -1, ErrorKind.RATE_LIMITED), (429, -1, ErrorKind.RATE_LIMITED), (500, -1, ErrorKind.RETRYABLE_UNKNOWN),
+    (500, -999, ErrorKind.RETRYABLE_UNKNOWN), (500, -205, ErrorKind.REJECTED),
 ])
 def test_classification_table(http_status: int, code: int | None, kind: ErrorKind) -> None:
     assert classify(http_status, code) is kind

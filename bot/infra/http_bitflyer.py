@@ -67,18 +67,27 @@ _CODE_KINDS: dict[int, ErrorKind] = {
 }
 
 
+_REJECT_CODES = frozenset({-100, -106, -110, -200, -205})
+
+
 def classify(http_status: int | None, code: int | None) -> ErrorKind:
-    """bitFlyer's status code decides when it is one we know; otherwise the HTTP status does."""
-    if code is not None and code in _CODE_KINDS:
-        return _CODE_KINDS[code]
+    """bitFlyer's status code decides when it is one we know; otherwise the HTTP status does. On an HTTP 5xx an
+    unknown code, or -1 (bitFlyer also uses it for "An unexpected error occurred"), leaves the outcome unknown."""
+    server_trouble = http_status is not None and http_status >= 500
+    if code is not None:
+        if code == -1 and server_trouble:
+            return ErrorKind.RETRYABLE_UNKNOWN
+        if code in _CODE_KINDS:
+            return _CODE_KINDS[code]
+        if code in _REJECT_CODES:
+            return ErrorKind.REJECTED
+        return ErrorKind.RETRYABLE_UNKNOWN if server_trouble else ErrorKind.REJECTED
     if http_status == 429:
         return ErrorKind.RATE_LIMITED
     if http_status in (401, 403):
         return ErrorKind.AUTH
-    if http_status is not None and http_status >= 500:
+    if server_trouble:
         return ErrorKind.RETRYABLE_UNKNOWN
-    if code is not None:
-        return ErrorKind.REJECTED  # -100 -106 -110 -200 -205 ... with a 4xx (or a 200 carrying an error body)
     return ErrorKind.BAD_RESPONSE
 
 

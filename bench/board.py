@@ -21,6 +21,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,10 @@ import pybotters
 from pybotters.ws import ClientWebSocketResponse
 from sortedcontainers import SortedDict
 
+from bot.engine.orders import OrderTracker
 from bot.infra.board_store import BoardStore
+from bot.infra.orderbook_view import OrderBookView
+from bot.types.dto import Side
 
 PRODUCT = "FX_BTC_JPY"
 SNAPSHOT_CHANNEL = f"lightning_board_snapshot_{PRODUCT}"
@@ -228,6 +232,15 @@ def bench_book_size(levels_per_side: int, n_diffs: int = 3_000, warmup: int = 30
     ours_best_pb, theirs_best_pb = ours.best_prices(), theirs.board.sorted(limit=1)
     assert ours_best_pb == (theirs_best_pb["bids"][0]["price"], theirs_best_pb["asks"][0]["price"]), "stores disagree"
     n_reads = 20_000 if levels_per_side <= 300 else 5_000
+    # the strategy's read: own-excluded best with two of our quotes resting (one at the touch)
+    orders = OrderTracker()
+    bid, _ = ours.best_prices()
+    assert bid is not None
+    orders.new_order(tag="stall", side=Side.BUY, order_type="LIMIT", price=Decimal(int(bid)), size=Decimal("0.001"),
+                     now=0)
+    orders.new_order(tag="stall", side=Side.SELL, order_type="LIMIT", price=Decimal(int(bid) + 400_000),
+                     size=Decimal("0.001"), now=0)
+    view = OrderBookView(ours, PRODUCT, Decimal(1), orders)
     return {
         "levels_per_side": levels_per_side,
         "diffs": n_diffs,
@@ -237,6 +250,7 @@ def bench_book_size(levels_per_side: int, n_diffs: int = 3_000, warmup: int = 30
         "ours_best_us": _time_call(ours.best, n_reads),
         "ours_best_raw_us": _time_call(ours.best_prices, n_reads),
         "pybotters_sorted1_us": _time_call(lambda: theirs.board.sorted(limit=1), max(200, n_reads // 20)),
+        "view_snapshot_us": _time_call(lambda: view.snapshot(0), n_reads),
         "desyncs_seen": ours.desyncs,
     }
 
@@ -256,10 +270,12 @@ def _table(results: list[dict[str, Any]]) -> Iterator[str]:
               f"{p['mean_us']:>14.1f} {p['p50_us']:>8.1f} {p['p99_us']:>8.1f} | {r['speedup']:>8.0f}"
     yield ""
     yield "best-price lookup, µs per call"
-    yield f"{'levels/side':>11} | {'best() Decimal':>14} {'best_prices() raw':>17} | {'pybotters sorted(limit=1)':>25}"
+    yield f"{'levels/side':>11} | {'best() Decimal':>14} {'best_prices() raw':>17} {'view.snapshot()':>15} | " \
+          f"{'pybotters sorted(limit=1)':>25}"
     for r in results:
-        yield f"{r['levels_per_side']:>11} | {r['ours_best_us']:>14.2f} {r['ours_best_raw_us']:>17.2f} | " \
-              f"{r['pybotters_sorted1_us']:>25.1f}"
+        yield f"{r['levels_per_side']:>11} | {r['ours_best_us']:>14.2f} {r['ours_best_raw_us']:>17.2f} " \
+              f"{r['view_snapshot_us']:>15.2f} | {r['pybotters_sorted1_us']:>25.1f}"
+    yield "(view.snapshot(): own-excluded best with two of our orders resting, one of them at the best bid)"
 
 
 def main() -> None:

@@ -332,6 +332,7 @@ BAD_FRAMES = [
     frame(DIFF, {"mid_price": 1e7, "bids": [], "asks": [{"price": 1e7 + 1, "size": float("inf")}]}),
     # a good level followed by a bad one: nothing of the frame is applied
     frame(SNAP, {"mid_price": 1e7, "bids": levels([(1e7 - 1, 1.0)]), "asks": [{"price": 1e7 + 1}]}),
+    frame(SNAP, {"mid_price": 1e7, "bids": levels([(1e7 - 1, 1.0)])}),  # a snapshot must carry both sides
     {"jsonrpc": "2.0", "method": "channelMessage", "params": {"channel": DIFF}},
 ]
 
@@ -365,6 +366,19 @@ def test_other_channels_and_replies_are_ignored_silently(book: BoardStore, warni
     assert warnings_logged == []
 
 
+def test_a_failure_while_applying_never_escapes_and_leaves_the_book_stale(
+        book: BoardStore, monkeypatch: pytest.MonkeyPatch, warnings_logged: list[str]) -> None:
+    def broken(*args: Any) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(book, "_apply_diff", broken)
+    book.onmessage(diff(BASE, bids=[(BASE - 5, 0.1)]))
+    assert book.stale_reason is StaleReason.ERROR and warnings_logged
+    monkeypatch.undo()
+    book.onmessage(snap([(BASE - 10, 0.5)], [(BASE + 10, 0.25)]))
+    assert not book.stale
+
+
 # ---- DataStore semantics ------------------------------------------------------------------------------------------
 async def test_watch_yields_one_change_per_applied_message(book: BoardStore) -> None:
     with book.watch() as stream:
@@ -379,6 +393,14 @@ async def test_watch_yields_one_change_per_applied_message(book: BoardStore) -> 
     assert first.data["kind"] == "diff" and first.data["best_bid"] == Decimal(BASE - 5)
     assert second.operation == "insert" and second.data["kind"] == "snapshot"
     assert second.data["best_bid"] == Decimal(BASE - 10) and second.data["stale"] is False
+
+
+async def test_watch_reports_a_disconnect_at_once(book: BoardStore) -> None:
+    with book.watch() as stream:
+        book.mark_disconnected()
+        change = await stream.get()
+    assert change.source is None
+    assert change.data["kind"] == "disconnected" and change.data["stale_reason"] is StaleReason.DISCONNECTED
 
 
 async def test_wait_wakes_on_an_applied_message(book: BoardStore) -> None:

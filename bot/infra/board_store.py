@@ -13,13 +13,16 @@ This store:
   with price <= 0 and deletes levels of size 0;
 - is `stale` (with a reason) from the start until the first snapshot, after `mark_disconnected()`, and after a diff
   whose `mid_price` disagrees with the rebuilt book (desync); only a snapshot clears it;
-- never drops a level because of its size (the DataStore item cap does not apply: levels live outside `_data`);
+- never drops a level because the book is large (the DataStore item cap does not apply: levels live outside
+  `_data`);
 - exposes Decimal at its boundary (`best()`, `levels()`, `find()`, `sorted()`).
 
 DataStore semantics: `watch()` yields exactly ONE `StoreChange` per applied board message (not one per level, to
-keep the hot path cheap): operation "insert" for a snapshot (the book was replaced), "update" for a diff; `source`
-is the raw message (shared, do not mutate), `data` a small summary dict (see `_summary`). `wait()` wakes once per
-applied message; `find()` / `get()` / `len()` / iteration see the levels as pybotters-style items
+keep the hot path cheap): operation "insert" for a snapshot (the book was replaced), "update" for a diff, plus one
+"update" when `mark_disconnected()` is called or a frame fails half-way. `source` is the raw message (shared, do not
+mutate; None for a disconnect); `data` is a small summary dict: product_code, kind ("snapshot" | "diff" |
+"disconnected" | "error"), version, stale, stale_reason, best_bid(_size), best_ask(_size) as Decimal. `wait()`
+wakes on each of those. `find()` / `get()` / `len()` / iteration see the levels as pybotters-style items
 `{"product_code", "side": "bids"|"asks", "price": Decimal, "size": Decimal}`.
 """
 
@@ -29,7 +32,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from enum import StrEnum
 from itertools import islice
-from typing import Any
+from typing import Any, Literal
 
 from loguru import logger
 from pybotters.store import DataStore, StoreChange
@@ -42,12 +45,14 @@ _BAD_FRAME_PREVIEW = 200  # characters of a bad frame quoted in the log line
 
 Level = tuple[Decimal, Decimal]  # (price, size)
 Best = tuple[Decimal | None, Decimal | None, Decimal | None, Decimal | None]
+_Levels = list[tuple[float, float]]  # wire (price, size), validated
 
 
 class StaleReason(StrEnum):
     NO_SNAPSHOT = "no_snapshot"    # started, no snapshot yet
     DISCONNECTED = "disconnected"  # the runner lost the socket
     DESYNC = "desync"              # a diff's mid_price disagreed with the rebuilt book
+    ERROR = "error"                # applying a frame failed half-way (a bug): the book cannot be trusted
 
 
 class _BadFrame(ValueError):
@@ -73,11 +78,11 @@ def _number(x: Any) -> float:
     raise _BadFrame(f"not a number: {x!r}")
 
 
-def _parse_side(raw: Any) -> list[tuple[float, float]]:
+def _parse_side(raw: Any) -> _Levels:
     """Validate a whole side before anything is applied, so a bad frame changes nothing."""
     if type(raw) is not list:
         raise _BadFrame("bids/asks not a list")
-    out: list[tuple[float, float]] = []
+    out: _Levels = []
     for lv in raw:
         try:
             p = lv["price"]
@@ -94,9 +99,11 @@ def _parse_side(raw: Any) -> list[tuple[float, float]]:
     return out
 
 
-def _parse_message(message: Any) -> tuple[float | None, list[tuple[float, float]], list[tuple[float, float]]]:
+def _parse_message(message: Any, is_snapshot: bool) -> tuple[float | None, _Levels, _Levels]:
     if type(message) is not dict:
         raise _BadFrame("message not an object")
+    if is_snapshot and ("bids" not in message or "asks" not in message):
+        raise _BadFrame("snapshot without bids or asks")
     mid = message.get("mid_price")
     if mid is not None:
         mid = _number(mid)
@@ -146,8 +153,10 @@ class BoardStore(DataStore):
         return self._stale_reason
 
     def mark_disconnected(self) -> None:
-        """The socket was lost: the book may be missing any number of updates until the next snapshot."""
+        """The socket was lost: the book may be missing any number of updates until the next snapshot.
+        Watchers get a change (kind "disconnected") so a decision loop driven by `watch()` sees it at once."""
         self._stale_reason = StaleReason.DISCONNECTED
+        self._notify("update", None, "disconnected")
 
     # ---- reads (Decimal at the boundary) ------------------------------------------------------------
     def best(self) -> Best:
@@ -168,7 +177,7 @@ class BoardStore(DataStore):
     def iter_levels(self, side: Side) -> Iterator[Level]:
         """Levels from the best outwards (BUY = bids descending, SELL = asks ascending), converted lazily."""
         book = self._bids if side is Side.BUY else self._asks
-        prices = reversed(book.keys()) if side is Side.BUY else iter(book.keys())
+        prices = reversed(book) if side is Side.BUY else iter(book)
         for p in prices:
             yield price_to_decimal(p), size_to_decimal(book[p])
 
@@ -243,35 +252,46 @@ class BoardStore(DataStore):
             return
         try:
             message = params["message"]
-            mid, bids, asks = _parse_message(message)
+            mid, bids, asks = _parse_message(message, is_snapshot)
         except (_BadFrame, KeyError, TypeError) as e:
             self.frames_skipped += 1
             logger.warning("board: skipped bad frame on {} ({}): {}", channel, e, repr(msg)[:_BAD_FRAME_PREVIEW])
             return
         if mid is not None and not mid.is_integer():
             self._exact_mids_seen = True
-        if is_snapshot:
-            self._apply_snapshot(mid, bids, asks)
-        else:
-            self._apply_diff(mid, bids, asks)
+        try:
+            if is_snapshot:
+                self._apply_snapshot(mid, bids, asks)
+            else:
+                self._apply_diff(mid, bids, asks)
+        except Exception:  # never take the feed down; but a half-applied frame leaves a book we cannot trust
+            self._stale_reason = StaleReason.ERROR
+            logger.exception("board: failed applying a frame on {}; stale until the next snapshot", channel)
+            self._notify("update", message, "error")
+            return
         self.messages_applied += 1
         self.last_mid = mid
-        if self._queues:
-            change = StoreChange(self, "insert" if is_snapshot else "update", message, self._summary(is_snapshot))
+        if is_snapshot:
+            self._notify("insert", message, "snapshot")
+        else:
+            self._notify("update", message, "diff")
+
+    def _notify(self, operation: Literal["insert", "update"], source: Any, kind: str) -> None:
+        if self._queues:  # one shared change, not deep-copied per watcher (pybotters copies; too slow here)
+            change = StoreChange(self, operation, source, self._summary(kind))
             for queue in self._queues:
                 queue.put_nowait(change)
         self._set()
 
-    def _summary(self, is_snapshot: bool) -> dict[str, Any]:
+    def _summary(self, kind: str) -> dict[str, Any]:
         bid_p, bid_s, ask_p, ask_s = self.best()
         return {
-            "product_code": self.product_code, "kind": "snapshot" if is_snapshot else "diff",
+            "product_code": self.product_code, "kind": kind,
             "version": self.version, "stale": self.stale, "stale_reason": self._stale_reason,
             "best_bid": bid_p, "best_bid_size": bid_s, "best_ask": ask_p, "best_ask_size": ask_s,
         }
 
-    def _apply_snapshot(self, mid: float | None, bids: list[tuple[float, float]],
-                        asks: list[tuple[float, float]]) -> None:
+    def _apply_snapshot(self, mid: float | None, bids: _Levels, asks: _Levels) -> None:
         fresh_bids: dict[float, float] = {}
         fresh_asks: dict[float, float] = {}
         for levels, fresh in ((bids, fresh_bids), (asks, fresh_asks)):
@@ -293,8 +313,7 @@ class BoardStore(DataStore):
         self.snapshots_applied += 1
         self._update_best()
 
-    def _apply_diff(self, mid: float | None, bids: list[tuple[float, float]],
-                    asks: list[tuple[float, float]]) -> None:
+    def _apply_diff(self, mid: float | None, bids: _Levels, asks: _Levels) -> None:
         for levels, book in ((bids, self._bids), (asks, self._asks)):
             for p, s in levels:
                 if p <= 0.0:

@@ -337,8 +337,10 @@ class Exchange:
     def add_account(self, api_key: str, collateral_jpy: Decimal | None = None) -> None:
         self.ledger.add_account(api_key, collateral_jpy)
 
-    def send_child_order(self, api_key: str, body: dict[str, Any], now: int) -> tuple[str, list[Outbound]]:
-        """POST /v1/me/sendchildorder. Returns the acceptance id and the messages it caused."""
+    def send_child_order(self, api_key: str, body: dict[str, Any], now: int,
+                         fail_reason: str | None = None) -> tuple[str, list[Outbound]]:
+        """POST /v1/me/sendchildorder. Returns the acceptance id and the messages it caused. With `fail_reason`
+        the order is accepted and then fails (ORDER_FAILED), as bitFlyer does for some refusals."""
         self._now = now
         side, order_type, price, size, minutes, tif = self._validate_order(body)
         if self.state == "CLOSED" or self.health in ("STOP", "NO ORDER"):
@@ -355,6 +357,10 @@ class Exchange:
         self.ledger.add_order(order)
         self._orders[aid] = order
         date = iso7(wall)
+        if fail_reason is not None:
+            order.state = ChildOrderState.REJECTED
+            order.cancel_size = size
+            return aid, [Private(api_key, [self._event(order, "ORDER_FAILED", date, {"reason": fail_reason})])]
         out: list[Outbound] = [Private(api_key, [self._event(order, "ORDER", date, {
             "child_order_type": order_type,
             "side": side.value,
@@ -462,7 +468,8 @@ class Exchange:
         count, before, after = _paging(q)
         rows = []
         for o in sorted(self.ledger.account(api_key).orders.values(), key=lambda o: -o.seq):
-            if o.state in (ChildOrderState.CANCELED, ChildOrderState.EXPIRED) and o.executed == 0:
+            if o.state is ChildOrderState.REJECTED or o.executed == 0 and o.state in (
+                    ChildOrderState.CANCELED, ChildOrderState.EXPIRED):
                 continue                                              # bitFlyer forgets these
             if state and o.state.value != state or aid and o.acceptance_id != aid or coid and o.child_order_id != coid:
                 continue

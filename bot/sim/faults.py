@@ -2,7 +2,8 @@
 
 Error kinds: a bitFlyer status ("-208", "-205", "-204", "-500", "-509", "-1", …), "500" (HTTP 500 with a JSON
 body), "html502" (an HTML 502 page, not JSON), "timeout" (the request is carried out but no answer comes back:
-the caller cannot know whether the order exists) and "timeout_before" (no answer and nothing done).
+the caller cannot know whether the order exists), "timeout_before" (no answer and nothing done) and, for
+sendchildorder, "order_failed" (accepted, then an ORDER_FAILED event).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 _STATUS = re.compile(r"^-\d{1,4}$")
-KINDS_OTHER = ("500", "html502", "timeout", "timeout_before")
+KINDS_OTHER = ("500", "html502", "timeout", "timeout_before", "order_failed")
 
 
 def valid_error(kind: str) -> bool:

@@ -44,7 +44,7 @@ JSON_CT = "application/json; charset=utf-8"
 PUBLIC_PREFIXES = ("lightning_board_snapshot_", "lightning_board_", "lightning_ticker_", "lightning_executions_")
 PRIVATE_CHANNELS = ("child_order_events", "parent_order_events")
 SNAPSHOT_CHANNEL = f"lightning_board_snapshot_{PRODUCT}"
-QUEUE_MAX = 5000                    # frames waiting for one client before it is dropped as too slow
+QUEUE_MAX = 1000                    # frames waiting for one client before it is dropped as too slow
 HTML_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
             "</h1></center>\r\n</body>\r\n</html>\r\n")
 
@@ -67,6 +67,17 @@ def _rpc_error(req_id: Any, code: int, message: str, data: Any = None) -> dict[s
     if data is not None:
         err["data"] = data
     return {"jsonrpc": "2.0", "id": req_id, "error": err}
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One authenticated private REST call, as the endpoint functions see it."""
+
+    key: str
+    query: dict[str, str]
+    body: dict[str, Any]
+    now: int
+    fault: str | None
 
 
 @dataclass(eq=False)
@@ -150,11 +161,11 @@ class SimVenue:
         get("/v1/gethealth", self._gethealth)
         get("/v1/getboardstate", self._getboardstate)
         get("/v1/getexecutions", self._public_executions)
-        get("/v1/me/getcollateral", self._private(lambda k, q, b, now: self.exchange.collateral(k)))
+        get("/v1/me/getcollateral", self._private(lambda c: self.exchange.collateral(c.key)))
         get("/v1/me/getpositions", self._private(self._positions))
-        get("/v1/me/getchildorders", self._private(lambda k, q, b, now: self.exchange.child_orders(k, q)))
-        get("/v1/me/getexecutions", self._private(lambda k, q, b, now: self.exchange.executions(k, q)))
-        get("/v1/me/getbalance", self._private(lambda k, q, b, now: []))
+        get("/v1/me/getchildorders", self._private(lambda c: self.exchange.child_orders(c.key, c.query)))
+        get("/v1/me/getexecutions", self._private(lambda c: self.exchange.executions(c.key, c.query)))
+        get("/v1/me/getbalance", self._private(lambda c: []))
         post("/v1/me/sendchildorder", self._private(self._send, post=True))
         post("/v1/me/cancelchildorder", self._private(self._cancel, post=True))
         post("/v1/me/cancelallchildorders", self._private(self._cancel_all, post=True))
@@ -307,7 +318,7 @@ class SimVenue:
             raise VenueError(-500, "Invalid signature", 401)
         return key
 
-    def _private(self, fn: Callable[[str, dict[str, str], dict[str, Any], int], Any], post: bool = False,
+    def _private(self, fn: Callable[[_Call], Any], post: bool = False,
                  ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         endpoint_of = str.rsplit
 
@@ -338,10 +349,10 @@ class SimVenue:
             fault = self.faults.take(endpoint)
             if fault == "timeout_before":
                 await self._hang()
-            if fault is not None and fault != "timeout":
+            if fault is not None and fault not in ("timeout", "order_failed"):
                 return self._fault_response(fault, headers)
             try:
-                result = fn(key, dict(request.query), body, now)
+                result = fn(_Call(key, dict(request.query), body, now, fault))
             except VenueError as e:
                 return _error(e.status, e.message, e.http_status, headers)
             self._wake.set()
@@ -419,21 +430,22 @@ class SimVenue:
         except VenueError as e:
             return _error(e.status, e.message, e.http_status)
 
-    def _positions(self, key: str, q: dict[str, str], body: dict[str, Any], now: int) -> Any:
-        if q.get("product_code", "").upper() != PRODUCT:
+    def _positions(self, c: _Call) -> Any:
+        if c.query.get("product_code", "").upper() != PRODUCT:
             raise VenueError(-100, "Invalid product", 400)
-        return self.exchange.positions(key)
+        return self.exchange.positions(c.key)
 
-    def _send(self, key: str, q: dict[str, str], body: dict[str, Any], now: int) -> Any:
-        aid, outs = self.exchange.send_child_order(key, body, now)
+    def _send(self, c: _Call) -> Any:
+        reason = "MARGIN_SHORTAGE" if c.fault == "order_failed" else None
+        aid, outs = self.exchange.send_child_order(c.key, c.body, c.now, fail_reason=reason)
         self._dispatch(outs)
         return {"child_order_acceptance_id": aid}
 
-    def _cancel(self, key: str, q: dict[str, str], body: dict[str, Any], now: int) -> None:
-        self._dispatch(self.exchange.cancel_child_order(key, body, now))
+    def _cancel(self, c: _Call) -> None:
+        self._dispatch(self.exchange.cancel_child_order(c.key, c.body, c.now))
 
-    def _cancel_all(self, key: str, q: dict[str, str], body: dict[str, Any], now: int) -> None:
-        self._dispatch(self.exchange.cancel_all(key, body, now))
+    def _cancel_all(self, c: _Call) -> None:
+        self._dispatch(self.exchange.cancel_all(c.key, c.body, c.now))
 
     # ---- WebSocket JSON-RPC ----------------------------------------------------------------------------------
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
@@ -452,7 +464,8 @@ class SimVenue:
                     break
         finally:
             self._conns.discard(conn)
-            conn.queue.put_nowait(None) if not conn.queue.full() else None
+            with contextlib.suppress(asyncio.QueueFull):
+                conn.queue.put_nowait(None)
             if conn.writer is not None:
                 conn.writer.cancel()
         return ws

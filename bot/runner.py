@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -32,7 +32,13 @@ from bot.engine.executor import OrderExecutor
 from bot.engine.inventory import InventoryManager
 from bot.engine.orders import UNTRACKED_TAG, OrderTracker
 from bot.engine.strategy_stall import StallThenStrikeStrategy
-from bot.infra.bitflyer_parse import parse_child_order_events, parse_exec_date, parse_position_rows
+from bot.infra.bitflyer_parse import (
+    ParseError,
+    net_position,
+    parse_child_order_events,
+    parse_my_execution_row,
+    parse_position_rows,
+)
 from bot.infra.board_store import BoardStore
 from bot.infra.http_bitflyer import BitflyerHttp, ExchangeError
 from bot.infra.logging_structured import DecisionLogger, OrderLogger, TradeLogger
@@ -150,7 +156,6 @@ class BotRunner:
         self._known_exec_ids: set[str] = set()
         self._board_state = "UNKNOWN"
         self._exchange_health = "UNKNOWN"
-        self._market_closed_until = 0
         self._tasks: set[asyncio.Task] = set()
         self._transition_lock = asyncio.Lock()
         self._closing = False
@@ -223,7 +228,8 @@ class BotRunner:
             on_disconnect=self._on_disconnect,
         )
         await self.session.__aenter__()
-        self.http = BitflyerHttp(self.session.get_client(), cfg.exchange, base_url=ep.rest_base_url)
+        exchange = cfg.exchange.model_copy(update={"base_url": ep.rest_base_url})
+        self.http = BitflyerHttp(self.session.get_client(), exchange, timeout_s=cfg.pybotters.timeout_sec)
         self.executor = OrderExecutor(self.http, cfg.exchange, self.order_log, self.tracker, budget=self.order_budget)
         self.metrics.executor = self.executor
         self._started = True
@@ -354,16 +360,12 @@ class BotRunner:
             return Reason.RECONCILING
         if self._market_closed(now):
             return Reason.MARKET_CLOSED
-        if self.executor is not None and self.executor.backoff_until(now) > now:
+        if self.executor is not None and self.executor.in_backoff(now):
             return Reason.EXCHANGE_BACKOFF
         return None
 
     def _market_closed(self, now: int) -> bool:
         if self._board_state not in ("RUNNING", "UNKNOWN") or self._exchange_health in ("STOP", "NO ORDER"):
-            return True
-        if now < self._market_closed_until:
-            return True
-        if self.executor is not None and self.executor.market_closed_until(now) > now:
             return True
         if self.mode in ("live", "paper"):  # bitFlyer's daily maintenance, 04:00–04:10 JST
             t = datetime.now(JST).time()
@@ -548,8 +550,7 @@ class BotRunner:
                 active = await self.http.get_child_orders(state="ACTIVE")
                 net = Decimal(0)
                 if flatten:
-                    net = sum((s.sign * size for s, _, size in parse_position_rows(await self.http.get_positions())),
-                              Decimal(0))
+                    net = net_position(parse_position_rows(await self.http.get_positions()))[0]
                     self._venue_position = net
                     closing = self.tracker.open_orders(tag="close")
                     if net != 0 and not closing:
@@ -565,7 +566,7 @@ class BotRunner:
                     await self._reconcile("after stop/kill", block=False)
                     return True
                 logger.info("settle attempt {}: {} active orders, venue position {}", attempt + 1, len(active), net)
-            except ExchangeError as e:
+            except (ExchangeError, ParseError) as e:
                 logger.warning("settle attempt {} failed: {}", attempt + 1, e)
             await asyncio.sleep(delay)
             delay = min(delay * 1.6, 3.0)
@@ -599,8 +600,8 @@ class BotRunner:
             try:
                 active_rows = await self.http.get_child_orders(state="ACTIVE", count=100)
                 exec_rows = await self.http.get_executions(count=100)
-                position_rows = await self.http.get_positions()
-            except ExchangeError as e:
+                lots = parse_position_rows(await self.http.get_positions())
+            except (ExchangeError, ParseError) as e:
                 self.metrics.reconcile_failures += 1
                 logger.warning("reconcile ({}) failed: {}; orders unknown, retrying", why, e)
                 if block:
@@ -610,8 +611,7 @@ class BotRunner:
             first = self._reconciled_at is None
             self._reconcile_orders(active_rows, now)
             self._reconcile_fills(exec_rows, now, baseline=first)
-            lots = parse_position_rows(position_rows)
-            self._venue_position = sum((s.sign * size for s, _, size in lots), Decimal(0))
+            self._venue_position = net_position(lots)[0]
             try:
                 if self.inventory.replace_lots_from_venue(lots, now=now):
                     logger.warning("reconcile ({}): position adopted from the venue: {} BTC", why,
@@ -684,17 +684,13 @@ class BotRunner:
                 continue
             if exec_id in self._known_exec_ids:
                 continue
-            aid = str(row.get("child_order_acceptance_id", ""))
-            order = self.tracker.by_acceptance(aid)
             try:
-                fill = Fill(exec_id=exec_id, child_order_acceptance_id=aid, side=Side(row["side"]),
-                            price=_dec(row["price"]), size=_dec(row["size"]),
-                            commission=_dec(row.get("commission", 0)), exec_date=parse_exec_date(row["exec_date"]),
-                            child_order_id=str(row.get("child_order_id", "")),
-                            tag=order.tag if order else UNTRACKED_TAG)
-            except (KeyError, ValueError, TypeError) as e:
-                logger.warning("reconcile: skipped a malformed execution row {!r}: {}", row, e)
+                fill = parse_my_execution_row(row)
+            except ParseError as e:
+                logger.warning("reconcile: skipped a malformed execution row: {}", e)
                 continue
+            order = self.tracker.by_acceptance(fill.child_order_acceptance_id)
+            fill = replace(fill, tag=order.tag if order else UNTRACKED_TAG)
             logger.warning("reconcile: missed fill recovered from REST: {}", exec_id)
             self._apply_fill(fill, now)
 

@@ -35,6 +35,9 @@ from bot.types.dto import (
 )
 from tests.test_http_bitflyer import KEY, SECRET, FakeBitflyer, Reply, bf_error, running_venue
 
+# pybotters 1.11 passes `auth=` to aiohttp, which 3.14 deprecates; harmless here, noisy in every test
+pytestmark = pytest.mark.filterwarnings("ignore:The 'auth' parameter is deprecated:DeprecationWarning")
+
 S = 1_000_000_000
 MS = 1_000_000
 BID = Action(ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.BUY, Decimal(13633747), Decimal("0.001"), 800, "stall")
@@ -192,6 +195,30 @@ async def test_html_502_is_unknown_and_backs_off(rig: Rig) -> None:
     assert rig.statuses("place") == ["http_502"]
     assert rig.ex.in_backoff(rig.now)
 
+
+
+async def test_shutdown_mid_request_leaves_the_order_unknown(rig: Rig) -> None:
+    rig.venue.then(SEND_CHILD_ORDER, Reply(hold=True))
+    task = rig.ex.submit([BID], rig.now)
+    await arrived(rig.venue, SEND_CHILD_ORDER)
+    assert task is not None
+    task.cancel()
+    await rig.ex.drain()
+    (order,) = rig.orders.open_orders(tag="stall")
+    assert order.state is OrderState.UNKNOWN and order.last_error == "cancelled"
+    assert rig.statuses("place") == ["unknown"]
+
+
+async def test_an_unexpected_failure_below_is_unknown_not_failed() -> None:
+    class BrokenHttp:
+        async def send_child_order(self, *args: object, **kwargs: object) -> str:
+            raise RuntimeError("boom")
+
+    log, orders = ListLog(), OrderTracker()
+    ex = OrderExecutor(BrokenHttp(), ExchangeConfig(), log, orders)  # type: ignore[arg-type]
+    (order,) = await ex.execute([BID], time.monotonic_ns())
+    assert order.state is OrderState.UNKNOWN and order.state.is_open
+    assert [r.status for r in log.rows] == ["unknown"] and ex.error_counts["unexpected"] == 1
 
 # ---- definite rejections ----------------------------------------------------------------------------------------
 async def test_205_rejects_and_blocks_entries_long_without_a_second_send(rig: Rig) -> None:

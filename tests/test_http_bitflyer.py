@@ -43,6 +43,9 @@ from bot.infra.http_bitflyer import (
 from bot.infra.pyb_auth import is_signed_as_bitflyer, register_bitflyer_hosts
 from bot.types.dto import Side
 
+# pybotters 1.11 passes `auth=` to aiohttp, which 3.14 deprecates; harmless here, noisy in every test
+pytestmark = pytest.mark.filterwarnings("ignore:The 'auth' parameter is deprecated:DeprecationWarning")
+
 KEY = "TEST_KEY_0123456789"
 SECRET = "TEST_SECRET_abcdefghijklmnopqrstuvwxyz"
 

@@ -177,6 +177,11 @@ class OrderExecutor:
 
     # ---- synchronous part ---------------------------------------------------------------------------------
     def _submit(self, actions: list[Action], now: int, touched: list[OwnOrder]) -> asyncio.Task | None:
+        if len(self._cancel_sent_at) > 256:  # bounded memory on long runs: forget finished orders
+            self._cancel_sent_at = {
+                cid: t for cid, t in self._cancel_sent_at.items()
+                if (o := self.orders.get(cid)) is not None and o.state.is_open
+            }
         jobs: list[Coroutine[Any, Any, None]] = self._ready_deferred_cancels(now, touched)
         for action in actions:
             match action.kind:

@@ -10,6 +10,7 @@ import pytest
 
 from bot.config.loader import SimConfig
 from bot.sim.exchange import Exchange, Outbound, Private, Public, VenueError
+from bot.sim.measure import measure_feed
 from bot.types.dto import Side
 
 MS = 1_000_000
@@ -277,34 +278,14 @@ def test_a_mid_plus_minus_one_quoter_gets_filled_on_both_sides(activity: float) 
 
 def test_market_cadence_and_shape_over_ten_simulated_minutes() -> None:
     """Diffs ≈7/s with 3–5 levels, a spread usually hundreds+ of ticks and sometimes tight, stalls of varied
-    length, executions 0.3–0.6 frames/s, depth kept (figures in the venue's report)."""
-    ex = exchange(seed=1)
-    now, diffs, levels, spreads, execs, last, changed, stalls = 0, 0, [], [], 0, None, 0, []
-    seconds = 600
-    while now < seconds * SEC:
-        now = ex.next_due()
-        for o in ex.advance(now):
-            if isinstance(o, Public) and o.channel == "lightning_board_FX_BTC_JPY":
-                diffs += 1
-                levels.append(len(o.message["bids"]) + len(o.message["asks"]))
-                b, a = ex.book.crowd_best(Side.BUY), ex.book.crowd_best(Side.SELL)
-                assert b is not None and a is not None and b < a
-                assert o.message["mid_price"] == (b + a) / 2
-                spreads.append(a - b)
-                if (b, a) != last:
-                    stalls.append((now - changed) / MS)
-                    last, changed = (b, a), now
-            elif isinstance(o, Public) and o.channel.startswith("lightning_executions"):
-                execs += 1
-    levels.sort()
-    spreads.sort()
-    stalls.sort()
-    assert 6.8 <= diffs / seconds <= 7.8
-    assert 2 <= levels[len(levels) // 2] <= 5
-    assert spreads[len(spreads) // 2] >= 300                      # usually wide
-    assert 0.02 <= sum(s <= 20 for s in spreads) / len(spreads) <= 0.3   # sometimes tight
-    assert stalls[len(stalls) // 10] < 250 < stalls[len(stalls) * 9 // 10]   # stall_T_ms matters
-    assert stalls[-1] >= 3000
-    assert 0.2 <= execs / seconds <= 0.8
-    assert 0.8 * 540 <= ex.book.depth(Side.BUY) <= 1.2 * 540 and 0.8 * 540 <= ex.book.depth(Side.SELL) <= 1.2 * 540
-    assert len(ex.snapshot_message()["bids"]) == 300
+    length so stall_T_ms matters, executions 0.3–0.6 frames/s, depth kept, 300-level snapshots."""
+    st = measure_feed(seed=1, activity=1.0, seconds=600)
+    assert 6.8 <= st.diffs_per_s <= 7.8 and st.max_diff_gap_ms < 600
+    assert 2 <= st.levels_per_diff_median <= 5
+    assert st.spread_ticks_pcts["p50"] >= 300 and st.spread_ticks_pcts["p95"] >= 1000     # usually wide
+    assert 0.02 <= st.tight_share <= 0.3                                                  # sometimes tight
+    assert st.stall_ms_pcts["p10"] < 250 < st.stall_ms_pcts["p90"] and st.stall_ms_pcts["max"] >= 3000
+    assert 0.5 <= st.share_of_time_stalled_over_250ms <= 0.95
+    assert 0.25 <= st.exec_frames_per_s <= 0.8
+    assert 0.8 * 540 <= st.depth_bid <= 1.2 * 540 and 0.8 * 540 <= st.depth_ask <= 1.2 * 540
+    assert st.snapshot_levels == 300 and st.missed_deletes > 0

@@ -79,8 +79,12 @@ Outbound = Public | Private
 
 
 class Exchange:
-    def __init__(self, cfg: SimConfig, start_ns: int, wall_offset_ns: int) -> None:
+    """`simulate_market=False` is the paper venue: no crowd model; the crowd's liquidity comes from a real feed
+    through `feed_board()` / `feed_executions()`, and our orders queue behind it and fill on its real prints."""
+
+    def __init__(self, cfg: SimConfig, start_ns: int, wall_offset_ns: int, simulate_market: bool = True) -> None:
         self.cfg = cfg
+        self.simulate_market = simulate_market
         self.product = PRODUCT
         self.wall_offset_ns = wall_offset_ns
         self._now = start_ns
@@ -92,12 +96,14 @@ class Exchange:
         self.book = OrderBook(self._new_crowd_id)
         self.model = MarketModel(random.Random(cfg.seed), cfg.start_mid, cfg.levels_per_side, cfg.activity,
                                  cfg.diff_rate_hz)
-        self.model.seed_book(self.book)
+        if simulate_market:
+            self.model.seed_book(self.book)
         self.book.drain_touched()
         self.ledger = Ledger(Decimal(cfg.collateral_jpy), cfg.leverage)
         self._orders: dict[str, ChildOrder] = {}                     # acceptance id -> order, all accounts
         self._expiries: list[tuple[int, str]] = []
-        self._next_tick = start_ns + self.model.next_interval_ns()
+        never = 2**62
+        self._next_tick = start_ns + self.model.next_interval_ns() if simulate_market else never
         self._next_ticker = start_ns + self._ticker_gap()
         self.state = "RUNNING"
         self.health = "NORMAL"
@@ -191,7 +197,8 @@ class Exchange:
             size = self.book.size_at(side, price)
             b = best[side]
             behind = b is not None and (price < b if side is Side.BUY else price > b)
-            if size == 0 and behind and self._wire_rng.random() < self.cfg.missed_delete_rate:
+            if size == 0 and behind and self.simulate_market \
+                    and self._wire_rng.random() < self.cfg.missed_delete_rate:
                 self.missed_deletes.append((side, price))            # stays on clients' books until a snapshot
                 continue
             (bids if side is Side.BUY else asks).append({"price": price_out(price), "size": size_out(size)})
@@ -201,6 +208,74 @@ class Exchange:
         self._wire_rng.shuffle(bids)                                  # bitFlyer does not sort levels in diffs
         self._wire_rng.shuffle(asks)
         return Public(f"lightning_board_{PRODUCT}", {"mid_price": self._mid_out(), "bids": bids, "asks": asks})
+
+    # ---- paper: a real feed drives the crowd -----------------------------------------------------------------
+    def feed_board(self, message: dict[str, Any], snapshot: bool, now: int) -> list[Outbound]:
+        """Apply a real lightning_board(_snapshot) message to the crowd's liquidity. A snapshot resyncs every
+        level (levels it lacks lose their crowd size); size changes keep our queue place (crowd size leaves from
+        the back). A real level that reaches one of our resting orders across the spread trades with it."""
+        self._now = now
+        out: list[Outbound] = []
+        for key, side in (("bids", Side.BUY), ("asks", Side.SELL)):
+            levels: dict[int, int] = {}
+            for lv in message.get(key) or []:
+                try:
+                    price, size = int(Decimal(str(lv["price"]))), btc_to_sat(lv["size"])
+                except (KeyError, TypeError, ValueError, ArithmeticError):
+                    continue
+                if price > 0:                                         # itayose entries carry price 0
+                    levels[price] = size
+            if snapshot:
+                for lv in list(self.book.iter_levels(side)):
+                    if lv.crowd and lv.price not in levels:
+                        self.book.reduce_crowd(side, lv.price, lv.crowd)
+            for price, size in levels.items():
+                level = self.book.level(side, price)
+                have = level.crowd if level else 0
+                if size > have:
+                    opp = self.book.best(side.opposite)
+                    crosses = opp is not None and (price >= opp if side is Side.BUY else price <= opp)
+                    if crosses:
+                        out += self._settle(self._paper_take(side, price, size - have), now)
+                    else:
+                        self.book.rest(side, price, size - have)
+                elif size < have:
+                    self.book.reduce_crowd(side, price, have - size)
+        mid = message.get("mid_price")
+        if isinstance(mid, int | float) and mid > 0:                # drop stale crowd levels past the mid
+            for side in (Side.BUY, Side.SELL):
+                for lv in list(self.book.iter_levels(side)):
+                    if not (lv.price >= mid if side is Side.BUY else lv.price <= mid):
+                        break
+                    if lv.crowd:
+                        self.book.reduce_crowd(side, lv.price, lv.crowd)
+        diff = self._diff_frame()
+        if diff is not None:
+            out.append(diff)
+        return out
+
+    def _paper_take(self, side: Side, price: int, size: int) -> list[Trade]:
+        oid = self.book.new_crowd_id()
+        trades = self.book.take(side, size, price, oid, False)
+        left = size - sum(t.size for t in trades)
+        if left > 0:
+            self.book.rest(side, price, left, oid)
+        return trades
+
+    def feed_executions(self, message: list[dict[str, Any]], now: int) -> list[Outbound]:
+        """Apply real executions: each one consumes the queue on the maker side up to its price, so our orders
+        fill once the size ahead of them has traded (or at once if they are priced better than the print)."""
+        self._now = now
+        trades: list[Trade] = []
+        for e in message if isinstance(message, list) else []:
+            try:
+                taker, price, size = Side(e["side"]), int(Decimal(str(e["price"]))), btc_to_sat(e["size"])
+            except (KeyError, TypeError, ValueError, ArithmeticError):
+                continue                                              # itayose prints have side ""
+            if price > 0 and size > 0:
+                trades += [t for t in self.book.take(taker, size, price, self.book.new_crowd_id(), False)
+                           if t.maker_own]
+        return self._settle(trades, now)
 
     def board(self, limit: int | None = None) -> dict[str, Any]:
         """Whole book (getboard) or the top `limit` levels a side (snapshot channel)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import WSMsgType, web
 from loguru import logger
@@ -98,13 +99,23 @@ class _Conn:
 
 
 class SimVenue:
-    """A simulated bitFlyer for FX_BTC_JPY. `await start()`, use `base_url` / `ws_url`, `await stop()`."""
+    """A simulated bitFlyer for FX_BTC_JPY. `await start()`, use `base_url` / `ws_url`, `await stop()`.
 
-    def __init__(self, cfg: SimConfig | None = None, *, clock: Clock | None = None) -> None:
+    With `public_feed_url` it is the paper venue: no simulated crowd; the book's other participants are
+    bitFlyer's public feed at that URL (snapshots, diffs, executions), and only our orders are matched here."""
+
+    def __init__(self, cfg: SimConfig | None = None, *, clock: Clock | None = None,
+                 public_feed_url: str | None = None, product_code: str = PRODUCT) -> None:
+        if product_code != PRODUCT:
+            raise ValueError(f"the venue trades {PRODUCT} only, not {product_code}")
         self.cfg = cfg or SimConfig()
         self.clock = clock or SystemClock()
+        self.public_feed_url = public_feed_url
         now = self.clock.monotonic_ns()
-        self.exchange = Exchange(self.cfg, now, self.clock.time_ns() - now)
+        self.exchange = Exchange(self.cfg, now, self.clock.time_ns() - now, simulate_market=public_feed_url is None)
+        self._feed_task: asyncio.Task[None] | None = None
+        self.feed_connected = False
+        self.feed_connects = 0
         self._secrets: dict[str, bytes] = {}
         self.add_account(self.cfg.api_key, self.cfg.api_secret.get_secret_value())
         self.faults = Faults(self.cfg.seed)
@@ -193,14 +204,18 @@ class SimVenue:
         assert server is not None and server.sockets  # type: ignore[union-attr]
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._task = asyncio.get_running_loop().create_task(self._scheduler(), name="sim-venue-scheduler")
+        if self.public_feed_url is not None:
+            self._feed_task = asyncio.get_running_loop().create_task(self._follow_feed(self.public_feed_url),
+                                                                     name="paper-venue-feed")
 
     async def stop(self) -> None:
         self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._feed_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._feed_task = None
         await self.drop_ws()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -266,6 +281,52 @@ class SimVenue:
         if self.faults.silenced(now) or self.exchange.state == "CLOSED":
             return
         self._send_all(due, SNAPSHOT_CHANNEL, self.exchange.snapshot_message())
+
+    # ---- paper: follow the real public feed -----------------------------------------------------------------
+    async def _follow_feed(self, url: str) -> None:
+        """Keep a subscription to the real feed (reconnecting with backoff) and apply it to the book."""
+        channels = (SNAPSHOT_CHANNEL, f"lightning_board_{PRODUCT}", f"lightning_executions_{PRODUCT}")
+        backoff = 1.0
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.ws_connect(url, heartbeat=30) as ws:
+                        self.feed_connected = True
+                        self.feed_connects += 1
+                        backoff = 1.0
+                        for i, ch in enumerate(channels, 1):
+                            await ws.send_json({"jsonrpc": "2.0", "method": "subscribe", "params": {"channel": ch},
+                                                "id": i})
+                        async for msg in ws:
+                            if msg.type is WSMsgType.TEXT:
+                                self._on_feed(msg.data)
+                            elif msg.type is WSMsgType.ERROR:
+                                break
+                except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                    logger.warning("paper venue: public feed {} unavailable: {}", url, e)
+                self.feed_connected = False
+                await asyncio.sleep(backoff)
+                backoff = min(30.0, backoff * 2)
+
+    def _on_feed(self, text: str) -> None:
+        try:
+            data = orjson.loads(text)
+            params = data.get("params") if isinstance(data, dict) else None
+            if not isinstance(params, dict):
+                return
+            channel, message = params.get("channel"), params.get("message")
+            now = self.clock.monotonic_ns()
+            if channel == SNAPSHOT_CHANNEL and isinstance(message, dict):
+                outs = self.exchange.feed_board(message, snapshot=True, now=now)
+            elif channel == f"lightning_board_{PRODUCT}" and isinstance(message, dict):
+                outs = self.exchange.feed_board(message, snapshot=False, now=now)
+            elif channel == f"lightning_executions_{PRODUCT}" and isinstance(message, list):
+                outs = self.exchange.feed_executions(message, now)
+            else:
+                return
+        except orjson.JSONDecodeError:
+            return
+        self._dispatch(outs)
 
     # ---- REST: shared checks ---------------------------------------------------------------------------------
     @web.middleware

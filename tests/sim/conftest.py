@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -55,6 +56,14 @@ class Api:
         if body["child_order_type"] == "MARKET":
             body.pop("price", None)
         return await self.post("/v1/me/sendchildorder", body)
+
+
+async def eventually(pred: Callable[[], bool], within: float = 3.0) -> None:
+    """Wait for a condition on venue state that no event announces (checked every 10 ms, bounded)."""
+    deadline = time.monotonic() + within
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
 
 
 def make_cfg(**kw: Any) -> SimConfig:

@@ -610,6 +610,8 @@ class BotRunner:
             now = self._clock()
             first = self._reconciled_at is None
             self._reconcile_orders(active_rows, now)
+            if self.executor is not None:  # cancels that waited for an acceptance id reconciliation just learnt
+                self.executor.flush_deferred_cancels(now)
             self._reconcile_fills(exec_rows, now, baseline=first)
             self._venue_position = net_position(lots)[0]
             try:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"host": host, "port": port})})
     log_dir = Path(args.log_dir or cfg.logging.dir)
 
-    from bot.infra.logging_runtime import setup_runtime_logging
+    from bot.infra.logging_runtime import setup_runtime_logging, shutdown_runtime_logging
     from server.app import create_app
 
     setup_runtime_logging(log_dir, level=cfg.logging.level, rotation=cfg.logging.rotation,
@@ -66,8 +68,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"read {', '.join(loaded)} from {args.env_file}", file=sys.stderr)
     app = create_app(cfg, log_dir=log_dir, token=token, allowed_hosts=args.allowed_host)
     print(f"dashboard: http://{'[' + host + ']' if ':' in host else host}:{port}/ ({cfg.env} mode)", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    # uvicorn shuts down gracefully on SIGTERM / Ctrl-C (streams ended, bot stopped: orders cancelled, state saved)
+    # and then re-raises the signal; by then there is nothing left to do but leave with status 0 and the log flushed
+    signal.signal(signal.SIGTERM, _leave)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        shutdown_runtime_logging()  # drain the enqueued runtime log before the process ends
     return 0
+
+
+def _leave(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ class Broadcaster:
     def disconnect_all(self, why: str) -> None:
         """End every open stream (browsers reconnect on their own)."""
         for client in list(self._clients):
-            self._drop(client, why)
+            self.end(client, why)
 
     # ---- clients ----------------------------------------------------------------------------------------
     @property
@@ -98,14 +98,19 @@ class Broadcaster:
         if not self._clients:
             self._has_clients.clear()
 
-    def _drop(self, client: SseClient, why: str) -> None:
-        """Never await here: empty its queue and leave the end-of-stream mark so its generator returns."""
-        client.dropped = True
+    def end(self, client: SseClient, why: str) -> None:
+        """End one stream. Never awaits: empty its queue and leave the end-of-stream mark so its generator
+        returns as soon as it next reads."""
         self.unsubscribe(client)
         while not client.queue.empty():
             client.queue.get_nowait()
         client.queue.put_nowait(None)
-        logger.info("dashboard stream {} dropped: {}", client.peer, why)
+        logger.info("dashboard stream {} ended: {}", client.peer, why)
+
+    def _drop(self, client: SseClient, why: str) -> None:
+        client.dropped = True
+        self.dropped_total += 1
+        self.end(client, why)
 
     async def stream(self, client: SseClient) -> AsyncIterator[bytes]:
         """The body of one client's EventSourceResponse."""
@@ -147,7 +152,6 @@ class Broadcaster:
                 try:
                     client.queue.put_nowait(payload)
                 except asyncio.QueueFull:
-                    self.dropped_total += 1
                     self._drop(client, f"too slow ({self.queue_size} updates behind)")
         self.last_tick_ms = (time.perf_counter() - started) * 1000
 

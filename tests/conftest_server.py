@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -55,10 +56,21 @@ async def asgi_client(app: FastAPI, port: int = ASGI_PORT) -> AsyncIterator[http
 
 
 @contextlib.asynccontextmanager
-async def uvicorn_server(app: FastAPI, startup_timeout: float = 60.0) -> AsyncIterator[str]:
-    """A real uvicorn on 127.0.0.1 and a free port, as a task on the running loop. Yields the base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning"))
-    task = asyncio.create_task(server.serve())
+async def uvicorn_server(
+    app: FastAPI, startup_timeout: float = 60.0, send_buffer: int | None = None
+) -> AsyncIterator[str]:
+    """A real uvicorn on 127.0.0.1 and a free port, as a task on the running loop. Yields the base URL.
+    `send_buffer` fixes SO_SNDBUF of the accepted sockets (Linux inherits it from the listener), so a client that
+    stops reading backs up within seconds instead of after megabytes of kernel autotuned buffer."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    sock.bind(("127.0.0.1", 0))
+    # a real SIGTERM ends open SSE streams through sse-starlette's hook; setting should_exit (as here) does not,
+    # so bound the wait for them as `python -m server` does
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     deadline = time.monotonic() + startup_timeout
     while not server.started:  # uvicorn offers no event for "listening"; its flag is the contract
         if task.done():
@@ -67,12 +79,13 @@ async def uvicorn_server(app: FastAPI, startup_timeout: float = 60.0) -> AsyncIt
         if time.monotonic() > deadline:
             raise TimeoutError("uvicorn did not start")
         await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    port = sock.getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 60)
+        sock.close()
 
 
 async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float = 30.0, what: str = "condition") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from loguru import logger
@@ -18,6 +19,7 @@ from server.security import SESSION_COOKIE, require_auth, require_auth_page
 
 PING_SECONDS = 10          # heartbeat comment so proxies and the browser see a live stream
 SEND_TIMEOUT_SECONDS = 5   # a client that cannot take a write for this long is cut off
+SHUTDOWN_GRACE_SECONDS = 2  # on SIGTERM / Ctrl-C: streams end with a proper last chunk, then the bot stops
 
 page_router = APIRouter(tags=["dashboard"], dependencies=[Depends(require_auth_page)], include_in_schema=False)
 stream_router = APIRouter(tags=["dashboard"], dependencies=[Depends(require_auth)])
@@ -55,9 +57,16 @@ async def events(request: Request) -> EventSourceResponse:
     """Named events, one per panel (HTML fragments), plus `chart` (JSON); only changed panels are sent."""
     broadcaster = request.app.state.broadcaster
     client = broadcaster.subscribe(peer_of(request))
+    shutting_down = anyio.Event()  # set by sse-starlette when the server is asked to exit
+
+    async def end_on_shutdown() -> None:
+        await shutting_down.wait()
+        broadcaster.end(client, "server shutting down")
+
     return DashboardStream(
         broadcaster.stream(client), ping=PING_SECONDS, send_timeout=SEND_TIMEOUT_SECONDS,
-        headers={"Cache-Control": "no-store"},
+        headers={"Cache-Control": "no-store"}, data_sender_callable=end_on_shutdown,
+        shutdown_event=shutting_down, shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
     )
 
 

@@ -88,6 +88,8 @@ class RunnerMetrics:
     reconnects: int = 0
     decision_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=20_000))
     deadline_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=5_000))
+    # stall deadline → strike handed to the HTTP client (the orders' request task is created)
+    strike_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=5_000))
     loop_lag_ms: float = 0.0
     executor: OrderExecutor | None = None
 
@@ -373,10 +375,11 @@ class BotRunner:
                 return True
         return False
 
-    def _decide(self, now: int, cause_ns: int | None) -> None:
-        """One decision. `cause_ns` is when the triggering message arrived (for the latency histogram)."""
+    def _decide(self, now: int, cause_ns: int | None) -> list[Action]:
+        """One decision. `cause_ns` is when the triggering message arrived (for the latency histogram).
+        Returns the actions handed to the executor."""
         if self._closing or self.executor is None:
-            return
+            return []
         gate = self.strategy.gate
         gate.run_state = self.state
         gate.block_reason = self._block_reason(now)
@@ -396,15 +399,17 @@ class BotRunner:
                 self._spawn(self._settle_orders(flatten=True), "kill-switch-flatten")
         allowed = self.state in (RunState.RUNNING, RunState.PAUSED) or (
             meta is not None and meta.reason is Reason.KILL_SWITCH)
-        if actions and allowed:
-            if self.state is RunState.PAUSED:  # PAUSED: protective exits and cancels only, never an entry
-                actions = [a for a in actions if a.kind is not ActionKind.PLACE_LIMIT]
-            if actions:
-                self.executor.submit(actions, now)
+        if not allowed:
+            actions = []
+        elif self.state is RunState.PAUSED:  # PAUSED: protective exits and cancels only, never an entry
+            actions = [a for a in actions if a.kind is not ActionKind.PLACE_LIMIT]
+        if actions:
+            self.executor.submit(actions, now)
         done = self._clock()
         if cause_ns is not None:
             self.metrics.decision_latency_ns.append(done - cause_ns)
         self._arm_timer(now)
+        return actions
 
     def _record_decision(self, meta: DecisionMeta, board: Any) -> None:
         wall = datetime.now(UTC)
@@ -454,7 +459,9 @@ class BotRunner:
         self._timer_at = None
         now = self._clock()
         self.metrics.deadline_latency_ns.append(max(0, now - due))
-        self._decide(now, None)
+        submitted = self._decide(now, None)
+        if any(a.kind is ActionKind.PLACE_LIMIT for a in submitted):
+            self.metrics.strike_latency_ns.append(self._clock() - due)
 
     # ---------------------------------------------------------------- control (SPEC §7)
     def _set_state(self, new: RunState, reason: str, who: str) -> None:

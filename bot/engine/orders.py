@@ -29,6 +29,9 @@ class OrderTracker:
     def __init__(self, keep_finished: int = 500) -> None:
         self._seq = itertools.count(1)
         self._orders: dict[str, OwnOrder] = {}            # client_id -> order
+        # orders that may still be open; finished ones are dropped lazily on read. Decisions read the open orders
+        # on every board message, and the finished ones (kept for lookups) would otherwise be scanned each time.
+        self._maybe_open: dict[str, OwnOrder] = {}
         self._by_acceptance: dict[str, str] = {}          # acceptance id -> client_id
         self._parked: dict[str, list[ChildOrderEvent]] = {}
         self._seen_exec_ids: set[str] = set()
@@ -44,6 +47,7 @@ class OrderTracker:
             size=size, placed_at=now, ttl_ms=ttl_ms, reason=reason,
         )
         self._orders[order.client_id] = order
+        self._maybe_open[order.client_id] = order
         return order
 
     def on_accepted(self, client_id: str, acceptance_id: str) -> None:
@@ -80,7 +84,10 @@ class OrderTracker:
 
     def settle(self, client_id: str, state: OrderState) -> None:
         """Reconciliation's verdict on an order (e.g. not ACTIVE at the venue any more)."""
-        self._orders[client_id].state = state
+        order = self._orders[client_id]
+        order.state = state
+        if state.is_open:
+            self._maybe_open[client_id] = order
 
     def adopt(self, acceptance_id: str, side: Side, price: Decimal | None, size: Decimal, executed: Decimal,
               now: int, order_type: str = "LIMIT") -> OwnOrder:
@@ -152,14 +159,20 @@ class OrderTracker:
         cid = self._by_acceptance.get(acceptance_id)
         return self._orders.get(cid) if cid else None
 
+    def _open(self) -> list[OwnOrder]:
+        done = [cid for cid, o in self._maybe_open.items() if not o.state.is_open]
+        for cid in done:
+            del self._maybe_open[cid]
+        return list(self._maybe_open.values())
+
     def open_orders(self, tag: str | None = None) -> list[OwnOrder]:
-        return [o for o in self._orders.values() if o.state.is_open and (tag is None or o.tag == tag)]
+        return [o for o in self._open() if tag is None or o.tag == tag]
 
     def resting_levels(self) -> dict[tuple[Side, Decimal], Decimal]:
         """Outstanding size of our open LIMIT orders by (side, price): what OrderBookView subtracts."""
         out: dict[tuple[Side, Decimal], Decimal] = {}
-        for o in self._orders.values():
-            if o.state.is_open and o.order_type == "LIMIT" and o.price is not None and o.outstanding > 0:
+        for o in self._open():
+            if o.order_type == "LIMIT" and o.price is not None and o.outstanding > 0:
                 key = (o.side, o.price)
                 out[key] = out.get(key, Decimal(0)) + o.outstanding
         return out

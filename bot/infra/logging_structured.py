@@ -348,13 +348,16 @@ class CsvLogWriter:
     quiet moment can take it; `log()` never does)."""
 
     def __init__(self, *, max_pending: int = 200_000, batch_max: int = 5_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, linger_s: float = 0.1) -> None:
         self.io_lock = threading.Lock()
         self.dropped_rows = 0                  # rows refused because the queue was full, or failed to write
         self._q: queue.SimpleQueue[_Row | _Drain | None] = queue.SimpleQueue()
         self._max_pending = max_pending
         self._batch_max = batch_max
         self._clock = clock
+        # After each batch the writer sleeps this long instead of waiting on the queue, so rows logged meanwhile
+        # are plain appends: a put that wakes a waiting thread costs the event loop tens of µs and a GIL hand-off.
+        self._linger_s = linger_s
         self._active: set[_Sink] = set()       # writer thread only
         self._written = threading.Condition()
         self._batches = 0
@@ -436,6 +439,8 @@ class CsvLogWriter:
                         break
                 if not self._process(items):
                     return
+                if self._linger_s > 0 and not any(isinstance(it, _Drain) for it in items):
+                    time.sleep(self._linger_s)
             except Exception:  # never let the writer die: the loggers would silently stop
                 logger.exception("CSV log writer failed a batch; continuing")
 

@@ -23,8 +23,8 @@ def valid_error(kind: str) -> bool:
 @dataclass(slots=True)
 class FailRule:
     error: str
-    count: int | None            # next N matching calls; None = no count limit (rate rule)
-    rate: float | None           # probability per matching call; None = every call (count rule)
+    count: int | None            # next N matching calls; None = until cleared
+    rate: float | None           # probability per matching call; None = every call
 
 
 class Faults:
@@ -41,8 +41,6 @@ class Faults:
             raise ValueError("rate must be within 0..1")
         if count is not None and count < 0:
             raise ValueError("count must be >= 0")
-        if rate is None and count is None:
-            raise ValueError("give count or rate")
         self._rules.setdefault(endpoint, []).append(FailRule(error, count, rate))
 
     def clear(self) -> None:

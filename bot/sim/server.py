@@ -638,8 +638,8 @@ class SimVenue:
         self.faults.latency_ms = max(0, int(ms))
 
     def fail(self, endpoint: str, error: str, count: int | None = 1, rate: float | None = None) -> None:
-        """The next `count` calls of `endpoint` ("sendchildorder", …, or "*") get `error`; with `rate`, each
-        call gets it with that probability (for `count` calls, or without end when count is None)."""
+        """The next `count` calls of `endpoint` ("sendchildorder", …, or "*") get `error` (count=None: every
+        call until `clear_faults()`); with `rate`, each such call gets it with that probability."""
         self.faults.fail(endpoint, error, count, rate)
 
     def clear_faults(self) -> None:

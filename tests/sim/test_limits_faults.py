@@ -60,6 +60,8 @@ def test_fault_rules_count_rate_and_wildcard() -> None:
         f.fail("x", "-208", count=1, rate=1.5)
     f.clear()
     assert f.take("getchildorders") is None
+    f.fail("sendchildorder", "-205", count=None)                  # every call until cleared
+    assert [f.take("sendchildorder") for _ in range(5)] == ["-205"] * 5
 
 
 async def test_accounts_see_only_their_own_events_and_ledgers() -> None:

@@ -47,7 +47,7 @@ async def measure(clients: int, seconds: float) -> dict[str, Any]:
     app = create_app(cfg, log_dir=tmp / "logs")
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     serve = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.05)
     runner = app.state.service.runner
     proc = None

@@ -113,7 +113,8 @@ class Exchange:
         self.ltp = cfg.start_mid
         self.volume_sat = 30_000 * 100_000_000
         self._tick_id = itertools.count(1)
-        self.missed_deletes: list[tuple[Side, int]] = []             # levels whose deletion a diff left out
+        self.missed_deletes: deque[tuple[Side, int]] = deque(maxlen=1000)   # deletions a diff left out (latest)
+        self.missed_delete_count = 0
         self.ticks = 0
         self._snapshot_cache: tuple[int, dict[str, Any]] | None = None
         self._recent: deque[dict[str, Any]] = deque(maxlen=500)          # public executions, for REST
@@ -200,6 +201,7 @@ class Exchange:
             if size == 0 and behind and self.simulate_market \
                     and self._wire_rng.random() < self.cfg.missed_delete_rate:
                 self.missed_deletes.append((side, price))            # stays on clients' books until a snapshot
+                self.missed_delete_count += 1
                 continue
             (bids if side is Side.BUY else asks).append({"price": price_out(price), "size": size_out(size)})
         if self.state == "PREOPEN" and self._wire_rng.random() < 0.3:   # itayose: indicative entries at price 0
@@ -433,8 +435,7 @@ class Exchange:
         self._orders[aid] = order
         date = iso7(wall)
         if fail_reason is not None:
-            order.state = ChildOrderState.REJECTED
-            order.cancel_size = size
+            self.ledger.finish_order(order, ChildOrderState.REJECTED)
             return aid, [Private(api_key, [self._event(order, "ORDER_FAILED", date, {"reason": fail_reason})])]
         out: list[Outbound] = [Private(api_key, [self._event(order, "ORDER", date, {
             "child_order_type": order_type,
@@ -452,6 +453,10 @@ class Exchange:
                 assert price is not None
                 self.book.rest(side, price, order.outstanding, aid, own=True)
                 heapq.heappush(self._expiries, (order.expire_at, aid))
+                if len(self._expiries) > 1000 and len(self._expiries) > 4 * self.book.own_count():
+                    # cancelled orders leave entries behind until their (up to 30-day) expiry: drop them
+                    self._expiries = [x for x in self._expiries if self.book.has_order(x[1])]
+                    heapq.heapify(self._expiries)
             else:
                 out += self._finish(order, ChildOrderState.CANCELED, now)
         return aid, out

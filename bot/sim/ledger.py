@@ -104,6 +104,7 @@ class Account:
     executions: list[Execution] = field(default_factory=list)
     orders: dict[str, ChildOrder] = field(default_factory=dict)       # acceptance id -> order
     by_child_id: dict[str, str] = field(default_factory=dict)         # child order id -> acceptance id
+    active: dict[str, ChildOrder] = field(default_factory=dict)       # the ACTIVE ones, for cheap scans
 
     def position_sat(self) -> int:
         return sum(lot.size if lot.side is Side.BUY else -lot.size for lot in self.lots)
@@ -143,7 +144,7 @@ class Ledger:
         return sat_to_btc(self.account(api_key).position_sat())
 
     def open_orders(self, api_key: str) -> list[ChildOrder]:
-        return [o for o in self.account(api_key).orders.values() if o.state is ChildOrderState.ACTIVE]
+        return list(self.account(api_key).active.values())
 
     def realized_pnl(self, api_key: str) -> Decimal:
         return self.account(api_key).realized
@@ -166,6 +167,8 @@ class Ledger:
         acct = self.account(order.api_key)
         acct.orders[order.acceptance_id] = order
         acct.by_child_id[order.child_order_id] = order.acceptance_id
+        if order.state is ChildOrderState.ACTIVE:
+            acct.active[order.acceptance_id] = order
 
     def find_order(self, api_key: str, acceptance_id: str | None = None,
                    child_order_id: str | None = None) -> ChildOrder | None:
@@ -182,6 +185,7 @@ class Ledger:
         left = order.outstanding
         order.cancel_size += left
         order.state = state
+        self.account(order.api_key).active.pop(order.acceptance_id, None)
         return left
 
     # ---- fills -----------------------------------------------------------------------------------------------
@@ -194,6 +198,7 @@ class Ledger:
         order.notional += price * size
         if order.outstanding == 0:
             order.state = ChildOrderState.COMPLETED
+            acct.active.pop(order.acceptance_id, None)
         acct.executions.append(Execution(exec_id, order.api_key, order.acceptance_id, order.child_order_id,
                                          order.side, price, size, wall_ns))
         realized = Decimal(0)
@@ -233,5 +238,5 @@ class Ledger:
     def order_margin(self, api_key: str, mark: Decimal, extra_size: int) -> Decimal:
         """Collateral the open orders plus `extra_size` would need at `mark` if they all opened positions."""
         acct = self.account(api_key)
-        open_sat = sum(o.outstanding for o in acct.orders.values() if o.state is ChildOrderState.ACTIVE)
+        open_sat = sum(o.outstanding for o in acct.active.values())
         return mark * (open_sat + extra_size) / _SAT / acct.leverage

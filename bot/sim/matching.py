@@ -119,6 +119,9 @@ class OrderBook:
     def has_order(self, order_id: str) -> bool:
         return order_id in self._own
 
+    def own_count(self) -> int:
+        return len(self._own)
+
     def queue_ahead(self, order_id: str) -> int:
         """Size resting ahead of one of our orders at its price."""
         side, price = self._own[order_id]

@@ -88,7 +88,7 @@ def measure_feed(seed: int = 1, activity: float = 1.0, seconds: int = 600) -> Fe
         depth_bid=ex.book.depth(Side.BUY),
         depth_ask=ex.book.depth(Side.SELL),
         snapshot_levels=len(ex.snapshot_message()["bids"]),
-        missed_deletes=len(ex.missed_deletes),
+        missed_deletes=ex.missed_delete_count,
     )
 
 

@@ -178,6 +178,30 @@ def test_margin_shortage_is_minus_205_but_reducing_orders_pass() -> None:
     assert ex.ledger.position(K) == 0
 
 
+def test_self_trade_gives_both_orders_an_execution_with_the_same_exec_id_and_nets_to_zero() -> None:
+    """Like bitFlyer (no self-trade prevention): one execution, two EXECUTION events sharing its exec_id.
+    A client that dedupes fills by exec_id alone would lose one side of it."""
+    ex = exchange()
+    ask = ex.book.best_ask()
+    assert ask is not None
+    resting, _ = send(ex, price=ask - 1, side="SELL", size=0.002)
+    taker, outs = send(ex, child_order_type="MARKET", side="BUY", size=0.002)
+    execs = [e for e in events(outs) if e["event_type"] == "EXECUTION"]
+    assert {e["child_order_acceptance_id"] for e in execs} == {resting, taker}
+    assert len({e["exec_id"] for e in execs}) == 1
+    assert ex.ledger.position(K) == 0 and ex.ledger.realized_pnl(K) == 0
+
+
+def test_expiry_heap_does_not_grow_with_cancelled_orders() -> None:
+    ex = exchange()
+    bid = ex.book.best_bid()
+    assert bid is not None
+    for _ in range(3000):
+        aid, _ = send(ex, price=bid - 3000)
+        ex.cancel_child_order(K, {"product_code": "FX_BTC_JPY", "child_order_acceptance_id": aid}, 0)
+    assert len(ex._expiries) <= 1001
+
+
 def test_order_failed_event() -> None:
     ex = exchange()
     aid, outs = ex.send_child_order(K, {"product_code": "FX_BTC_JPY", "child_order_type": "MARKET",

@@ -331,9 +331,9 @@ class BotRunner:
             self._decide(now, None)
 
     def _apply_fill(self, fill: Fill, now: int) -> None:
-        if fill.exec_id in self._known_exec_ids:
+        if fill.dedupe_key in self._known_exec_ids:
             return
-        self._known_exec_ids.add(fill.exec_id)
+        self._known_exec_ids.add(fill.dedupe_key)
         result = self.inventory.apply_fill(fill, now)
         if result.duplicate:
             return
@@ -686,21 +686,20 @@ class BotRunner:
     def _reconcile_fills(self, rows: list[dict], now: int, *, baseline: bool) -> None:
         """Executions we missed (events lost in a disconnect) are applied; at the first reconcile the venue's
         past executions are a baseline (the position itself comes from the state file + getpositions)."""
-        for row in sorted((r for r in rows if isinstance(r, dict)), key=lambda r: r.get("id", 0)):
-            exec_id = str(row.get("id"))
-            if baseline:
-                self._known_exec_ids.add(exec_id)
-                continue
-            if exec_id in self._known_exec_ids:
-                continue
+        for row in sorted((r for r in rows if isinstance(r, dict)), key=lambda r: (len(str(r.get("id", ""))), str(r.get("id", "")))):
             try:
                 fill = parse_my_execution_row(row)
             except ParseError as e:
                 logger.warning("reconcile: skipped a malformed execution row: {}", e)
                 continue
+            if baseline:
+                self._known_exec_ids.add(fill.dedupe_key)
+                continue
+            if fill.dedupe_key in self._known_exec_ids:
+                continue
             order = self.tracker.by_acceptance(fill.child_order_acceptance_id)
             fill = replace(fill, tag=order.tag if order else UNTRACKED_TAG)
-            logger.warning("reconcile: missed fill recovered from REST: {}", exec_id)
+            logger.warning("reconcile: missed fill recovered from REST: {}", fill.exec_id)
             self._apply_fill(fill, now)
 
     # ---------------------------------------------------------------- housekeeping

@@ -123,7 +123,7 @@ class InventoryManager:
         commission = _require_decimal("fill.commission", fill.commission)
         if not isinstance(fill.side, Side):
             raise TypeError(f"fill.side must be a Side, got {fill.side!r}")
-        exec_id = str(fill.exec_id)
+        exec_id = fill.dedupe_key  # exec_id + side: a self-trade's two sides are two fills
         if exec_id and exec_id in self._seen:
             return self._result(exec_id, duplicate=True, realized=_ZERO, commission=_ZERO,
                                 closed=_ZERO, opened=_ZERO, flipped=False)
@@ -358,7 +358,8 @@ class InventoryManager:
         return self._kill_detail
 
     def has_seen(self, exec_id: str) -> bool:
-        return exec_id in self._seen
+        """True if this exec_id (on either side) or this exact dedupe key was applied."""
+        return exec_id in self._seen or any(f"{exec_id}:{side}" in self._seen for side in ("BUY", "SELL"))
 
     def state(self) -> InventoryState:
         pos = self.position_btc

@@ -104,9 +104,11 @@ class OrderTracker:
         order = self._orders.get(cid) if cid else None
         if ev.event_type is ChildOrderEventType.EXECUTION:
             exec_id = ev.exec_id or ""
-            if exec_id in self._seen_exec_ids:
+            # exec_id + side: a self-trade gives both of our orders one exec_id
+            key = f"{exec_id}:{ev.side.value if ev.side else ''}"
+            if key in self._seen_exec_ids:
                 return None
-            self._seen_exec_ids.add(exec_id)
+            self._seen_exec_ids.add(key)
             if order is not None:
                 self._apply_execution(order, ev)
             elif ev.child_order_acceptance_id:

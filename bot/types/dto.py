@@ -161,6 +161,12 @@ class Fill:
     child_order_id: str = ""
     tag: str = ""
 
+    @property
+    def dedupe_key(self) -> str:
+        """One execution of one of our orders. A self-trade (our close hitting our own resting order) is one
+        exec_id with two sides, both ours: keyed by exec_id alone, one side would be lost."""
+        return f"{self.exec_id}:{self.side.value}" if self.exec_id else ""
+
 
 @dataclass(frozen=True, slots=True)
 class ChildOrderEvent:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import types
 import typing
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi.templating import Jinja2Templates
 from jinja2 import Undefined
@@ -61,6 +63,19 @@ def fmt_ms(v: Any) -> str:
     return _DASH if d is None else f"{int(d):,} ms"
 
 
+def fmt_clock(ts: Any, tz: Any = None) -> str:
+    """'2026-11-25T23:21:09.322+00:00' → '08:21:09.322' in the trading-day zone (the trader's clock)."""
+    if not ts or isinstance(ts, Undefined):
+        return _DASH
+    try:
+        when = datetime.fromisoformat(str(ts))
+        if when.tzinfo is not None and tz and not isinstance(tz, Undefined):
+            when = when.astimezone(ZoneInfo(str(tz)))
+    except (ValueError, KeyError, ZoneInfoNotFoundError):
+        return str(ts)
+    return when.strftime("%H:%M:%S.") + f"{when.microsecond // 1000:03d}"
+
+
 def ratio_pct(value: Any, limit: Any) -> int:
     """How far `value` has gone toward a (negative) kill limit, 0–100, for the drawdown bars."""
     v, lim = _dec(value), _dec(limit)
@@ -113,7 +128,7 @@ def hot_config(config: dict[str, Any]) -> dict[str, Any]:
 def make_templates(directory: Path) -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(directory))
     env = templates.env
-    env.filters.update(num=fmt_num, signed=fmt_signed, sign=sign_class, ms=fmt_ms)
+    env.filters.update(num=fmt_num, signed=fmt_signed, sign=sign_class, ms=fmt_ms, clock=fmt_clock)
     env.globals.update(ratio_pct=ratio_pct, panels=PANELS)
     env.trim_blocks = True
     env.lstrip_blocks = True

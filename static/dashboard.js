@@ -4,10 +4,16 @@
   "use strict";
 
   // ---- stream status: say so when the EventSource breaks; htmx-ext-sse reconnects ----------------------------
+  // body[data-stream] = "connecting" | "open" | "broken"
   var streamStatus = document.getElementById("stream-status");
-  document.body.addEventListener("htmx:sseError", function () { streamStatus.hidden = false; });
+  document.body.dataset.stream = "connecting";
+  document.body.addEventListener("htmx:sseError", function () {
+    streamStatus.hidden = false;
+    document.body.dataset.stream = "broken";
+  });
   document.body.addEventListener("htmx:sseOpen", function (evt) {
     streamStatus.hidden = true;
+    document.body.dataset.stream = "open";
     attachChart(evt.detail && evt.detail.source);
   });
 

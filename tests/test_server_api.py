@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loguru import logger
 
+from bot.config import ConfigError, apply_live_patch, redacted_dump
 from tests.conftest_server import asgi_client, build_app, ensure_state, sim_config, wait_for_board, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -264,22 +266,29 @@ async def restore_hot_config(client: httpx.AsyncClient) -> AsyncIterator[None]:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(_fields, _values), min_size=1, max_size=4))
-async def test_any_patch_is_all_or_nothing(client: httpx.AsyncClient, restore_hot_config: None, edits: list) -> None:
+async def test_any_patch_is_all_or_nothing(
+    client: httpx.AsyncClient, service: Any, restore_hot_config: None, edits: list
+) -> None:
+    """Whatever the patch, the running config afterwards is exactly what validating it whole gives, or unchanged."""
     patch: dict[str, dict[str, Any]] = {}
     for (section, name), value in edits:
         patch.setdefault(section, {})[name] = value
+    running = service.runner.config
     before = (await client.get("/config")).json()
+    assert before == redacted_dump(running)
+    try:
+        expected = redacted_dump(apply_live_patch(running, json.loads(json.dumps(patch), parse_float=Decimal)))
+    except ConfigError:
+        expected = None
     r = await client.patch("/config", json=patch, headers=MERGE)
     after = (await client.get("/config")).json()
-    if r.status_code == 200:
-        for section, fields in patch.items():
-            for name, value in fields.items():
-                if value is not None:  # null = back to the default (RFC 7396 removes the key)
-                    assert str(after[section][name]).lower() == str(value).lower()
-    else:
+    if expected is None:
         assert r.status_code == 422
         assert r.json()["detail"] and all({"field", "message"} <= set(p) for p in r.json()["detail"])
         assert after == before
+    else:
+        assert r.status_code == 200, r.text
+        assert after == expected == r.json()["config"]
 
 
 # ---- logs -----------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from server.events import Broadcaster
 from tests.conftest_server import ROOT, build_app, sim_config, uvicorn_server, wait_until
 
 MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
@@ -77,6 +78,93 @@ def _has_prices(board_html: str) -> bool:
     return any(ch.isdigit() for ch in best_bid)
 
 
+# ---- the broadcaster on its own: ticks driven by hand ---------------------------------------------------------
+class FakeBot:
+    def __init__(self) -> None:
+        self.age = 0
+        self.state = "RUNNING"
+        self.mid = 100
+        self.snapshots = 0
+        self.fail = False
+
+    def snapshot(self) -> dict[str, Any]:
+        self.snapshots += 1
+        return {"state": self.state, "age": self.age, "chart": {"mid": [[1, self.mid]]}}
+
+    def render(self, snap: dict[str, Any]) -> dict[str, str]:
+        if self.fail:
+            raise RuntimeError("template bug")
+        return {"banner": f"<b>{snap['state']}</b>", "board": f"age {snap['age']}"}
+
+
+def _drain(client: Any) -> list[bytes | None]:
+    out = []
+    while not client.queue.empty():
+        out.append(client.queue.get_nowait())
+    return out
+
+
+def _names(chunks: list[bytes | None]) -> list[str]:
+    return [line[7:] for c in chunks if c for line in c.decode().splitlines() if line.startswith("event: ")]
+
+
+@pytest.mark.asyncio
+async def test_broadcaster_sends_each_panel_once_and_then_only_changes() -> None:
+    bot = FakeBot()
+    b = Broadcaster(bot.snapshot, bot.render, lambda s: s["chart"], hz=4)
+    early = b.subscribe("early")
+    b.tick()
+    assert _names(_drain(early)) == ["banner", "board", "chart"]
+    bot.age = 1
+    b.tick()
+    assert _names(_drain(early)) == ["board"]          # banner unchanged, chart only every 4th tick
+    late = b.subscribe("late")
+    assert _names(_drain(late)) == ["banner", "board", "chart"]  # a newcomer gets the whole page
+    bot.state, bot.mid = "PAUSED", 101
+    b.tick()
+    b.tick()
+    assert _names(_drain(early)) == ["banner"]           # best age did not move: the board stays quiet
+    bot.age = 2
+    b.tick()                                             # 4th tick: chart changed, sent
+    assert _names(_drain(late)) == ["banner", "board", "chart"]
+    assert bot.snapshots == 5                            # one snapshot per tick, whatever the client count
+
+
+@pytest.mark.asyncio
+async def test_broadcaster_drops_a_full_queue_and_keeps_the_others() -> None:
+    bot = FakeBot()
+    b = Broadcaster(bot.snapshot, bot.render, lambda s: s["chart"], hz=8, queue_size=3)
+    slow, fast = b.subscribe("slow"), b.subscribe("fast")
+    for i in range(1, 6):
+        bot.age = i
+        b.tick()                                         # synchronous: it cannot wait for anyone
+        _drain(fast)
+    assert slow.dropped and not fast.dropped
+    assert b.client_count == 1 and b.dropped_total == 1
+    assert slow.queue.qsize() == 1                       # only the end mark is left: its stream ends at once
+    async with asyncio.timeout(1):
+        received = [chunk async for chunk in b.stream(slow)]
+    assert received == []
+    bot.age = 99
+    b.tick()
+    assert _names(_drain(fast)) == ["board"]
+
+
+@pytest.mark.asyncio
+async def test_broadcaster_survives_a_render_error() -> None:
+    bot = FakeBot()
+    b = Broadcaster(bot.snapshot, bot.render, lambda s: s["chart"], hz=8)
+    client = b.subscribe("x")
+    _drain(client)
+    bot.fail = True
+    b.tick()
+    assert b.render_errors == 1 and _drain(client) == []
+    bot.fail = False
+    b.tick()
+    assert _names(_drain(client)) == ["banner", "board", "chart"]
+
+
+# ---- the real stream -------------------------------------------------------------------------------------
 @MODULE_LOOP
 async def test_stream_carries_every_panel_with_current_data(served: Served) -> None:
     await served.client.post("/strategy/start")

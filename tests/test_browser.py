@@ -1,0 +1,255 @@
+"""The dashboard in a real browser (Debian's chromium via Playwright) against the real app and bot in sim mode."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.conftest_server import ROOT, build_app, ensure_state, sim_config, uvicorn_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SCREENSHOT = ROOT / "docs" / "dashboard.png"
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+
+
+def _require_browser() -> None:
+    if CHROMIUM.exists():
+        return
+    reason = f"{CHROMIUM} not installed (apt-get install -y chromium): browser tests skipped"
+    if os.environ.get("STST_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason.replace("skipped", "required by STST_REQUIRE_BROWSER=1"))
+    pytest.skip(reason)
+
+
+@dataclass
+class Served:
+    app: Any
+    base: str
+    api: httpx.AsyncClient
+
+
+@dataclass
+class Tab:
+    page: Any
+    console_errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    _require_browser()
+    log_dir = tmp_path_factory.mktemp("browser-logs")
+    app = build_app(sim_config(log_dir), log_dir)
+    async with uvicorn_server(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as api:
+        yield Served(app, base, api)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser(served: Served) -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def tab(browser: Any, served: Served) -> AsyncIterator[Tab]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    t = Tab(page)
+    page.on("console", lambda m: t.console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: t.console_errors.append(f"pageerror: {e}"))
+    page.on("request", lambda r: t.requests.append(r.url))
+    yield t
+    await context.close()
+    # whatever the test did, nothing left this machine
+    assert t.requests and all(u.startswith(served.base + "/") for u in t.requests), t.requests
+
+
+async def _open(tab: Tab, served: Served) -> Any:
+    from playwright.async_api import expect
+
+    page = tab.page
+    await page.goto(served.base + "/")
+    await expect(page.locator("body")).to_have_attribute("data-stream", "open", timeout=30_000)
+    await expect(page.locator("#best-bid")).to_have_text(_DIGITS, timeout=30_000)
+    return page
+
+
+_DIGITS = __import__("re").compile(r"\d")
+
+
+async def test_dashboard_loads_offline_with_no_console_errors(tab: Tab, served: Served) -> None:
+    from playwright.async_api import expect
+
+    await ensure_state(served.api, "RUNNING")
+    page = await _open(tab, served)
+    await expect(page.locator("#state")).to_have_text("RUNNING")
+    await expect(page.locator("#mode")).to_have_text("SIM")
+    await expect(page.locator("#ladder tbody tr")).to_have_count(20, timeout=10_000)
+    await expect(page.locator("#chart-mid .uplot")).to_have_count(1, timeout=10_000)  # the chart event arrived
+    assert await page.evaluate("typeof htmx === 'object' && typeof uPlot === 'function'")
+    await expect(page.locator("#stream-status")).to_be_hidden()
+    assert tab.console_errors == []
+    vendor = [u for u in tab.requests if "/static/vendor/" in u]
+    assert len(vendor) >= 4  # htmx, its SSE extension, uPlot script and css: served by the app itself
+
+
+async def test_best_age_ticks(tab: Tab, served: Served) -> None:
+    page = await _open(tab, served)
+    first = await page.locator("#best-age").text_content()
+    await page.wait_for_function(
+        "first => document.getElementById('best-age').textContent !== first", arg=first, timeout=10_000
+    )
+    assert await page.locator("#best-age").text_content() != first
+
+
+async def test_pause_and_resume_buttons(tab: Tab, served: Served) -> None:
+    from playwright.async_api import expect
+
+    await ensure_state(served.api, "RUNNING")
+    page = await _open(tab, served)
+    await page.click("#pause-btn")
+    await expect(page.locator("#state")).to_have_text("PAUSED")
+    assert (await served.api.get("/strategy")).json()["state"] == "PAUSED"
+    await expect(page.locator("#flash")).to_contain_text("pause: PAUSED")
+    await page.click("#resume-btn")
+    await expect(page.locator("#state")).to_have_text("RUNNING")
+    assert (await served.api.get("/strategy")).json()["state"] == "RUNNING"
+
+
+async def test_refused_transition_is_explained(tab: Tab, served: Served) -> None:
+    from playwright.async_api import expect
+
+    await ensure_state(served.api, "PAUSED")
+    page = await _open(tab, served)
+    await expect(page.locator("#start-btn")).to_be_disabled()
+    # a page that has not caught up yet (its Start still enabled): the server refuses and the page says why
+    await page.evaluate("document.getElementById('start-btn').disabled = false")
+    await page.click("#start-btn")
+    await expect(page.locator("#flash")).to_contain_text("start refused: PAUSED")
+    await expect(page.locator("#state")).to_have_text("PAUSED")
+    assert (await served.api.get("/strategy")).json()["state"] == "PAUSED"
+    await ensure_state(served.api, "RUNNING")
+
+
+async def test_config_form_sets_stall_T_ms(tab: Tab, served: Served) -> None:
+    from playwright.async_api import expect
+
+    page = await _open(tab, served)
+    await page.fill('[name="strategy.stall_T_ms"]', "400")
+    await page.click("#config-submit")
+    await expect(page.locator("#config-result")).to_contain_text("applied: strategy.stall_T_ms")
+    assert (await served.api.get("/config")).json()["strategy"]["stall_T_ms"] == 400
+    await expect(page.locator('[data-running-for="strategy.stall_T_ms"]')).to_have_text("400")
+
+
+async def test_invalid_value_is_refused_inline(tab: Tab, served: Served) -> None:
+    from playwright.async_api import expect
+
+    before = (await served.api.get("/config")).json()
+    page = await _open(tab, served)
+    await page.fill('[name="strategy.stall_T_ms"]', "-5")
+    await page.click("#config-submit")
+    error = page.locator('[data-error-for="strategy.stall_T_ms"]')
+    await expect(error).to_contain_text("greater than 0")
+    await expect(page.locator("#config-result")).to_contain_text("refused")
+    await expect(page.locator('[name="strategy.stall_T_ms"]')).to_have_class(_INVALID)
+    assert (await served.api.get("/config")).json() == before
+
+    # the next submit clears the old message and marks the field that is wrong now
+    await page.fill('[name="strategy.stall_T_ms"]', str(before["strategy"]["stall_T_ms"]))
+    await page.fill('[name="risk.trading_day_tz"]', "Mars/Olympus")
+    await page.click("#config-submit")
+    await expect(page.locator('[data-error-for="risk.trading_day_tz"]')).to_contain_text("unknown time zone")
+    await expect(error).to_have_text("")
+    assert (await served.api.get("/config")).json() == before
+
+
+_INVALID = __import__("re").compile(r"\binvalid\b")
+
+
+async def test_stream_break_is_shown_and_healed(tab: Tab, served: Served) -> None:
+    page = await _open(tab, served)
+    assert served.app.state.broadcaster.client_count >= 1
+    served.app.state.broadcaster.disconnect_all("test: server-side break")
+    # the banner shows while the stream is down (about a second: the server asks for a 1 s retry)
+    await page.wait_for_function("() => !document.getElementById('stream-status').hidden", timeout=15_000)
+    assert "reconnecting" in (await page.locator("#stream-status").text_content() or "")
+    await page.wait_for_function("() => document.getElementById('stream-status').hidden", timeout=20_000)
+    assert await page.get_attribute("body", "data-stream") == "open"
+    first = await page.locator("#best-age").text_content()
+    await page.wait_for_function(  # live again
+        "first => document.getElementById('best-age').textContent !== first", arg=first, timeout=10_000
+    )
+
+
+async def test_phone_layout_fits_the_screen(browser: Any, served: Served) -> None:
+    from playwright.async_api import expect
+
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = await context.new_page()
+    try:
+        await page.goto(served.base + "/")
+        await expect(page.locator("#best-bid")).to_have_text(_DIGITS, timeout=30_000)
+        overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"page is {overflow}px wider than a phone screen"
+        for button in ("#kill-btn", "#stop-btn"):
+            box = await page.locator(button).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 36
+    finally:
+        await context.close()
+
+
+async def test_screenshot_for_the_readme(tab: Tab, served: Served) -> None:
+    from playwright.async_api import expect
+
+    await ensure_state(served.api, "RUNNING")
+    page = await _open(tab, served)
+    await expect(page.locator("#chart-mid .uplot")).to_have_count(1, timeout=10_000)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert SCREENSHOT.stat().st_size > 10_000
+
+
+async def test_kill_asks_first_then_flattens(tab: Tab, served: Served) -> None:
+    from playwright.async_api import expect
+
+    await ensure_state(served.api, "RUNNING")
+    page = await _open(tab, served)
+    messages: list[str] = []
+
+    async def dismiss(dialog: Any) -> None:
+        messages.append(dialog.message)
+        await dialog.dismiss()
+
+    page.once("dialog", dismiss)
+    await page.click("#kill-btn")
+    assert messages and "KILL" in messages[0]
+    assert (await served.api.get("/strategy")).json()["state"] == "RUNNING"  # said no: nothing happened
+
+    async def accept(dialog: Any) -> None:
+        await dialog.accept()
+
+    page.once("dialog", accept)
+    await page.click("#kill-btn")
+    await expect(page.locator("#state")).to_have_text("KILLED", timeout=30_000)
+    assert (await served.api.get("/strategy")).json()["state"] == "KILLED"
+    service = served.app.state.service
+    key = service.cfg.sim.api_key
+    assert service.venue.ledger.open_orders(key) == []
+    assert service.venue.ledger.position(key) == 0
+    await expect(page.locator("#reset-btn")).to_be_visible()
+    await expect(page.locator("#kill-btn")).to_be_disabled()

@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import AppConfig
+from bot.infra.logging_runtime import register_secret
 from server.events import Broadcaster
 from server.metrics import build_registry
 from server.render import FragmentRenderer, chart_payload, make_templates
@@ -93,7 +94,7 @@ def create_app(
 
         service = BotService(cfg, log_dir=Path(log_dir))
     if token:
-        _register_secret(token)
+        register_secret(token)  # masked in the runtime log should it ever reach a line
     security = Security.build(token, ports=[cfg.server.port], hosts=[cfg.server.host, *allowed_hosts])
     templates = make_templates(TEMPLATES_DIR)
     renderer = FragmentRenderer(templates)
@@ -103,7 +104,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await service.start()
+        try:
+            await service.start()
+        except Exception as e:
+            logger.error("the bot could not start: {}", e)
+            try:  # release what did start (the sim venue, sockets) before the process exits
+                await service.stop()
+            except Exception as cleanup:
+                logger.warning("cleanup after the failed start: {!r}", cleanup)
+            raise
         broadcaster.start()
         logger.info("control plane up ({} mode, auth {})", cfg.env, "on" if security.enabled else "off")
         try:
@@ -146,11 +155,3 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     return app
 
-
-def _register_secret(token: str) -> None:
-    """Mask the token in the runtime log should it ever reach a log line."""
-    try:
-        from bot.infra.logging_runtime import register_secret
-    except ImportError:  # logging module not present: nothing to register with
-        return
-    register_secret(token)

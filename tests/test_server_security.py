@@ -256,3 +256,12 @@ def test_host_header_parsing(value: str, parsed: tuple | None) -> None:
 def test_loopback_binds() -> None:
     assert all(is_loopback_bind(h) for h in ("127.0.0.1", "localhost", "::1", "127.1.2.3"))
     assert not any(is_loopback_bind(h) for h in ("0.0.0.0", "::", "192.168.1.20", "example.com"))
+
+
+def test_cli_live_without_keys_refuses_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("BITFLYER_API_KEY", "BITFLYER_API_SECRET"):
+        monkeypatch.delenv(key, raising=False)
+    done = _run_server_cli(["--override", str(ROOT / "configs" / "live.yml"), "--port", "0",
+                            "--log-dir", str(tmp_path / "logs")], tmp_path)
+    assert done.returncode != 0
+    assert "BITFLYER_API_KEY" in done.stderr and "refusing to start" in done.stderr

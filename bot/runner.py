@@ -62,6 +62,8 @@ from bot.types.dto import (
 )
 
 STRATEGY_NAME = "stall_then_strike"
+HOUSEKEEPING_S = 2.0
+BOARD_STATE_POLL_S = 10.0  # public REST shares bitFlyer's 500 / 5 min per-IP limit with everything else
 JST = ZoneInfo("Asia/Tokyo")
 
 
@@ -137,7 +139,8 @@ class BotRunner:
         self.order_log = OrderLogger(log_dir, tz=tz)
         self.decision_log = DecisionLogger(log_dir, STRATEGY_NAME, tz=tz)
         self.order_budget = RateBudget(cfg.runner.order_rate_per_min, 60.0)
-        self.private_budget = RateBudget(cfg.runner.private_rate_per_5min, 300.0)
+        # every REST call we make (public ones share bitFlyer's per-IP limit, private ones the per-key limit)
+        self.rest_budget = RateBudget(cfg.runner.private_rate_per_5min, 300.0)
         self.state_store = StateFile(state_file)
         self.session: PyBotterSession | None = None
         self.http: BitflyerHttp | None = None
@@ -232,6 +235,7 @@ class BotRunner:
         await self.session.__aenter__()
         exchange = cfg.exchange.model_copy(update={"base_url": ep.rest_base_url})
         self.http = BitflyerHttp(self.session.get_client(), exchange, timeout_s=cfg.pybotters.timeout_sec)
+        self.http.request_listeners.append(lambda _path: self.rest_budget.force(self._clock()))
         self.executor = OrderExecutor(self.http, cfg.exchange, self.order_log, self.tracker, budget=self.order_budget)
         self.metrics.executor = self.executor
         self._started = True
@@ -366,6 +370,14 @@ class BotRunner:
             return Reason.EXCHANGE_BACKOFF
         return None
 
+    def _entry_budget(self, now: int) -> int:
+        """Order sends the strategy may spend now: the order budget, but none once the REST budget is down to the
+        reserve kept for cancels, closes, reconciliation and a kill."""
+        reserve = self.rest_budget.limit // 4
+        if self.rest_budget.available(now) <= reserve:
+            return 0
+        return self.order_budget.available(now)
+
     def _market_closed(self, now: int) -> bool:
         if self._board_state not in ("RUNNING", "UNKNOWN") or self._exchange_health in ("STOP", "NO ORDER"):
             return True
@@ -383,7 +395,7 @@ class BotRunner:
         gate = self.strategy.gate
         gate.run_state = self.state
         gate.block_reason = self._block_reason(now)
-        gate.order_budget = self.order_budget.available(now)
+        gate.order_budget = self._entry_budget(now)
         board = self.view.snapshot(now)
         try:
             actions, meta = self.strategy.on_board(board, now)
@@ -600,7 +612,7 @@ class BotRunner:
     async def _reconcile(self, why: str, *, block: bool = True) -> bool:
         assert self.http is not None
         async with self._reconcile_lock:
-            if not self.private_budget.take(self._clock(), 3):
+            if self.rest_budget.available(self._clock()) < 3:
                 logger.warning("reconcile ({}) skipped: private REST budget exhausted; state unknown", why)
                 self.metrics.reconcile_failures += 1
                 return False
@@ -705,26 +717,27 @@ class BotRunner:
     # ---------------------------------------------------------------- housekeeping
     async def _housekeeping(self) -> None:
         assert self.http is not None
-        interval = self.config.runner.reconcile_interval_sec
-        last_reconcile = time.monotonic()
+        last_reconcile = last_board_state = float("-inf")
         while True:
-            try:
-                bs = await self.http.get_board_state()
-                self._board_state = str(bs.get("state", "UNKNOWN"))
-                self._exchange_health = str(bs.get("health", "UNKNOWN"))
-            except ExchangeError as e:
-                logger.warning("board state poll failed: {}", e)
-            except Exception as e:
-                logger.warning("board state poll failed: {!r}", e)
+            t = time.monotonic()
+            if t - last_board_state >= BOARD_STATE_POLL_S:
+                last_board_state = t
+                try:
+                    bs = await self.http.get_board_state()
+                    self._board_state = str(bs.get("state", "UNKNOWN"))
+                    self._exchange_health = str(bs.get("health", "UNKNOWN"))
+                except Exception as e:  # ExchangeError or a body of the wrong shape: keep the last known state
+                    logger.warning("board state poll failed: {}", e)
             self.inventory.roll_day(datetime.now(UTC))
             self.inventory.mark(self.view.snapshot(self._clock()).mid_price)
             self.tracker.prune()
-            if time.monotonic() - last_reconcile >= interval:
-                last_reconcile = time.monotonic()
-                await self._reconcile("periodic", block=False)
+            if t - last_reconcile >= self.config.runner.reconcile_interval_sec:
+                if last_reconcile != float("-inf"):  # the first one ran at connect
+                    await self._reconcile("periodic", block=False)
+                last_reconcile = t
             self._save_state_soon()
             self._decide(self._clock(), None)
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(HOUSEKEEPING_S)
 
     async def _loop_lag_monitor(self) -> None:
         period = 0.25
@@ -795,7 +808,7 @@ class BotRunner:
                 "last_message_age_ms": last_age,
                 "rest_latency_ms": getattr(http, "last_latency_ms", None) if http else None,
                 "order_budget_left": self.order_budget.available(now),
-                "private_budget_left": self.private_budget.available(now),
+                "private_budget_left": self.rest_budget.available(now),
                 "board_state": self._board_state, "exchange_health": self._exchange_health,
                 "reconciled_at": self._reconciled_at.isoformat() if self._reconciled_at else None,
                 "block_reason": block.value if block else None,

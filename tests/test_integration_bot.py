@@ -219,3 +219,16 @@ async def test_signing_refused_with_a_wrong_secret_and_private_channel_needs_aut
         reply = next(m for m in replies if m.get("id") == 1)
         assert reply["error"]["code"] == -32007
         await ws.current_ws.close()
+
+
+async def test_rate_budget_skips_strikes_rather_than_exceed_it(make_service):
+    svc = await make_service({"runner": {"order_rate_per_min": 4}})
+    runner = svc.runner
+    seen = lambda: any(d["reason"] == "rate_budget" for d in runner.recent_decisions)  # noqa: E731
+    await eventually(seen, 90, "a strike skipped for the rate budget")
+    await runner.stop("test")
+    await runner.order_log.aflush()
+    rows = list(csv.DictReader(next((svc.log_dir / "orders").glob("*.csv")).read_text().splitlines()))
+    places = [r for r in rows if r["action"] == "place"]
+    assert 0 < len(places) <= 4  # all within the first minute of the run
+    assert "-1" not in runner.metrics.exchange_errors  # the venue never had to refuse us

@@ -123,7 +123,7 @@ class RunnerConfig(_Model):
     start_state: Literal["running", "stopped"] = "running"
     reconcile_interval_sec: float = Field(default=30, gt=0)
     state_file: str = "logs/state.json"
-    order_rate_per_min: int = Field(default=60, ge=1, le=100)
+    order_rate_per_min: int = Field(default=50, ge=1, le=100)
     private_rate_per_5min: int = Field(default=400, ge=1, le=500)
 
 

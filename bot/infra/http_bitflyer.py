@@ -193,6 +193,8 @@ class BitflyerHttp:
         self.requests = 0
         self.errors = 0
         self._rate_listeners: list[Callable[[str, RateLimitInfo], None]] = []
+        # `cb(path)` before every request leaves (e.g. to count it against a client-side REST budget)
+        self.request_listeners: list[Callable[[str], None]] = []
 
     def add_rate_listener(self, cb: Callable[[str, RateLimitInfo], None]) -> None:
         """`cb(path, info)` after every response that carried X-RateLimit headers (e.g. to feed a RateBudget)."""
@@ -205,6 +207,8 @@ class BitflyerHttp:
     ) -> Any:
         url = self._base + path
         self.requests += 1
+        for cb in self.request_listeners:
+            cb(path)
         t0 = self._clock()
         status: int | None = None
         try:

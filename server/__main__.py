@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_REFUSED
     cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"host": host, "port": port})})
+    if host in ("0.0.0.0", "::") and not args.allowed_host:
+        print("note: only loopback Host names are accepted; add --allowed-host NAME for the name or address "
+              "browsers will use to reach this machine", file=sys.stderr)
     log_dir = Path(args.log_dir or cfg.logging.dir)
 
     from bot.infra.logging_runtime import setup_runtime_logging, shutdown_runtime_logging

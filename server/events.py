@@ -20,6 +20,7 @@ from sse_starlette.event import ServerSentEvent
 
 CHART_EVENT = "chart"
 RETRY_MS = 1000                      # the browser reconnects this soon after a dropped stream
+ERROR_LOG_INTERVAL = 10.0
 
 
 @dataclass(eq=False)
@@ -61,6 +62,7 @@ class Broadcaster:
         self.dropped_total = 0
         self.render_errors = 0
         self.last_tick_ms = 0.0                       # time to snapshot + render + fan out, latest tick
+        self._last_error_log = -ERROR_LOG_INTERVAL
 
     # ---- life cycle -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -132,7 +134,7 @@ class Broadcaster:
             panels = self._render(snap)
         except Exception:  # a template bug must not kill the stream for good
             self.render_errors += 1
-            logger.exception("dashboard render failed")
+            self._log_error("dashboard render failed")
             return
         changed: list[bytes] = []
         for name, html in panels.items():
@@ -155,6 +157,13 @@ class Broadcaster:
                     self._drop(client, f"too slow ({self.queue_size} updates behind)")
         self.last_tick_ms = (time.perf_counter() - started) * 1000
 
+    def _log_error(self, what: str) -> None:
+        """At most one traceback every ERROR_LOG_INTERVAL: a broken panel must not flood the log at 8 Hz."""
+        now = time.monotonic()
+        if now - self._last_error_log >= ERROR_LOG_INTERVAL:
+            self._last_error_log = now
+            logger.exception("{} (repeats are logged at most every {:.0f} s)", what, ERROR_LOG_INTERVAL)
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
@@ -165,7 +174,7 @@ class Broadcaster:
             try:
                 self.tick()
             except Exception:
-                logger.exception("dashboard tick failed")
+                self._log_error("dashboard tick failed")
             # fixed cadence without drift; after a long stall skip the missed ticks rather than burst
             next_at += self.interval
             if next_at < loop.time():

@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,7 +28,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 SESSION_COOKIE = "stst_session"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_MAX_SESSIONS = 64
+SESSION_MAX_AGE = 7 * 24 * 3600   # seconds a login lasts
+_MAX_REVOKED = 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -73,7 +76,7 @@ class Security:
     token: str | None
     ports: frozenset[int]                          # ports this app is reached on (configured and bound)
     extra_hosts: frozenset[str] = frozenset()      # the configured bind host, --allowed-host names
-    _sessions: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _revoked: OrderedDict[str, None] = field(default_factory=OrderedDict)   # logged-out sessions
 
     @classmethod
     def build(cls, token: str | None, ports: Iterable[int], hosts: Iterable[str]) -> Security:
@@ -111,16 +114,34 @@ class Security:
             return False
         return hmac.compare_digest(candidate.encode("utf-8"), self.token.encode("utf-8"))
 
-    def new_session(self) -> str:
-        sid = secrets.token_urlsafe(32)
-        self._sessions[sid] = None
-        while len(self._sessions) > _MAX_SESSIONS:
-            self._sessions.popitem(last=False)
-        return sid
+    def new_session(self, now: float | None = None) -> str:
+        """A signed session value: `<issued>.<nonce>.<hmac(token, issued|nonce)>`. It holds no secret, survives a
+        restart (so open dashboards reconnect), expires after SESSION_MAX_AGE and dies when the token changes."""
+        issued = int(time.time() if now is None else now)
+        nonce = secrets.token_urlsafe(12)
+        return f"{issued}.{nonce}.{self._sign(issued, nonce)}"
 
-    def end_session(self, sid: str | None) -> None:
-        if sid:
-            self._sessions.pop(sid, None)
+    def end_session(self, value: str | None) -> None:
+        if value:
+            self._revoked[value] = None
+            while len(self._revoked) > _MAX_REVOKED:
+                self._revoked.popitem(last=False)
+
+    def session_valid(self, value: str, now: float | None = None) -> bool:
+        if self.token is None or value in self._revoked:
+            return False
+        issued_s, _, rest = value.partition(".")
+        nonce, _, sig = rest.partition(".")
+        if not issued_s.isdigit() or not nonce or not sig:
+            return False
+        age = (time.time() if now is None else now) - int(issued_s)
+        if not -60 <= age <= SESSION_MAX_AGE:
+            return False
+        return hmac.compare_digest(sig, self._sign(int(issued_s), nonce))
+
+    def _sign(self, issued: int, nonce: str) -> str:
+        assert self.token is not None
+        return hmac.new(self.token.encode(), f"stst-session|{issued}|{nonce}".encode(), hashlib.sha256).hexdigest()
 
     def authenticated(self, headers: Headers, cookies: dict[str, str]) -> bool:
         if self.token is None:
@@ -129,8 +150,8 @@ class Security:
         scheme, _, credentials = auth.partition(" ")
         if scheme.lower() == "bearer" and credentials and self.token_matches(credentials.strip()):
             return True
-        sid = cookies.get(SESSION_COOKIE)
-        return bool(sid) and any(hmac.compare_digest(sid, known) for known in self._sessions)
+        session = cookies.get(SESSION_COOKIE)
+        return bool(session) and self.session_valid(session)
 
 
 def _security(request: Request) -> Security:
@@ -168,7 +189,10 @@ class HostOriginGuard:
         host = headers.get("host", "")
         if not self.security.host_allowed(host, bound_port, scheme):
             logger.warning("refused request with unknown Host header {!r} to {}", host[:100], scope.get("path"))
-            await JSONResponse({"detail": "unknown Host header"}, status_code=400)(scope, receive, send)
+            await JSONResponse(
+                {"detail": "unknown Host header (a name this server was not started for: see --allowed-host)"},
+                status_code=400,
+            )(scope, receive, send)
             return
         if scope["type"] == "http" and scope["method"] in STATE_CHANGING_METHODS:
             origin = headers.get("origin")

@@ -8,9 +8,16 @@
   var streamStatus = document.getElementById("stream-status");
   document.body.dataset.stream = "connecting";
   document.body.addEventListener("htmx:sseError", function () {
+    if (document.body.dataset.stream !== "broken") { checkSession(); }
     streamStatus.hidden = false;
     document.body.dataset.stream = "broken";
   });
+  function checkSession() {
+    // an EventSource cannot see a 401: ask once per break, and send an expired session to the login page
+    fetch("/strategy", { credentials: "same-origin" }).then(function (r) {
+      if (r.status === 401) { window.location.assign("/login"); }
+    }).catch(function () { /* server down: the stream keeps retrying */ });
+  }
   document.body.addEventListener("htmx:sseOpen", function (evt) {
     streamStatus.hidden = true;
     document.body.dataset.stream = "open";

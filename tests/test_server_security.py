@@ -265,3 +265,23 @@ def test_cli_live_without_keys_refuses_to_start(tmp_path: Path, monkeypatch: pyt
                             "--log-dir", str(tmp_path / "logs")], tmp_path)
     assert done.returncode != 0
     assert "BITFLYER_API_KEY" in done.stderr and "refusing to start" in done.stderr
+
+
+def test_sessions_are_signed_expire_and_survive_a_restart() -> None:
+    from server.security import SESSION_MAX_AGE, Security
+
+    now = 1_800_000_000.0
+    sec = Security.build(TOKEN, ports=[8000], hosts=[])
+    value = sec.new_session(now=now)
+    assert TOKEN not in value
+    assert sec.session_valid(value, now=now + 60)
+    assert Security.build(TOKEN, ports=[8000], hosts=[]).session_valid(value, now=now + 60)  # a restarted server
+    assert not Security.build("another-token", ports=[8000], hosts=[]).session_valid(value, now=now)
+    assert not sec.session_valid(value, now=now + SESSION_MAX_AGE + 1)
+    issued, nonce, sig = value.split(".")
+    flipped = sig[:-1] + ("1" if sig[-1] == "0" else "0")
+    for forged in (f"{int(issued) + 1}.{nonce}.{sig}", f"{issued}.x{nonce}.{sig}", f"{issued}.{nonce}.{flipped}",
+                   "", "..", f"{issued}.{nonce}"):
+        assert not sec.session_valid(forged, now=now), forged
+    sec.end_session(value)
+    assert not sec.session_valid(value, now=now + 60)

@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from bot.config import redacted_dump
 from server.render import config_fields
 from server.routes.common import peer_of, runner_of
-from server.security import SESSION_COOKIE, require_auth, require_auth_page
+from server.security import SESSION_COOKIE, SESSION_MAX_AGE, require_auth, require_auth_page
 
 PING_SECONDS = 10          # heartbeat comment so proxies and the browser see a live stream
 SEND_TIMEOUT_SECONDS = 5   # a client that cannot take a write for this long is cut off
@@ -90,8 +90,8 @@ async def login(request: Request, token: Annotated[str, Form(max_length=1024)] =
     logger.info("login from {}", peer_of(request))
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, security.new_session(), httponly=True, samesite="strict", path="/",
-        secure=request.url.scheme == "https",
+        SESSION_COOKIE, security.new_session(), max_age=SESSION_MAX_AGE, httponly=True, samesite="strict",
+        path="/", secure=request.url.scheme == "https",
     )
     return response
 

@@ -24,7 +24,31 @@
     attachChart(evt.detail && evt.detail.source);
   });
 
-  // ---- control buttons: show the answer (a 409 says why) ----------------------------------------------------
+  // ---- control buttons: enabled for the state the banner shows; the answer (a 409 says why) is flashed -------
+  var RULES = {
+    // button id: [enabled in states, shown in states (all when absent)]
+    "start-btn": [["STOPPED"]],
+    "pause-btn": [["RUNNING"], ["STOPPED", "RUNNING", "KILLED"]],
+    "resume-btn": [["PAUSED"], ["PAUSED"]],
+    "stop-btn": [["RUNNING", "PAUSED"]],
+    "kill-btn": [["STOPPED", "RUNNING", "PAUSED"]],
+    "reset-btn": [["KILLED"], ["KILLED"]]
+  };
+  function syncControls() {
+    var banner = document.querySelector("#banner [data-state]");
+    var state = banner ? banner.getAttribute("data-state") : "";
+    Object.keys(RULES).forEach(function (id) {
+      var el = document.getElementById(id);
+      if (!el) { return; }
+      el.disabled = RULES[id][0].indexOf(state) < 0;
+      el.hidden = RULES[id].length > 1 && RULES[id][1].indexOf(state) < 0;
+    });
+  }
+  syncControls();
+  document.body.addEventListener("htmx:sseMessage", function (evt) {
+    if (evt.target && evt.target.id === "banner") { syncControls(); }
+  });
+
   var flash = document.getElementById("flash");
   var flashTimer = null;
   function showFlash(text, isError) {

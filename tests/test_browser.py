@@ -199,6 +199,7 @@ async def test_stream_break_is_shown_and_healed(tab: Tab, served: Served) -> Non
 async def test_phone_layout_fits_the_screen(browser: Any, served: Served) -> None:
     from playwright.async_api import expect
 
+    await ensure_state(served.api, "RUNNING")
     context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = await context.new_page()
     try:
@@ -207,6 +208,7 @@ async def test_phone_layout_fits_the_screen(browser: Any, served: Served) -> Non
         overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"page is {overflow}px wider than a phone screen"
         for button in ("#kill-btn", "#stop-btn"):
+            await expect(page.locator(button)).to_be_visible()
             box = await page.locator(button).bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 36
     finally:

@@ -92,6 +92,27 @@ async def test_healthz_answers(client: httpx.AsyncClient) -> None:
     assert r.status_code == 200 and r.json()["status"] == "ok"
 
 
+async def test_dashboard_page_and_its_assets_come_from_this_app(client: httpx.AsyncClient) -> None:
+    r = await client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    page = r.text
+    assert 'sse-connect="/events"' in page
+    for panel in ("banner", "board", "orders", "inventory", "decisions", "fills", "health", "config"):
+        assert f'sse-swap="{panel}"' in page, panel
+    for el in ('id="kill-btn"', 'id="pause-btn"', 'id="best-age"', 'name="strategy.stall_T_ms"', 'id="config-errors"'):
+        assert el in page, el
+    assert "http://" not in page.replace("http://127.0.0.1", "") and "https://" not in page  # nothing off-site
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    for asset in ("/static/vendor/htmx/htmx.min.js", "/static/vendor/htmx-ext-sse/sse.js",
+                  "/static/vendor/uplot/uPlot.iife.min.js", "/static/vendor/uplot/uPlot.min.css",
+                  "/static/dashboard.js", "/static/app.css"):
+        assert f'"{asset}"' in page, asset
+        got = await client.get(asset)
+        assert got.status_code == 200 and len(got.content) > 500, asset
+    for escape in ("/static/vendor/htmx/..%2F..%2Fpackage.json", "/static/..%2Fserver%2Fapp.py"):
+        assert (await client.get(escape)).status_code == 404, escape
+
+
 # ---- life cycle ---------------------------------------------------------------------------------------------
 async def test_pause_resume_and_idempotent_repeats(client: httpx.AsyncClient, runtime_log: list[str]) -> None:
     await ensure_state(client, "RUNNING")
@@ -312,6 +333,9 @@ async def test_log_index_and_downloads_equal_the_files(client: httpx.AsyncClient
 
     r = await client.get("/logs/runtime/app.log")
     assert r.status_code == 200 and r.content == b"2026-01-01 started\n"
+
+    page = (await client.get("/")).text  # the dashboard links the same downloads
+    assert 'href="/logs/trades/20260101.csv"' in page and 'href="/logs/runtime/app.log"' in page
 
     # today's files are still being written: the download is the file as it was when asked
     await wait_until(lambda: _has_decisions(client), 30, "a decisions CSV")

@@ -13,6 +13,7 @@ from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
 from bot.config import redacted_dump
+from server.logfiles import list_logs
 from server.render import config_fields
 from server.routes.common import peer_of, runner_of
 from server.security import SESSION_COOKIE, SESSION_MAX_AGE, require_auth, require_auth_page
@@ -47,6 +48,7 @@ async def dashboard(request: Request) -> Response:
             "fragments": renderer(runner.snapshot()),
             "config_fields": config_fields(redacted_dump(runner.config)),
             "token_enabled": request.app.state.security.enabled,
+            "logs": list_logs(runner.log_dir),
         },
         headers={"Cache-Control": "no-store"},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from datetime import datetime
@@ -149,6 +150,16 @@ def _normalise(snap: dict[str, Any]) -> dict[str, Any]:
     return s
 
 
+_NEWLINE_INDENT = re.compile(r"\n\s*")
+_BETWEEN_TAGS = re.compile(r">\s+<")
+
+
+def compact(html: str) -> str:
+    """Template indentation is for people; on the wire (8 times a second, to every client) it is a third of the
+    bytes. No <pre> in the fragments, so whitespace runs are insignificant."""
+    return _BETWEEN_TAGS.sub("><", _NEWLINE_INDENT.sub(" ", html)).strip()
+
+
 class FragmentRenderer:
     """Renders every panel from one snapshot: {panel name: html}. Used by the broadcaster and the page."""
 
@@ -160,7 +171,7 @@ class FragmentRenderer:
 
     def __call__(self, snap: dict[str, Any]) -> dict[str, str]:
         ctx = self.context(snap)
-        return {name: tpl.render(ctx) for name, tpl in self._templates.items()}
+        return {name: compact(tpl.render(ctx)) for name, tpl in self._templates.items()}
 
 
 CHART_MAX_POINTS = 600  # per line: plenty for a chart a few hundred pixels wide, small on the wire

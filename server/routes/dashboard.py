@@ -41,6 +41,7 @@ class DashboardStream(EventSourceResponse):
 async def dashboard(request: Request) -> Response:
     runner = runner_of(request)
     renderer = request.app.state.renderer
+    logs = await anyio.to_thread.run_sync(list_logs, runner.log_dir)  # directory listing: off the loop
     return request.app.state.templates.TemplateResponse(
         request,
         "dashboard.html",
@@ -48,7 +49,7 @@ async def dashboard(request: Request) -> Response:
             "fragments": renderer(runner.snapshot()),
             "config_fields": config_fields(redacted_dump(runner.config)),
             "token_enabled": request.app.state.security.enabled,
-            "logs": list_logs(runner.log_dir),
+            "logs": logs,
         },
         headers={"Cache-Control": "no-store"},
     )

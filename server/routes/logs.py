@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import StreamingResponse
 
@@ -16,7 +17,7 @@ _NOT_FOUND = "no such log file"
 
 @router.get("/logs", response_model=LogIndex)
 async def logs_index(request: Request) -> dict[str, list[str]]:
-    return list_logs(runner_of(request).log_dir)
+    return await anyio.to_thread.run_sync(list_logs, runner_of(request).log_dir)
 
 
 @router.get("/logs/runtime/{name}", response_class=StreamingResponse)

@@ -92,6 +92,12 @@ async def test_healthz_answers(client: httpx.AsyncClient) -> None:
     assert r.status_code == 200 and r.json()["status"] == "ok"
 
 
+async def test_api_schema_is_served_locally(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/docs", follow_redirects=True)).json()
+    assert {"/strategy/kill", "/config", "/logs/{kind}/{filename}", "/state"} <= set(schema["paths"])
+    assert "application/merge-patch+json" in schema["paths"]["/config"]["patch"]["requestBody"]["content"]
+
+
 async def test_dashboard_page_and_its_assets_come_from_this_app(client: httpx.AsyncClient) -> None:
     r = await client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server.routes.common import runner_of
@@ -30,6 +30,12 @@ async def metrics(request: Request) -> Response:
 @router.get("/openapi.json", include_in_schema=False)
 async def openapi(request: Request) -> dict[str, Any]:
     return request.app.openapi()
+
+
+@router.get("/docs", include_in_schema=False)
+async def docs() -> RedirectResponse:
+    """FastAPI's interactive docs load their UI from a CDN, which this app never uses: the schema instead."""
+    return RedirectResponse("/openapi.json", status_code=307)
 
 
 @public_router.get("/healthz", response_model=Health)

@@ -135,6 +135,8 @@ class PyBotterSession:
                 hdlr_json=lambda msg, ws, link=link: self._handle(link, msg, ws),
                 backoff=self._backoff,
                 heartbeat=10.0,
+                # a public-only link (paper mode: bitFlyer's feed) must not send our venue's keys anywhere
+                **({} if PRIVATE_CHANNELS & set(link.channels) else {"auth": None}),
             )
             self._watchers.append(asyncio.create_task(self._watch(link), name=f"ws-watch-{link.name}"))
         if wait_up_s is not None:

@@ -33,9 +33,11 @@ from bot.engine.inventory import InventoryManager
 from bot.engine.orders import UNTRACKED_TAG, OrderTracker
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.infra.bitflyer_parse import (
+    ChildOrderRow,
     ParseError,
     net_position,
     parse_child_order_events,
+    parse_getchildorders,
     parse_my_execution_row,
     parse_position_rows,
 )
@@ -617,7 +619,7 @@ class BotRunner:
                 self.metrics.reconcile_failures += 1
                 return False
             try:
-                active_rows = await self.http.get_child_orders(state="ACTIVE", count=100)
+                active_rows = parse_getchildorders(await self.http.get_child_orders(state="ACTIVE", count=100))
                 exec_rows = await self.http.get_executions(count=100)
                 lots = parse_position_rows(await self.http.get_positions())
             except (ExchangeError, ParseError) as e:
@@ -658,9 +660,9 @@ class BotRunner:
                 return
             delay = min(delay * 2, 10.0)
 
-    def _reconcile_orders(self, active_rows: list[dict], now: int) -> None:
+    def _reconcile_orders(self, active_rows: list[ChildOrderRow], now: int) -> None:
         grace = 3_000 * NS_PER_MS  # an order just accepted may not be listed yet
-        active = {str(r.get("child_order_acceptance_id")): r for r in active_rows if isinstance(r, dict)}
+        active = {r.child_order_acceptance_id: r for r in active_rows}
         matched: set[str] = set()
         for order in self.tracker.open_orders():
             if order.acceptance_id is not None:
@@ -676,8 +678,8 @@ class BotRunner:
                 for aid, row in active.items():
                     if aid in matched or self.tracker.by_acceptance(aid) is not None:
                         continue
-                    if (row.get("side") == order.side.value and _dec(row.get("size")) == order.size
-                            and (order.price is None or _dec(row.get("price")) == order.price)):
+                    if (row.side is order.side and row.size == order.size
+                            and (order.price is None or row.price == order.price)):
                         self.tracker.on_accepted(order.client_id, aid)
                         matched.add(aid)
                         logger.info("reconcile: unknown send {} found at venue as {}", order.client_id, aid)
@@ -689,11 +691,10 @@ class BotRunner:
                                     order.client_id)
         for aid, row in active.items():
             if aid not in matched and self.tracker.by_acceptance(aid) is None:
-                side = Side(row.get("side"))
-                self.tracker.adopt(aid, side, _dec(row.get("price")), _dec(row.get("size")),
-                                   _dec(row.get("executed_size", 0)), now)
-                logger.warning("reconcile: adopted an order we did not track: {} {} {}@{}", aid, side.value,
-                               row.get("size"), row.get("price"))
+                self.tracker.adopt(aid, row.side, row.price or None, row.size, row.executed_size, now,
+                                   order_type=row.child_order_type)
+                logger.warning("reconcile: adopted an order we did not track: {} {} {}@{}", aid, row.side.value,
+                               row.size, row.price)
 
     def _reconcile_fills(self, rows: list[dict], now: int, *, baseline: bool) -> None:
         """Executions we missed (events lost in a disconnect) are applied; at the first reconcile the venue's
@@ -825,10 +826,6 @@ class BotRunner:
             "config": {"strategy": self.config.strategy.model_dump(mode="json"),
                        "risk": self.config.risk.model_dump(mode="json")},
         }
-
-
-def _dec(v: Any) -> Decimal:
-    return Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v))
 
 
 def _action_text(a: Action) -> str:

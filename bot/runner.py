@@ -48,6 +48,7 @@ from bot.infra.orderbook_view import OrderBookView
 from bot.infra.pyb_session import FeedLink, PyBotterSession
 from bot.infra.rate_budget import RateBudget
 from bot.infra.state_file import StateFile
+from bot.infra.tasks import BackgroundTasks
 from bot.types.dto import (
     NS_PER_MS,
     Action,
@@ -163,7 +164,7 @@ class BotRunner:
         self._known_exec_ids: set[str] = set()
         self._board_state = "UNKNOWN"
         self._exchange_health = "UNKNOWN"
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = BackgroundTasks("runner")
         self._transition_lock = asyncio.Lock()
         self._closing = False
         self._started = False
@@ -267,9 +268,7 @@ class BotRunner:
                     await self.executor.drain()
             except Exception:
                 pass
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel()
         try:
             self.state_store.save_sync(self._persisted())
         except OSError as e:
@@ -281,15 +280,7 @@ class BotRunner:
         logger.info("runner closed in state {}", self.state.value)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.opt(exception=task.exception()).error("task {} failed", task.get_name())
+        return self._tasks.spawn(coro, name)
 
     # ---------------------------------------------------------------- feed callbacks
     def _on_connect(self, link: FeedLink) -> None:

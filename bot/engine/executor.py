@@ -36,6 +36,7 @@ from bot.infra.http_bitflyer import (
     size_on_wire,
 )
 from bot.infra.rate_budget import RateBudget
+from bot.infra.tasks import BackgroundTasks
 from bot.types.dto import Action, ActionKind, OrderLogRow, OrderState, OwnOrder, Side
 
 NS_PER_S = 1_000_000_000
@@ -92,7 +93,7 @@ class OrderExecutor:
         self.policy = policy
         self._minute_to_expire = backstop_minute_to_expire
         self._cancel_retry_ns = cancel_retry_ms * 1_000_000
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = BackgroundTasks("executor")
         self._cancel_on_ack: set[str] = set()          # client ids to cancel as soon as their acceptance id is known
         self._cancel_sent_at: dict[str, int] = {}      # client id -> monotonic ns of the last cancel request
         # error bookkeeping for the runner / dashboard
@@ -172,8 +173,7 @@ class OrderExecutor:
 
     async def drain(self) -> None:
         """Wait until every request in flight has finished (shutdown, tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.drain()
 
     # ---- synchronous part ---------------------------------------------------------------------------------
     def _submit(self, actions: list[Action], now: int, touched: list[OwnOrder]) -> asyncio.Task | None:
@@ -206,15 +206,7 @@ class OrderExecutor:
         async def run() -> None:
             await asyncio.gather(*jobs)
 
-        task = asyncio.get_running_loop().create_task(run(), name=f"executor-{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.opt(exception=task.exception()).error("executor task failed unexpectedly")
+        return self._tasks.spawn(run(), name)
 
     def _prepare_place(
         self, action: Action, now: int, touched: list[OwnOrder], *, market: bool,

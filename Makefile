@@ -1,6 +1,6 @@
 # The two commands a new machine needs: `make run` and `make test`. Both build .venv (and the dashboard's
 # npm packages) from nothing when missing and reuse them while pyproject.toml / package-lock.json are unchanged.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed

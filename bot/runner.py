@@ -66,7 +66,6 @@ from bot.types.dto import (
 
 STRATEGY_NAME = "stall_then_strike"
 HOUSEKEEPING_S = 2.0
-BOARD_STATE_POLL_S = 10.0  # public REST shares bitFlyer's 500 / 5 min per-IP limit with everything else
 JST = ZoneInfo("Asia/Tokyo")
 
 
@@ -712,7 +711,7 @@ class BotRunner:
         last_reconcile = last_board_state = float("-inf")
         while True:
             t = time.monotonic()
-            if t - last_board_state >= BOARD_STATE_POLL_S:
+            if t - last_board_state >= self.config.runner.board_state_poll_sec:
                 last_board_state = t
                 try:
                     bs = await self.http.get_board_state()
@@ -729,7 +728,7 @@ class BotRunner:
                 last_reconcile = t
             self._save_state_soon()
             self._decide(self._clock(), None)
-            await asyncio.sleep(HOUSEKEEPING_S)
+            await asyncio.sleep(min(HOUSEKEEPING_S, self.config.runner.board_state_poll_sec))
 
     async def _loop_lag_monitor(self) -> None:
         period = 0.25

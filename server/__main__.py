@@ -19,13 +19,14 @@ from bot.config import ConfigError, load_app_config
 from server.dotenv import load_env_file
 from server.security import is_loopback_bind
 
+DEFAULT_BASE = Path(__file__).resolve().parent.parent / "configs" / "base.yml"
 EXIT_CONFIG = 1
 EXIT_REFUSED = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m server", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="configs/base.yml", help="base config (default: %(default)s)")
+    ap.add_argument("--config", default=str(DEFAULT_BASE), help="base config (default: the project's configs/base.yml)")
     ap.add_argument("--override", default=None, help="override merged on top, e.g. configs/sim.yml")
     ap.add_argument("--host", default=None, help="bind address (default: server.host, 127.0.0.1)")
     ap.add_argument("--port", type=int, default=None, help="port (default: server.port, 8000)")

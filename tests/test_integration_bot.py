@@ -232,3 +232,19 @@ async def test_rate_budget_skips_strikes_rather_than_exceed_it(make_service):
     places = [r for r in rows if r["action"] == "place"]
     assert 0 < len(places) <= 4  # all within the first minute of the run
     assert "-1" not in runner.metrics.exchange_errors  # the venue never had to refuse us
+
+
+async def test_exchange_health_stop_blocks_new_orders_until_normal(make_service):
+    svc = await make_service({"runner": {"board_state_poll_sec": 0.3}})
+    runner, venue = svc.runner, svc.venue
+    await eventually(lambda: runner.metrics.orders_sent >= 1, 60, "a first strike")
+    venue.set_health("STOP")
+    await eventually(lambda: runner.snapshot()["health"]["block_reason"] == "market_closed", 10, "the block")
+    sent = runner.metrics.orders_sent
+    n = runner.metrics.board_messages
+    await eventually(lambda: runner.metrics.board_messages > n + 40, 30, "40 more board messages")
+    # only cancels of orders already live may go out; no new entry
+    places = [o for o in runner.tracker.all_orders() if o.tag == "stall"]
+    assert runner.metrics.orders_sent == sent, f"{len(places)} stall orders, sent {runner.metrics.orders_sent - sent}"
+    venue.set_health("NORMAL")
+    await eventually(lambda: runner.metrics.orders_sent > sent, 60, "trading to resume")

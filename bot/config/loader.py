@@ -122,6 +122,7 @@ class RiskConfig(_Model):
 class RunnerConfig(_Model):
     start_state: Literal["running", "stopped"] = "running"
     reconcile_interval_sec: float = Field(default=30, gt=0)
+    board_state_poll_sec: float = Field(default=10, gt=0, description="getboardstate poll (public REST)")
     state_file: str = "logs/state.json"
     order_rate_per_min: int = Field(default=50, ge=1, le=100)
     private_rate_per_5min: int = Field(default=400, ge=1, le=500)

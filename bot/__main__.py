@@ -13,7 +13,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-from bot.config.loader import ConfigError, load_app_config
+from bot.config.loader import ConfigError, describe_config_error, load_app_config
 from bot.infra.bitflyer_parse import parse_position_rows
 from bot.infra.logging_runtime import setup_runtime_logging
 from bot.service import BotService, ModeRefused
@@ -79,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = asyncio.run(_run(args))
     except ConfigError as e:
-        print(f"invalid config ({e.source}):", file=sys.stderr)
-        for err in e.errors:
-            print(f"  {err.field}: {err.message}", file=sys.stderr)
+        print(describe_config_error(e), file=sys.stderr)
         return 1
     except ModeRefused as e:
         print(f"refused: {e}", file=sys.stderr)

@@ -16,6 +16,7 @@ from types import FrameType
 import uvicorn
 
 from bot.config import ConfigError, load_app_config
+from bot.config.loader import describe_config_error
 from server.dotenv import load_env_file
 from server.security import is_loopback_bind
 
@@ -43,9 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_app_config(args.config, args.override)
     except ConfigError as e:
-        print(f"invalid config ({e.source}):", file=sys.stderr)
-        for err in e.errors:
-            print(f"  {err.field}: {err.message}", file=sys.stderr)
+        print(describe_config_error(e), file=sys.stderr)
         return EXIT_CONFIG
     host = args.host or cfg.server.host
     port = cfg.server.port if args.port is None else args.port

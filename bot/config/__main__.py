@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from bot.config.loader import ConfigError, load_app_config, redacted_dump
+from bot.config.loader import ConfigError, describe_config_error, load_app_config, redacted_dump
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,9 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_app_config(args.base, args.override)
     except ConfigError as e:
-        print(f"invalid config ({e.source}):", file=sys.stderr)
-        for err in e.errors:
-            print(f"  {err.field}: {err.message}", file=sys.stderr)
+        print(describe_config_error(e), file=sys.stderr)
         return 1
     print(yaml.safe_dump(redacted_dump(cfg), sort_keys=False, allow_unicode=True), end="")
     return 0

@@ -200,6 +200,11 @@ class ConfigError(Exception):
         super().__init__(f"{source}: " + "; ".join(f"{e.field}: {e.message}" for e in errors))
 
 
+def describe_config_error(e: ConfigError) -> str:
+    """Every problem, one per line with its field path: what the command-line tools print before exiting 1."""
+    return "\n".join([f"invalid config ({e.source}):", *(f"  {err.field}: {err.message}" for err in e.errors)])
+
+
 class _DecimalLoader(yaml.SafeLoader):
     """YAML loader that reads floats as exact Decimals (0.001 stays 0.001, not 0.001000000000000000020816…)
     and refuses duplicate keys (YAML forbids them; PyYAML would silently keep the last one)."""

@@ -13,15 +13,17 @@ Two policies, on purpose:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from loguru import logger
 
 from bot.types.dto import ChildOrderEvent, ChildOrderEventType, Fill, Side
+
+T = TypeVar("T")
 
 
 class ParseError(ValueError):
@@ -186,18 +188,23 @@ def parse_child_order_event(item: Any) -> ChildOrderEvent:
     raise ParseError(f"unhandled event_type {event_type}")  # pragma: no cover - the match is exhaustive
 
 
-def parse_child_order_events(message: Any) -> list[ChildOrderEvent]:
-    """A child_order_events `message` (a list of items). Malformed items are skipped and logged; never raises."""
+def _parse_each(message: Any, parse_one: Callable[[Any], T], channel: str) -> list[T]:
+    """A channel `message` that is a list of items: malformed items are skipped and logged; never raises."""
     if not isinstance(message, list):
-        logger.warning("child_order_events: message is not a list, ignored: {!r}", _clip(message))
+        logger.warning("{}: message is not a list, ignored: {!r}", channel, _clip(message))
         return []
-    out: list[ChildOrderEvent] = []
+    out: list[T] = []
     for item in message:
         try:
-            out.append(parse_child_order_event(item))
+            out.append(parse_one(item))
         except ParseError as e:
-            logger.warning("child_order_events: malformed item skipped ({}): {!r}", e, _clip(item))
+            logger.warning("{}: malformed item skipped ({}): {!r}", channel, e, _clip(item))
     return out
+
+
+def parse_child_order_events(message: Any) -> list[ChildOrderEvent]:
+    """A child_order_events `message` (a list of items). Malformed items are skipped and logged; never raises."""
+    return _parse_each(message, parse_child_order_event, "child_order_events")
 
 
 # ---- public executions (lightning_executions_*) ----------------------------------------------------------
@@ -234,16 +241,7 @@ def parse_execution(item: Any) -> PublicExecution:
 
 def parse_executions(message: Any) -> list[PublicExecution]:
     """A lightning_executions `message` (list). Malformed items are skipped and logged; never raises."""
-    if not isinstance(message, list):
-        logger.warning("executions: message is not a list, ignored: {!r}", _clip(message))
-        return []
-    out: list[PublicExecution] = []
-    for item in message:
-        try:
-            out.append(parse_execution(item))
-        except ParseError as e:
-            logger.warning("executions: malformed item skipped ({}): {!r}", e, _clip(item))
-    return out
+    return _parse_each(message, parse_execution, "executions")
 
 
 # ---- REST rows (raise on anything untrustworthy) ---------------------------------------------------------

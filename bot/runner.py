@@ -190,7 +190,8 @@ class BotRunner:
             return
         if saved.get("inventory"):
             try:
-                self.inventory = InventoryManager.from_dict(saved["inventory"], self.config.risk)
+                self.inventory = InventoryManager.from_dict(saved["inventory"], self.config.risk,
+                                                            tick_size=self.config.exchange.tick_size)
                 self.strategy.inventory = self.inventory
             except Exception as e:  # a bad file must not start a bot that forgot its losses
                 logger.error("state file inventory unreadable ({}); starting STOPPED", e)

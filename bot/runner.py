@@ -66,6 +66,9 @@ from bot.types.dto import (
 
 STRATEGY_NAME = "stall_then_strike"
 HOUSEKEEPING_S = 2.0
+# epoll sleeps in whole milliseconds, so a timer fires up to 1 ms late: wake this much early and yield to the loop
+# until the deadline (at most ~1 ms of loop turns per deadline, I/O still served)
+TIMER_EARLY_NS = 1_000_000
 JST = ZoneInfo("Asia/Tokyo")
 
 
@@ -153,7 +156,7 @@ class BotRunner:
         self.state_since = datetime.now(UTC)
         self._restore_state()
 
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._timer_at: int | None = None
         self._last_board_at: int | None = None
         self._reconcile_needed = True          # at start: no new orders before the first reconciliation
@@ -455,11 +458,15 @@ class BotRunner:
         if self._timer is not None:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
-        delay_s = max(0.0, (at - self._clock()) / 1e9)
+        delay_s = max(0.0, (at - TIMER_EARLY_NS - self._clock()) / 1e9)
         self._timer_at = at
         self._timer = loop.call_at(loop.time() + delay_s, self._on_timer, at)
 
     def _on_timer(self, due: int) -> None:
+        if self._clock() < due:
+            # woke early on purpose: come back on the next loop turn (which still polls the sockets)
+            self._timer = asyncio.get_running_loop().call_soon(self._on_timer, due)
+            return
         self._timer = None
         self._timer_at = None
         now = self._clock()

@@ -29,7 +29,7 @@ from loguru import logger
 
 from bot.config.loader import AppConfig, apply_live_patch
 from bot.engine.executor import OrderExecutor
-from bot.engine.inventory import InventoryManager
+from bot.engine.inventory import FillResult, InventoryManager
 from bot.engine.orders import UNTRACKED_TAG, OrderTracker
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.infra.bitflyer_parse import (
@@ -53,6 +53,7 @@ from bot.types.dto import (
     NS_PER_MS,
     Action,
     ActionKind,
+    ChildOrderEventType,
     DecisionLogRow,
     DecisionMeta,
     Fill,
@@ -319,7 +320,7 @@ class BotRunner:
         for ev in events:
             order = self.tracker.by_acceptance(ev.child_order_acceptance_id)
             fill = self.tracker.on_event(ev)
-            if ev.event_type.value != "EXECUTION" and order is not None:
+            if ev.event_type is not ChildOrderEventType.EXECUTION and order is not None:
                 self.order_log.log(OrderLogRow(
                     ts=wall, action=ev.event_type.value.lower(), order_id=ev.child_order_acceptance_id,
                     client_order_id=order.client_id, side=order.side, price=order.price, size=ev.size or order.size,
@@ -837,7 +838,7 @@ def _action_text(a: Action) -> str:
     return " ".join(parts)
 
 
-def _trade_row(fill: Fill, result: Any, position_after: Decimal) -> TradeLogRow:
+def _trade_row(fill: Fill, result: FillResult, position_after: Decimal) -> TradeLogRow:
     return TradeLogRow(
         ts=fill.exec_date, order_id=fill.child_order_acceptance_id, side=fill.side, price=fill.price, size=fill.size,
         fee=fill.commission, strategy=STRATEGY_NAME, tag=fill.tag, pnl_jpy=result.realized_pnl_jpy,

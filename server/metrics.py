@@ -22,6 +22,14 @@ from server.events import Broadcaster
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
+def _gauges(source: dict[str, Any], table: tuple[tuple[str, str, str], ...]) -> Iterator[GaugeMetricFamily]:
+    """One gauge per (key, metric name, help) whose value in `source` is present and numeric."""
+    for key, name, doc in table:
+        value = _float(source.get(key))
+        if value is not None:
+            yield GaugeMetricFamily(name, doc, value=value)
+
+
 def _float(v: Any) -> float | None:
     if v is None or v == "":
         return None
@@ -67,7 +75,7 @@ class RunnerCollector(Collector):
         yield mode
 
         inv = snap.get("inventory") or {}
-        for key, name, doc in (
+        yield from _gauges(inv, (
             ("position_btc", "stst_position_btc", "net position, signed BTC (the bot's view)"),
             ("avg_price", "stst_avg_price_jpy", "average entry price of the position"),
             ("realized_pnl_jpy", "stst_realized_pnl_jpy", "realized PnL since start of records"),
@@ -76,10 +84,7 @@ class RunnerCollector(Collector):
             ("fees_today_jpy", "stst_fees_today_jpy", "fees paid today"),
             ("drawdown_jpy", "stst_drawdown_jpy", "today's drawdown from the day's PnL peak (<= 0)"),
             ("max_drawdown_jpy", "stst_max_drawdown_jpy", "worst drawdown today (<= 0)"),
-        ):
-            value = _float(inv.get(key))
-            if value is not None:
-                yield GaugeMetricFamily(name, doc, value=value)
+        ))
         venue = _float(snap.get("venue_position_btc"))
         if venue is not None:
             yield GaugeMetricFamily("stst_venue_position_btc", "position according to the venue", value=venue)
@@ -119,15 +124,12 @@ class RunnerCollector(Collector):
 
         health = snap.get("health") or {}
         yield GaugeMetricFamily("stst_ws_connected", "1 when the feed is up", value=1.0 if health.get("ws_connected") else 0.0)
-        for key, name, doc in (
+        yield from _gauges(health, (
             ("order_budget_left", "stst_order_budget_left", "order requests the client-side limiter allows now"),
             ("private_budget_left", "stst_private_budget_left", "private REST calls the limiter allows now"),
             ("last_message_age_ms", "stst_last_message_age_ms", "since the last feed message"),
             ("rest_latency_ms", "stst_rest_latency_ms", "latest REST round trip"),
-        ):
-            value = _float(health.get(key))
-            if value is not None:
-                yield GaugeMetricFamily(name, doc, value=value)
+        ))
 
         yield GaugeMetricFamily("stst_sse_clients", "connected dashboard streams", value=self._broadcaster.client_count)
         yield CounterMetricFamily(

@@ -15,6 +15,7 @@ periodically; a failed REST call leaves the state "unknown", never "no orders".
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,14 +32,13 @@ from bot.config.loader import AppConfig, apply_live_patch
 from bot.engine.executor import OrderExecutor
 from bot.engine.inventory import FillResult, InventoryManager
 from bot.engine.orders import UNTRACKED_TAG, OrderTracker
+from bot.engine.reconcile import OrderStatusReport, Reconciler, VenueReports, exec_order_key
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.infra.bitflyer_parse import (
-    ChildOrderRow,
     ParseError,
-    net_position,
     parse_child_order_events,
     parse_getchildorders,
-    parse_my_execution_row,
+    parse_my_executions,
     parse_position_rows,
 )
 from bot.infra.board_store import BoardStore
@@ -49,6 +49,7 @@ from bot.infra.pyb_session import FeedLink, PyBotterSession
 from bot.infra.rate_budget import RateBudget
 from bot.infra.state_file import StateFile
 from bot.infra.tasks import BackgroundTasks
+from bot.settle import SettleGoal, SettleStatus, SettleSupervisor
 from bot.types.dto import (
     NS_PER_MS,
     Action,
@@ -67,6 +68,9 @@ from bot.types.dto import (
 
 STRATEGY_NAME = "stall_then_strike"
 HOUSEKEEPING_S = 2.0
+RECONCILE_MAX_PAGES = 20  # getexecutions pages (100 each) read back to the ledger's watermark
+SETTLE_WAIT_S = 20.0
+RECONCILE_SOON_S = 0.25  # a burst of unverified executions is checked with one reconcile  # a stop/kill call answers after the first confirmation, or this long (the goal stays held)
 # epoll sleeps in whole milliseconds, so a timer fires up to 1 ms late: wake this much early and yield to the loop
 # until the deadline (at most ~1 ms of loop turns per deadline, I/O still served)
 TIMER_EARLY_NS = 1_000_000
@@ -94,6 +98,9 @@ class RunnerMetrics:
     reconciles: int = 0
     reconcile_failures: int = 0
     reconnects: int = 0
+    other_product_events: int = 0       # child_order_events of other products on the account (ignored)
+    position_corrections: int = 0       # venue positions adopted after replaying executions still disagreed
+    unverified_fills: int = 0           # executions of orders we never sent, held until REST confirms them
     decision_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=20_000))
     deadline_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=5_000))
     # stall deadline → strike handed to the HTTP client (the orders' request task is created)
@@ -112,6 +119,13 @@ class RunnerMetrics:
     @property
     def exchange_errors(self) -> dict[str, int]:
         return dict(self.executor.error_counts) if self.executor else {}
+
+
+def account_id(api_key: str | None) -> str:
+    """A short, non-reversible name for the account an API key trades (never the key itself)."""
+    if not api_key:
+        return "public"
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
 def _s(v: Any) -> str | None:
@@ -139,7 +153,8 @@ class BotRunner:
         self.tracker = OrderTracker()
         self.view = OrderBookView(self.store, cfg.exchange.product_code, tick, self.tracker)
         self.inventory = InventoryManager(cfg.risk, tick_size=tick)
-        self.strategy = StallThenStrikeStrategy(cfg.strategy, tick, self.inventory, orders=self.tracker, risk=cfg.risk)
+        self.strategy = StallThenStrikeStrategy(cfg.strategy, tick, self.inventory, orders=self.tracker, risk=cfg.risk,
+                                                min_size=cfg.exchange.min_size)
         tz = cfg.risk.trading_day_tz
         self.trade_log = TradeLogger(log_dir, STRATEGY_NAME, tz=tz)
         self.order_log = OrderLogger(log_dir, tz=tz)
@@ -148,9 +163,12 @@ class BotRunner:
         # every REST call we make (public ones share bitFlyer's per-IP limit, private ones the per-key limit)
         self.rest_budget = RateBudget(cfg.runner.private_rate_per_5min, 300.0)
         self.state_store = StateFile(state_file)
+        # whose state this is: the state file is only ever restored into the same mode and API key
+        self.account = account_id(endpoints.api_key)
         self.session: PyBotterSession | None = None
         self.http: BitflyerHttp | None = None
         self.executor: OrderExecutor | None = None
+        self.settler: SettleSupervisor | None = None
 
         self.state = RunState.STOPPED
         self.state_reason = "initial"
@@ -164,7 +182,9 @@ class BotRunner:
         self._reconcile_lock = asyncio.Lock()
         self._reconciled_at: datetime | None = None
         self._venue_position: Decimal | None = None
-        self._known_exec_ids: set[str] = set()
+        self._feed_generation = 0              # disconnects so far: a reconcile begun before one is stale
+        self.reconciler = Reconciler()
+        self._reconcile_pending = False
         self._board_state = "UNKNOWN"
         self._exchange_health = "UNKNOWN"
         self._tasks = BackgroundTasks("runner")
@@ -192,6 +212,14 @@ class BotRunner:
         if saved.get("corrupt"):
             self.state, self.state_reason = RunState.STOPPED, "state file unreadable: check it, then start"
             return
+        owner = (saved.get("mode"), saved.get("account"))
+        if owner != (self.mode, self.account):
+            # a sim kill latch or sim PnL must never reach a live start (a latched KILLED flattens at boot)
+            logger.warning("state file {} belongs to mode {} account {}, not {} {}: not restored",
+                           self.state_store.path, owner[0], owner[1], self.mode, self.account)
+            self.state = start
+            self.state_reason = f"start ({self.mode}); a state file of another mode/account was ignored"
+            return
         if saved.get("inventory"):
             try:
                 self.inventory = InventoryManager.from_dict(saved["inventory"], self.config.risk,
@@ -211,6 +239,8 @@ class BotRunner:
 
     def _persisted(self) -> dict[str, Any]:
         return {
+            "mode": self.mode,
+            "account": self.account,
             "state": self.state.value,
             "reason": self.state_reason,
             "since": self.state_since.isoformat(),
@@ -245,10 +275,17 @@ class BotRunner:
         self.http.request_listeners.append(lambda _path: self.rest_budget.force(self._clock()))
         self.executor = OrderExecutor(self.http, cfg.exchange, self.order_log, self.tracker, budget=self.order_budget)
         self.metrics.executor = self.executor
+        self.settler = SettleSupervisor(
+            http=self.http, executor=self.executor, tracker=self.tracker, product_code=cfg.exchange.product_code,
+            min_size=cfg.exchange.min_size, clock=self._clock, rest_available=self.rest_budget.available,
+            on_confirmed=self._after_settled,
+        )
         self._started = True
         logger.info("runner: {} mode, state {}, REST {}, WS {}", self.mode, self.state.value, ep.rest_base_url,
                     ep.public_ws_url)
         await self.session.connect_ws(wait_up_s=30.0)
+        if self.state is RunState.KILLED:  # a kill outlives the process: flatten again, whatever happened
+            self.settler.hold(SettleGoal.FLAT)
         self._spawn(self._housekeeping(), "housekeeping")
         self._spawn(self._loop_lag_monitor(), "loop-lag")
         self._save_state_soon()
@@ -257,13 +294,14 @@ class BotRunner:
         """Shutdown: stop rules (cancel our orders, keep the position), flush logs, close sockets."""
         if self._closing:
             return
-        if self._started and self.state in (RunState.RUNNING, RunState.PAUSED):
-            try:
-                async with asyncio.timeout(15):
-                    await self._settle_orders(flatten=False)
-            except Exception as e:
-                logger.error("shutdown: could not confirm our orders cancelled: {!r}", e)
+        if self._started and self.settler is not None and self.state in (RunState.RUNNING, RunState.PAUSED):
+            self.settler.hold(SettleGoal.NO_ORDERS)
+            if not await self.settler.wait_confirmed(15):
+                logger.error("shutdown: could not confirm our orders cancelled ({})",
+                             self.settler.status().describe())
         self._closing = True
+        if self.settler is not None:
+            await self.settler.aclose()
         if self._timer:
             self._timer.cancel()
         if self.executor:
@@ -294,6 +332,7 @@ class BotRunner:
         self._spawn(self._reconcile(f"{link.name} connect #{link.connects}"), "reconcile")
 
     def _on_disconnect(self, link: FeedLink) -> None:
+        self._feed_generation += 1
         self.store.mark_disconnected()
         self._reconcile_needed = True
         self._decide(self._clock(), None)
@@ -317,7 +356,12 @@ class BotRunner:
     def _on_child_order_events(self, message: Any, now: int) -> None:
         events = parse_child_order_events(message if isinstance(message, list) else [])
         wall = datetime.now(UTC)
+        product = self.config.exchange.product_code
         for ev in events:
+            if ev.product_code and ev.product_code != product:
+                # the channel covers the whole account: another product's orders are not ours to count
+                self.metrics.other_product_events += 1
+                continue
             order = self.tracker.by_acceptance(ev.child_order_acceptance_id)
             fill = self.tracker.on_event(ev)
             if ev.event_type is not ChildOrderEventType.EXECUTION and order is not None:
@@ -327,14 +371,40 @@ class BotRunner:
                     tif="GTC", ttl_ms=order.ttl_ms, tag=order.tag, reason=ev.reason or "", status="event",
                 ))
             if fill is not None:
+                if order is None:
+                    in_flight = [o for o in self.tracker.open_orders()
+                                 if o.acceptance_id is None and o.side is fill.side]
+                    if not in_flight:
+                        # an execution of an order we never sent (a hand trade, or a forged frame) is evidence
+                        # to verify: REST's executions apply it if it is real, with its PnL
+                        self.metrics.unverified_fills += 1
+                        logger.warning("execution {} of an order we did not send ({}): verifying over REST",
+                                       fill.exec_id, fill.child_order_acceptance_id)
+                        self._reconcile_soon("an execution of an unknown order")
+                        continue
+                    # our own fill often beats the send's answer: it is the in-flight order's
+                    tags = {o.tag for o in in_flight}
+                    fill = replace(fill, tag=tags.pop() if len(tags) == 1 else fill.tag)
                 self._apply_fill(fill, now)
         if events:
             self._decide(now, None)
 
-    def _apply_fill(self, fill: Fill, now: int) -> None:
-        if fill.dedupe_key in self._known_exec_ids:
+    def _reconcile_soon(self, why: str) -> None:
+        """One reconcile shortly (coalesced: a burst of evidence costs one set of REST calls)."""
+        if self._reconcile_pending or self.http is None:
             return
-        self._known_exec_ids.add(fill.dedupe_key)
+        self._reconcile_pending = True
+
+        async def run() -> None:
+            try:
+                await asyncio.sleep(RECONCILE_SOON_S)
+                await self._reconcile(why, block=False)
+            finally:
+                self._reconcile_pending = False
+
+        self._spawn(run(), "reconcile-soon")
+
+    def _apply_fill(self, fill: Fill, now: int) -> None:
         result = self.inventory.apply_fill(fill, now)
         if result.duplicate:
             return
@@ -349,6 +419,8 @@ class BotRunner:
         self.chart_fills.append((wall.timestamp(), str(fill.price), fill.side.value))
         logger.info("fill {} {} @ {} ({}) → position {} realized {}", fill.side.value, fill.size, fill.price,
                     fill.tag, inv.position_btc, result.realized_cum_jpy)
+        if self.state is RunState.KILLED and self.settler is not None:
+            self.settler.poke()  # a fill after the kill: flatten again
         self._save_state_soon()
 
     # ---------------------------------------------------------------- the decision
@@ -405,7 +477,6 @@ class BotRunner:
             if meta.reason is Reason.KILL_SWITCH and self.state in (RunState.RUNNING, RunState.PAUSED):
                 detail = getattr(self.inventory, "kill_detail", "") or meta.detail
                 self._enter_killed(f"kill switch: {detail}", "kill_switch")
-                self._spawn(self._settle_orders(flatten=True), "kill-switch-flatten")
         allowed = self.state in (RunState.RUNNING, RunState.PAUSED) or (
             meta is not None and meta.reason is Reason.KILL_SWITCH)
         if not allowed:
@@ -492,6 +563,14 @@ class BotRunner:
             self.state_store.save_sync(self._persisted())
         except OSError as e:
             logger.error("could not persist the kill latch: {}", e)
+        if self.settler is not None:
+            self.settler.hold(SettleGoal.FLAT)
+
+    async def _after_settled(self, goal: SettleGoal) -> None:
+        await self._reconcile(f"after {goal}", block=False)
+
+    def settle_status(self) -> SettleStatus | None:
+        return None if self.settler is None else self.settler.status()
 
     async def start(self, who: str = "api") -> bool:
         async with self._transition_lock:
@@ -501,6 +580,8 @@ class BotRunner:
                 raise TransitionRefused("KILLED: reset (a human decision) before starting again")
             if self.state is RunState.PAUSED:
                 raise TransitionRefused("PAUSED: use resume")
+            if self.settler is not None:
+                self.settler.release()  # a stop still confirming its cancels: entries own the orders again
             self._set_state(RunState.RUNNING, "started", who)
         self._kick()
         return True
@@ -532,7 +613,10 @@ class BotRunner:
             if self.state is RunState.KILLED:
                 raise TransitionRefused("KILLED: reset first (stop would not clear the kill latch)")
             self._set_state(RunState.STOPPED, "stopped: orders cancelled, position kept", who)
-            await self._settle_orders(flatten=False)
+            if self.settler is not None:
+                self.settler.hold(SettleGoal.NO_ORDERS)
+        if self.settler is not None:
+            await self.settler.wait_confirmed(SETTLE_WAIT_S)
         return True
 
     async def kill(self, who: str = "api") -> bool:
@@ -540,8 +624,11 @@ class BotRunner:
             changed = self.state is not RunState.KILLED
             if changed:
                 self._enter_killed(f"kill by {who}", who)
-            # repeated kill re-checks: a kill must really flatten, even if the first attempt was cut short
-            await self._settle_orders(flatten=True)
+            elif self.settler is not None:
+                self.settler.poke()  # a repeated kill looks again at once
+        # the goal is held until flat, however long that takes; the caller waits for the first confirmation
+        if self.settler is not None:
+            await self.settler.wait_confirmed(SETTLE_WAIT_S)
         return changed
 
     async def reset(self, who: str = "api") -> bool:
@@ -551,48 +638,16 @@ class BotRunner:
             if self.state is not RunState.KILLED:
                 raise TransitionRefused(f"{self.state.value}: reset only clears a KILLED bot")
             self.strategy.reset_kill()
+            if self.settler is not None:
+                self.settler.release()
+            if self.executor is not None:
+                self.executor.reset_backoff()
             self._set_state(RunState.STOPPED, "kill latch cleared by a human", who)
         return True
 
     def _kick(self) -> None:
         if self.executor is not None:
             self._decide(self._clock(), None)
-
-    async def _settle_orders(self, *, flatten: bool, attempts: int = 12) -> bool:
-        """Cancel everything (and flatten) and confirm over REST. True when confirmed."""
-        assert self.http is not None and self.executor is not None
-        delay = 0.2
-        for attempt in range(attempts):
-            try:
-                await self.executor.drain()
-                await self.executor.execute([Action(ActionKind.CANCEL_ALL, Reason.MANUAL, tag="stop")],
-                                            self._clock())
-                active = await self.http.get_child_orders(state="ACTIVE")
-                net = Decimal(0)
-                if flatten:
-                    net = net_position(parse_position_rows(await self.http.get_positions()))[0]
-                    self._venue_position = net
-                    closing = self.tracker.open_orders(tag="close")
-                    if net != 0 and not closing:
-                        side = Side.SELL if net > 0 else Side.BUY
-                        await self.executor.execute(
-                            [Action(ActionKind.CLOSE_MARKET, Reason.KILL_SWITCH, side=side, size=abs(net), tag="close")],
-                            self._clock())
-                if not active and net == 0:
-                    for o in self.tracker.open_orders():
-                        if o.acceptance_id is not None or o.state is OrderState.UNKNOWN:
-                            self.tracker.settle(o.client_id, OrderState.CANCELED)
-                    logger.info("confirmed over REST: no open orders{}", ", flat" if flatten else "")
-                    await self._reconcile("after stop/kill", block=False)
-                    return True
-                logger.info("settle attempt {}: {} active orders, venue position {}", attempt + 1, len(active), net)
-            except (ExchangeError, ParseError) as e:
-                logger.warning("settle attempt {} failed: {}", attempt + 1, e)
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.6, 3.0)
-        logger.error("could NOT confirm {} after {} attempts", "flat and no orders" if flatten else "no orders",
-                     attempts)
-        return False
 
     # ---------------------------------------------------------------- config (hot)
     async def patch_config(self, patch: dict, who: str = "api") -> AppConfig:
@@ -611,45 +666,136 @@ class BotRunner:
 
     # ---------------------------------------------------------------- reconciliation (SPEC §10)
     async def _reconcile(self, why: str, *, block: bool = True) -> bool:
+        """Take the venue's reports (executions → positions → executions, and the ACTIVE listing) and apply the
+        reconciler's verdict. False (state unknown, entries stay blocked) when any call fails."""
         assert self.http is not None
         async with self._reconcile_lock:
-            if self.rest_budget.available(self._clock()) < 3:
-                logger.warning("reconcile ({}) skipped: private REST budget exhausted; state unknown", why)
-                self.metrics.reconcile_failures += 1
-                return False
+            generation = self._feed_generation
             try:
-                active_rows = parse_getchildorders(await self.http.get_child_orders(state="ACTIVE", count=100))
-                exec_rows = await self.http.get_executions(count=100)
-                lots = parse_position_rows(await self.http.get_positions())
+                reports = await self._venue_reports()
             except (ExchangeError, ParseError) as e:
                 self.metrics.reconcile_failures += 1
                 logger.warning("reconcile ({}) failed: {}; orders unknown, retrying", why, e)
                 if block:
                     self._spawn(self._retry_reconcile(why), "reconcile-retry")
                 return False
-            now = self._clock()
-            first = self._reconciled_at is None
-            self._reconcile_orders(active_rows, now)
-            if self.executor is not None:  # cancels that waited for an acceptance id reconciliation just learnt
-                self.executor.flush_deferred_cancels(now)
-            self._reconcile_fills(exec_rows, now, baseline=first)
-            self._venue_position = net_position(lots)[0]
-            try:
-                if self.inventory.replace_lots_from_venue(lots, now=now):
-                    logger.warning("reconcile ({}): position adopted from the venue: {} BTC", why,
-                                   self._venue_position)
-                    self._save_state_soon()
-            except (ValueError, TypeError) as e:  # a venue answer we cannot use changes nothing
-                logger.error("reconcile ({}): venue positions unusable ({}); keeping ours", why, e)
+            if reports is None:
+                logger.warning("reconcile ({}) skipped: private REST budget exhausted; state unknown", why)
+                self.metrics.reconcile_failures += 1
+                return False
+            self._apply_reconcile(reports, why)
             self._reconciled_at = datetime.now(UTC)
             self.metrics.reconciles += 1
             was_blocked = self._reconcile_needed
-            self._reconcile_needed = False
+            # a disconnect while the calls were out makes this answer older than the feed: still blocked
+            if generation == self._feed_generation:
+                self._reconcile_needed = False
             if was_blocked:
-                logger.info("reconciled ({}): {} active at venue, position {}", why, len(active_rows),
+                logger.info("reconciled ({}): {} active at venue, position {}", why, len(reports.active),
                             self._venue_position)
             self._decide(self._clock(), None)
             return True
+
+    async def _venue_reports(self) -> VenueReports | None:
+        """The venue's answers, in an order that shows a fill landing while they are taken."""
+        assert self.http is not None
+        if self.rest_budget.available(self._clock()) < 4:
+            return None
+        fills = await self._recent_fills()
+        lots = parse_position_rows(await self.http.get_positions(), self.config.exchange.product_code)
+        listed_at = self._clock()
+        active_rows = [r for r in parse_getchildorders(await self.http.get_child_orders(state="ACTIVE", count=100))
+                       if r.product_code in ("", self.config.exchange.product_code)]
+        after = parse_my_executions(await self.http.get_executions(count=20))
+        newest = max((exec_order_key(f) for f in fills), default=(-1, ""))
+        landed = [f for f in after if exec_order_key(f) > newest]
+        return VenueReports(
+            listed_at=listed_at,
+            active=tuple(OrderStatusReport(r.child_order_acceptance_id, r.side, r.child_order_type,
+                                           r.price or None, r.size, r.executed_size) for r in active_rows),
+            fills=tuple(fills + landed), lots=tuple(lots), lots_consistent=not landed,
+        )
+
+    async def _recent_fills(self) -> list[Fill]:
+        """Executions newest first, page after page, until the page reaches what the ledger has already
+        applied (its watermark): everything that happened while the bot was down or deaf is in the answer."""
+        assert self.http is not None
+        mark = self.inventory.exec_watermark
+        out: list[Fill] = []
+        before: int | None = None
+        for _ in range(RECONCILE_MAX_PAGES):
+            page = parse_my_executions(await self.http.get_executions(count=100, before=before))
+            out.extend(page)
+            ids = [k for k, _ in map(exec_order_key, page) if k >= 0]
+            if len(page) < 100 or not ids or mark is None or min(ids) <= mark:
+                return out
+            before = min(ids)
+            if self.rest_budget.available(self._clock()) < 4:
+                break
+        logger.error("reconcile: executions since id {} span more than the pages read; the position check "
+                     "will correct what is left", mark)
+        return out
+
+    def _apply_reconcile(self, reports: VenueReports, why: str) -> None:
+        now = self._clock()
+        inv = self.inventory
+        if inv.exec_watermark is None and not inv.lots and inv.realized_pnl_jpy == 0:
+            # a ledger with no history at all (first start): the venue's past executions are a baseline
+            for fill in reports.fills:
+                inv.mark_seen(fill)
+        result = self.reconciler.reconcile(
+            self.tracker.open_orders(), reports,
+            is_tracked=lambda aid: self.tracker.by_acceptance(aid) is not None,
+            is_applied=inv.is_applied, position=inv.position_btc,
+        )
+        for cid in result.confirmed:
+            self.tracker.settle(cid, OrderState.ACTIVE)
+        for cid, aid in result.found:
+            self.tracker.on_accepted(cid, aid, now)
+            logger.info("reconcile: unknown send {} found at venue as {}", cid, aid)
+        for cid, final in result.gone:
+            self.tracker.settle(cid, final)
+            logger.info("reconcile: {} absent from two ACTIVE listings: {}", cid, final.value)
+        for r in result.adopted:
+            self.tracker.adopt(r.acceptance_id, r.side, r.price, r.size, r.executed_size, now,
+                               order_type=r.order_type)
+            logger.warning("reconcile: adopted an order we did not track: {} {} {}@{}", r.acceptance_id,
+                           r.side.value, r.size, r.price)
+        if self.executor is not None:  # cancels that waited for an acceptance id reconciliation just learnt
+            self.executor.flush_deferred_cancels(now)
+        for fill in result.fills:
+            order = self.tracker.by_acceptance(fill.child_order_acceptance_id)
+            logger.warning("reconcile ({}): execution {} not seen on the feed, applied from REST", why,
+                           fill.exec_id)
+            self._apply_fill(replace(fill, tag=order.tag if order else UNTRACKED_TAG), now)
+        self._venue_position = result.venue_position
+        if result.correction is not None:
+            self._correct_position(result.correction, result.expected_position, why, now)
+
+    def _correct_position(self, lots: tuple, expected: Decimal, why: str, now: int) -> None:
+        """The venue's position still differs after every missing execution was applied: adopt its lots, and
+        say so (a warning and a `correction` row in the trades CSV with the PnL effect at the mark)."""
+        inv = self.inventory
+        before_pos, before_unreal = inv.position_btc, inv.unrealized_pnl_jpy
+        try:
+            if not inv.replace_lots_from_venue(list(lots), now=now):
+                return
+        except (ValueError, TypeError) as e:  # a venue answer we cannot use changes nothing
+            logger.error("reconcile ({}): venue positions unusable ({}); keeping ours", why, e)
+            return
+        self.metrics.position_corrections += 1
+        effect = inv.unrealized_pnl_jpy - before_unreal
+        logger.warning("reconcile ({}): position {} BTC (expected {} after the venue's executions) corrected to "
+                       "the venue's {} BTC; PnL effect at the mark {} JPY", why, before_pos, expected,
+                       inv.position_btc, effect)
+        delta = inv.position_btc - before_pos
+        self.trade_log.log(TradeLogRow(
+            ts=datetime.now(UTC), order_id="", side=Side.BUY if delta > 0 else Side.SELL,
+            price=inv.mark_price or Decimal(0), size=abs(delta), fee=Decimal(0), strategy=STRATEGY_NAME,
+            tag="correction", pnl_jpy=effect, pnl_cum_jpy=inv.realized_pnl_jpy, inventory_after=inv.position_btc,
+            exec_id="",
+        ))
+        self._save_state_soon()
 
     async def _retry_reconcile(self, why: str) -> None:
         delay = 0.5
@@ -658,61 +804,6 @@ class BotRunner:
             if await self._reconcile(why, block=False):
                 return
             delay = min(delay * 2, 10.0)
-
-    def _reconcile_orders(self, active_rows: list[ChildOrderRow], now: int) -> None:
-        grace = 3_000 * NS_PER_MS  # an order just accepted may not be listed yet
-        active = {r.child_order_acceptance_id: r for r in active_rows}
-        matched: set[str] = set()
-        for order in self.tracker.open_orders():
-            if order.acceptance_id is not None:
-                if order.acceptance_id in active:
-                    matched.add(order.acceptance_id)
-                    if order.state is OrderState.UNKNOWN:
-                        self.tracker.settle(order.client_id, OrderState.ACTIVE)
-                elif now - order.placed_at > grace and order.state is not OrderState.PENDING_NEW:
-                    # gone from the venue; fills (if any) come from executions below
-                    final = OrderState.FILLED if order.outstanding <= 0 else OrderState.CANCELED
-                    self.tracker.settle(order.client_id, final)
-            elif order.state is OrderState.UNKNOWN:
-                for aid, row in active.items():
-                    if aid in matched or self.tracker.by_acceptance(aid) is not None:
-                        continue
-                    if (row.side is order.side and row.size == order.size
-                            and (order.price is None or row.price == order.price)):
-                        self.tracker.on_accepted(order.client_id, aid)
-                        matched.add(aid)
-                        logger.info("reconcile: unknown send {} found at venue as {}", order.client_id, aid)
-                        break
-                else:
-                    if now - order.placed_at > grace:
-                        self.tracker.settle(order.client_id, OrderState.REJECTED)
-                        logger.info("reconcile: unknown send {} not at venue: settled as not resting",
-                                    order.client_id)
-        for aid, row in active.items():
-            if aid not in matched and self.tracker.by_acceptance(aid) is None:
-                self.tracker.adopt(aid, row.side, row.price or None, row.size, row.executed_size, now,
-                                   order_type=row.child_order_type)
-                logger.warning("reconcile: adopted an order we did not track: {} {} {}@{}", aid, row.side.value,
-                               row.size, row.price)
-
-    def _reconcile_fills(self, rows: list[dict], now: int, *, baseline: bool) -> None:
-        """Executions we missed (events lost in a disconnect) are applied; at the first reconcile the venue's
-        past executions are a baseline (the position itself comes from the state file + getpositions)."""
-        for row in sorted((r for r in rows if isinstance(r, dict)), key=lambda r: (len(str(r.get("id", ""))), str(r.get("id", "")))):
-            try:
-                fill = parse_my_execution_row(row)
-            except ParseError as e:
-                logger.warning("reconcile: skipped a malformed execution row: {}", e)
-                continue
-            if baseline:
-                self._known_exec_ids.add(fill.dedupe_key)
-                continue
-            if fill.dedupe_key in self._known_exec_ids:
-                continue
-            order = self.tracker.by_acceptance(fill.child_order_acceptance_id)
-            fill = replace(fill, tag=order.tag if order else UNTRACKED_TAG)
-            logger.warning("reconcile: missed fill recovered from REST: {}", fill.exec_id)
-            self._apply_fill(fill, now)
 
     # ---------------------------------------------------------------- housekeeping
     async def _housekeeping(self) -> None:
@@ -749,8 +840,20 @@ class BotRunner:
 
     # ---------------------------------------------------------------- views for the server
     def status(self) -> dict[str, Any]:
+        settle = self.settle_status()
         return {"state": self.state.value, "reason": self.state_reason, "since": self.state_since.isoformat(),
-                "mode": self.mode}
+                "mode": self.mode, "activity": self._activity(settle),
+                "settle": None if settle is None or settle.goal is None else {
+                    "goal": settle.goal.value, "working": settle.working, "attempt": settle.attempt,
+                    "last_error": settle.last_error,
+                    "confirmed_at": settle.confirmed_at.isoformat() if settle.confirmed_at else None,
+                    "cancel_requests": settle.cancelled, "flatten_orders": list(settle.flatten_orders)}}
+
+    def _activity(self, settle: SettleStatus | None) -> str:
+        """One line: what the bot is doing about its state (a kill or stop says how far it got)."""
+        if settle is not None and settle.goal is not None:
+            return f"{self.state.value} — {settle.describe()}"
+        return self.state.value
 
     def snapshot(self) -> dict[str, Any]:
         now = self._clock()
@@ -774,7 +877,9 @@ class BotRunner:
         if self.state is RunState.STOPPED and inv.position_btc != 0:
             warning = f"STOPPED with an open position of {inv.position_btc} BTC"
         elif self.state is RunState.KILLED and inv.position_btc != 0:
-            warning = f"KILLED but position is {inv.position_btc} BTC (flatten not confirmed)"
+            settle = self.settle_status()
+            doing = settle.describe() if settle is not None and settle.goal is not None else "flatten not confirmed"
+            warning = f"KILLED but position is {inv.position_btc} BTC ({doing})"
         last_age = None if self._last_board_at is None else (now - self._last_board_at) // NS_PER_MS
         block = self._block_reason(now)
         http = self.http
@@ -817,6 +922,7 @@ class BotRunner:
                 "orders_sent": self.metrics.orders_sent, "orders_cancelled": self.metrics.orders_cancelled,
                 "fills": self.metrics.fills, "board_messages": self.metrics.board_messages,
                 "exchange_errors": self.metrics.exchange_errors, "reconnects": self.metrics.reconnects,
+                "other_product_events": self.metrics.other_product_events,
             },
             "decisions": list(self.recent_decisions),
             "fills": list(self.recent_fills),

@@ -14,6 +14,8 @@ class StrategyStatus(BaseModel):
     reason: str | None = Field(default=None, description="why the last transition happened")
     since: str | None = Field(default=None, description="ISO time of the last transition")
     mode: str = Field(description="sim | paper | live")
+    activity: str | None = Field(default=None, description="e.g. 'KILLED — flattening (attempt 3, last error …)'")
+    settle: dict[str, Any] | None = Field(default=None, description="the stop/kill goal being held, if any")
 
 
 class ControlResult(StrategyStatus):

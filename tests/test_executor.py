@@ -492,3 +492,36 @@ async def test_strike_cancel_close_against_the_sim_venue_keeps_position_equal_to
             venue_net, _ = net_position(parse_position_rows(await http.get_positions()))
             assert ours == venue_net
             assert ex.error_counts == {} and ex.running == 0
+
+
+async def test_refused_closes_back_off_exponentially_so_retries_never_storm(rig: Rig) -> None:
+    """Defect 4: a close refused by the venue was re-sent every 500 ms (121 refused orders in 60 s, past
+    bitFlyer's 100/min small-order limit). Now each refusal of a close doubles the wait before the next one
+    reaches the wire; the locally held ones are logged and never sent; an accepted close ends the backoff."""
+    refuse = bf_error(-204, "Market state is closed.", 400)
+
+    async def close_once() -> int:
+        before = len(rig.sends())
+        if not rig.venue.script[SEND_CHILD_ORDER]:
+            rig.venue.then(SEND_CHILD_ORDER, refuse)
+        await rig.ex.execute([CLOSE], rig.now)
+        return len(rig.sends()) - before
+
+    assert await close_once() == 1
+    assert rig.ex.close_hold_until(rig.now) == rig.now + 1 * S
+    rig.clock.t += 500 * MS
+    assert await close_once() == 0                                 # the strategy's paced retry: held here
+    assert rig.statuses("close")[-1] == "close_backoff"
+    rig.clock.t += 500 * MS
+    assert await close_once() == 1                                 # 1 s later: sent, refused again → 2 s
+    assert rig.ex.close_hold_until(rig.now) == rig.now + 2 * S
+    sent = 2
+    for _ in range(118):                                           # the rest of a minute, every 500 ms
+        rig.clock.t += 500 * MS
+        sent += await close_once()
+    assert 5 <= sent <= 7                                          # at 0, 1, 3, 7, 15, 31 s: never 100
+    # an accepted close resets it: the next close goes at once
+    rig.venue.script[SEND_CHILD_ORDER].clear()
+    rig.clock.t += 31 * S
+    (ok,) = await rig.ex.execute([CLOSE], rig.now)
+    assert ok.acceptance_id and rig.ex.close_hold_until(rig.now) is None

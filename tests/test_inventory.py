@@ -189,9 +189,28 @@ def test_day_rolls_at_midnight_tokyo_resetting_today_but_keeping_the_position(in
     assert (s.realized_today_jpy, s.fees_today_jpy) == (D(0), D(0))
     assert s.position_btc == D("0.01") and s.avg_price == D(10_000_000)
     assert s.realized_pnl_jpy == D(-100)                    # the record since start is kept
-    assert s.unrealized_pnl_jpy == D(-200)                  # the open position's loss carries
-    assert s.pnl_today_jpy == D(-200)
-    assert s.drawdown_jpy == D(-200) and s.max_drawdown_jpy == D(-200)
+    assert s.unrealized_pnl_jpy == D(-200)                  # the open position's loss carries...
+    assert s.pnl_today_jpy == 0                             # ...but today opens at 0 (mark-to-market)
+    assert s.drawdown_jpy == 0 and s.max_drawdown_jpy == 0
+    inv.mark(D(9_975_000))                                  # today's move: -5,000 on 0.01
+    assert inv.pnl_today_jpy == D(-50) and inv.drawdown_jpy == D(-50)
+
+
+def test_day_roll_does_not_count_a_carried_loss_again() -> None:
+    """Defect 8: yesterday's unrealized loss reappeared in today's PnL and drawdown, so a 5,000 JPY move on the
+    new day tripped the 20,000 JPY drawdown kill."""
+    inv = InventoryManager(RiskConfig(daily_pnl_jpy=D(-30000), max_dd_jpy=D(-20000)))
+    inv.apply_fill(buy(10_000_000, "1", at=datetime(2026, 1, 5, 10, 0, tzinfo=UTC)))
+    inv.mark(D(9_980_000))                                  # -20,000 carried (but not yet a kill: day 1 peak 0)
+    inv.roll_day(datetime(2026, 1, 5, 15, 0, tzinfo=UTC))   # 00:00 JST
+    assert inv.pnl_today_jpy == 0
+    assert inv.kill_check(D(9_975_000)) is None             # -5,000 today: no kill
+    assert inv.pnl_today_jpy == D(-5000) and inv.drawdown_jpy == D(-5000)
+    r = inv.apply_fill(sell(9_975_000, "1", at=datetime(2026, 1, 5, 16, 0, tzinfo=UTC)))
+    assert r.realized_pnl_jpy == D(-25000)                  # the lot's whole loss is realized...
+    assert inv.pnl_today_jpy == D(-5000)                    # ...but today's PnL is still today's move only
+    restored = InventoryManager.from_dict(inv.to_dict(), inv.risk)
+    assert restored.pnl_today_jpy == D(-5000)
 
 
 def test_yesterdays_peak_does_not_count_against_today(inv: InventoryManager) -> None:
@@ -200,8 +219,8 @@ def test_yesterdays_peak_does_not_count_against_today(inv: InventoryManager) -> 
     inv.mark(D(10_010_000))                                 # +1,000: drawdown -1,000 yesterday
     assert (inv.peak_pnl_today_jpy, inv.max_drawdown_jpy) == (D(2000), D(-1000))
     inv.roll_day(datetime(2026, 1, 5, 15, 0, tzinfo=UTC))
-    # today starts with the carried +1,000 unrealized; the peak restarts from 0, so no drawdown yet
-    assert inv.pnl_today_jpy == D(1000) and inv.peak_pnl_today_jpy == D(1000)
+    # today opens at 0 (the carried +1,000 is yesterday's); the peak restarts from 0, so no drawdown yet
+    assert inv.pnl_today_jpy == 0 and inv.peak_pnl_today_jpy == 0
     assert inv.drawdown_jpy == 0 and inv.max_drawdown_jpy == 0
 
 
@@ -567,4 +586,5 @@ def test_drawdown_is_never_positive_and_max_drawdown_is_its_minimum(seq: list[tu
         lowest = min(lowest, inv.drawdown_jpy)
         assert inv.max_drawdown_jpy == lowest
         s = inv.state()
-        assert s.pnl_today_jpy == s.realized_today_jpy + s.unrealized_pnl_jpy - s.fees_today_jpy
+        assert s.pnl_today_jpy == (s.realized_today_jpy + s.unrealized_pnl_jpy - inv.day_open_unrealized_jpy
+                                   - s.fees_today_jpy)

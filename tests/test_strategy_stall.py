@@ -45,7 +45,7 @@ NO_ACTION_REASONS = {
     Reason.NOT_STALLED, Reason.SPREAD_TOO_NARROW, Reason.INVENTORY_LIMIT, Reason.ORDERS_LIVE,
     Reason.ALREADY_STRUCK, Reason.WOULD_CROSS, Reason.NO_BOOK, Reason.PAUSED, Reason.STOPPED, Reason.KILLED,
     Reason.STALE_DATA, Reason.MARKET_CLOSED, Reason.RECONCILING, Reason.EXCHANGE_BACKOFF, Reason.RATE_BUDGET,
-    Reason.CLOSE_PENDING,
+    Reason.CLOSE_PENDING, Reason.DUST,
 }
 
 
@@ -424,6 +424,22 @@ def test_adverse_move_closes_the_whole_position(
         assert actions == [] and meta.reason is Reason.CLOSE_PENDING
     else:
         assert actions == [] and meta.reason is Reason.NOT_STALLED
+
+
+def test_dust_position_is_never_closed_by_a_protective_exit() -> None:
+    """Defect 4: after a partial fill, a position below exchange.min_size (0.001) was closed with a MARKET order
+    the venue must refuse (-110), again and again. A dust position is left alone, with the reason `dust`."""
+    rig = Rig(FakeInventory("0.0004", "1000", opened_at=T0), max_reverse_ticks=2, min_spread_tick=1000,
+              max_hold_ms=100)
+    actions, meta = rig.decide(board("990", "1010", T0), T0 + 10 * MS)       # adverse move
+    assert actions == [] and meta.reason is Reason.DUST and "0.0004" in meta.detail
+    actions, meta = rig.decide(board("1000", "1010", T0), T0 + 200 * MS)     # hold timeout
+    assert actions == [] and meta.reason is Reason.DUST and "hold_timeout skipped" in meta.detail
+    assert rig.strategy.next_deadline(T0 + 200 * MS) == T0 + 250 * MS        # the stall, not a close retry
+    rig.inv.position_btc = D("-0.001")                                       # at min size: closed as usual
+    actions, meta = rig.decide(board("1000", "1003", T0), T0 + 300 * MS)
+    assert meta.reason is Reason.REVERSE_STOP and kinds(actions) == [ActionKind.CLOSE_MARKET]
+    assert actions[0].size == D("0.001")
 
 
 def test_adverse_move_cancels_stall_orders_before_closing() -> None:

@@ -58,6 +58,8 @@ class BackoffPolicy:
     market_closed_s: float = 30.0     # -204: maintenance lasts minutes
     margin_s: float = 300.0           # -205 / -200: margin or funds insufficient; not reset by success
     order_limited_s: float = 600.0    # -508 / -509: bitFlyer restricted our ordering; not reset by success
+    close_base_s: float = 1.0         # a refused close: retried after 1, 2, 4 … s
+    close_cap_s: float = 30.0         # … at most this long (a maintenance window lasts 10 min)
 
 
 _MARGIN_CODES = frozenset({-205, -200})
@@ -103,6 +105,10 @@ class OrderExecutor:
         self._fail_streak = 0
         self._backoff_until = 0                        # transient: exponential, reset on success
         self._entry_block_until = 0                    # long: margin / ordering restriction
+        # closes refused by the venue in a row: each retry of the same intent waits twice as long (bitFlyer cuts
+        # an account to 10 orders/min for an hour past 100 small orders a minute, refused ones included)
+        self._close_refusals = 0
+        self._close_hold_until = 0
         self.backoff_reason: str | None = None
         # counters
         self.orders_sent = 0                           # sendchildorder requests (entries and closes)
@@ -128,6 +134,8 @@ class OrderExecutor:
         self._fail_streak = 0
         self._backoff_until = 0
         self._entry_block_until = 0
+        self._close_refusals = 0
+        self._close_hold_until = 0
         self.backoff_reason = None
 
     @property
@@ -249,9 +257,28 @@ class OrderExecutor:
                 self.error_counts[refusal] += 1
                 self._log(kind, order, action=action, status=refusal)
                 return None
-        elif self.budget is not None:
-            self.budget.force(now)
+        else:
+            if self._close_hold_until > now:
+                wait_ms = (self._close_hold_until - now) // 1_000_000
+                self.orders.on_rejected(order.client_id, "local:close_backoff")
+                self.local_refusals += 1
+                self.error_counts["close_backoff"] += 1
+                self._log(kind, order, action=action, status="close_backoff",
+                          reason=f"{action.reason.value}: {self._close_refusals} refused in a row, next in {wait_ms} ms")
+                return None
+            if self.budget is not None:
+                self.budget.force(now)  # a protective close always goes, but it counts against the limit
         return self._place(order, action, market=market)
+
+    def close_hold_until(self, now: int) -> int | None:
+        """Monotonic ns until which a close is held back after repeated refusals (None: a close may go now)."""
+        return self._close_hold_until if self._close_hold_until > now else None
+
+    def _close_refused(self) -> None:
+        self._close_refusals += 1
+        p = self.policy
+        delay = min(p.close_cap_s, p.close_base_s * p.factor ** (self._close_refusals - 1))
+        self._close_hold_until = self._clock() + int(delay * NS_PER_S)
 
     def _prepare_cancel_tag(
         self, tag: str, action: Action, now: int, touched: list[OwnOrder],
@@ -329,6 +356,8 @@ class OrderExecutor:
                 self._cancel_on_ack.discard(cid)  # it never existed: nothing to cancel
                 self.orders.on_rejected(cid, e.label)
                 self.orders_rejected += 1
+                if market:
+                    self._close_refused()
             else:
                 self.orders.on_unknown(cid, e.label)
                 self.orders_unknown += 1
@@ -355,8 +384,11 @@ class OrderExecutor:
             return
         self._after_send_headers()
         self._on_success()
+        if market:
+            self._close_refusals = 0
+            self._close_hold_until = 0
         self.orders_accepted += 1
-        self.orders.on_accepted(cid, aid)
+        self.orders.on_accepted(cid, aid, self._clock())
         self._log(kind, order, action=action, status="ok", latency_ns=self._clock() - t0)
         if cid in self._cancel_on_ack:
             self._cancel_on_ack.discard(cid)

@@ -9,7 +9,9 @@ Money is exact Decimal. Sums and products run in a wide context so nothing is ro
 division) is rounded, in the last of its 28 significant digits.
 
 Trading day figures (realized, fees, peak, drawdown) reset when the day in `risk.trading_day_tz` changes; the
-position, its lots and therefore its unrealized PnL carry into the new day, and count in the new day's PnL.
+position and its lots carry into the new day. Today's PnL is the mark-to-market change since the day opened
+(SPEC §6): realized today + unrealized now − the carried position's unrealized at the day's open − fees today, so
+it opens at 0 and yesterday's open loss is not counted again.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class InventoryManager:
         self._mark_price: Decimal | None = None   # last mid seen; unrealized is 0 until one is known
         self._unrealized = _ZERO
         self._pnl_today = _ZERO
+        self._day_open_unrealized = _ZERO         # the carried position's unrealized when the day opened
         self._peak = _ZERO                        # running peak of pnl_today in the day; starts at 0
         self._drawdown = _ZERO
         self._max_drawdown = _ZERO
@@ -113,6 +116,7 @@ class InventoryManager:
         self._kill_detail = ""
         self._seen_cap = max(1, seen_exec_ids_cap)
         self._seen: dict[str, None] = {}          # insertion-ordered set of applied exec ids, bounded
+        self._watermark: int | None = None        # highest numeric exec id applied (or baselined)
 
     # ---- fills --------------------------------------------------------------------------------------
     def apply_fill(self, fill: Fill, now: int | None = None) -> FillResult:
@@ -171,6 +175,11 @@ class InventoryManager:
                             closed=closed, opened=remaining, flipped=flipped)
 
     def _remember(self, exec_id: str) -> None:
+        num = exec_id.split(":", 1)[0]
+        if num.isdigit():
+            n = int(num)
+            if self._watermark is None or n > self._watermark:
+                self._watermark = n
         self._seen[exec_id] = None
         while len(self._seen) > self._seen_cap:
             del self._seen[next(iter(self._seen))]
@@ -198,7 +207,8 @@ class InventoryManager:
                 self._unrealized = _ZERO
             else:
                 self._unrealized = (self._mark_price * self._qty - self._cost) * self._side.sign
-            self._pnl_today = self._realized_today + self._unrealized - self._fees_today
+            self._pnl_today = (self._realized_today + self._unrealized - self._day_open_unrealized
+                               - self._fees_today)
             self._peak = max(self._peak, self._pnl_today)
             self._drawdown = self._pnl_today - self._peak
             self._max_drawdown = min(self._max_drawdown, self._drawdown)
@@ -219,6 +229,8 @@ class InventoryManager:
             return False
         self._realized_today = _ZERO
         self._fees_today = _ZERO
+        self._recompute()                         # the unrealized of the carried lots at the last mark
+        self._day_open_unrealized = self._unrealized
         self._peak = _ZERO
         self._drawdown = _ZERO
         self._max_drawdown = _ZERO
@@ -334,6 +346,11 @@ class InventoryManager:
         return self._pnl_today
 
     @property
+    def day_open_unrealized_jpy(self) -> Decimal:
+        """The carried position's unrealized PnL when the trading day opened (today's PnL starts from it)."""
+        return self._day_open_unrealized
+
+    @property
     def peak_pnl_today_jpy(self) -> Decimal:
         return self._peak
 
@@ -356,6 +373,19 @@ class InventoryManager:
     @property
     def kill_detail(self) -> str:
         return self._kill_detail
+
+    @property
+    def exec_watermark(self) -> int | None:
+        """The highest execution id this ledger has applied or baselined (None: no history yet)."""
+        return self._watermark
+
+    def mark_seen(self, fill: Fill) -> None:
+        """A venue execution from before this ledger's records began (a first start): known, never applied."""
+        if fill.dedupe_key:
+            self._remember(fill.dedupe_key)
+
+    def is_applied(self, fill: Fill) -> bool:
+        return bool(fill.dedupe_key) and fill.dedupe_key in self._seen
 
     def has_seen(self, exec_id: str) -> bool:
         """True if this exec_id (on either side) or this exact dedupe key was applied."""
@@ -389,10 +419,12 @@ class InventoryManager:
             "fees_today": s(self._fees_today),
             "mark_price": s(self._mark_price),
             "peak": s(self._peak),
+            "day_open_unrealized": s(self._day_open_unrealized),
             "max_drawdown": s(self._max_drawdown),
             "trading_day": self._day,
             "kill_detail": self._kill_detail,
             "seen_exec_ids": list(self._seen),
+            "exec_watermark": self._watermark,
         }
 
     @classmethod
@@ -427,6 +459,8 @@ class InventoryManager:
             inv._mark_price = None if mark is None else _require_decimal("mark_price", Decimal(str(mark)),
                                                                          positive=True)
             inv._peak = dec("peak")
+            inv._day_open_unrealized = _require_decimal(
+                "day_open_unrealized", Decimal(str(d.get("day_open_unrealized", "0"))))
             inv._max_drawdown = dec("max_drawdown")
             day = str(d["trading_day"])
             if day and not (len(day) == 8 and day.isdigit()):
@@ -435,6 +469,9 @@ class InventoryManager:
             inv._kill_detail = str(d.get("kill_detail", ""))
             for exec_id in d.get("seen_exec_ids", []):
                 inv._remember(str(exec_id))
+            wm = d.get("exec_watermark")
+            if wm is not None:
+                inv._watermark = max(int(wm), inv._watermark or 0)
         except (KeyError, TypeError, ArithmeticError) as e:
             raise ValueError(f"inventory state is malformed: {type(e).__name__}: {e}") from e
         inv._recompute()

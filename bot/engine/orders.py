@@ -34,7 +34,9 @@ class OrderTracker:
         self._maybe_open: dict[str, OwnOrder] = {}
         self._by_acceptance: dict[str, str] = {}          # acceptance id -> client_id
         self._parked: dict[str, list[ChildOrderEvent]] = {}
-        self._seen_exec_ids: set[str] = set()
+        self._seen_exec_ids: dict[str, None] = {}       # bounded, insertion-ordered
+        self._seen_cap = 5000
+        self._parked_cap = 1000
         self._keep_finished = keep_finished
 
     # ---- requests we make -------------------------------------------------------------------------
@@ -50,11 +52,12 @@ class OrderTracker:
         self._maybe_open[order.client_id] = order
         return order
 
-    def on_accepted(self, client_id: str, acceptance_id: str) -> None:
+    def on_accepted(self, client_id: str, acceptance_id: str, now: int | None = None) -> None:
         """The venue answered with an acceptance id: the order rests (or already traded). Replays parked events;
         their fills were already reported when they arrived, so only the order's state moves here."""
         order = self._orders[client_id]
         order.acceptance_id = acceptance_id
+        order.accepted_at = now if now is not None else order.placed_at
         self._by_acceptance[acceptance_id] = client_id
         if order.state in (OrderState.PENDING_NEW, OrderState.UNKNOWN):
             order.state = OrderState.ACTIVE
@@ -94,7 +97,7 @@ class OrderTracker:
         """An order the venue has that we never tracked (placed by a lost session or by hand)."""
         order = self.new_order(tag=UNTRACKED_TAG, side=side, order_type=order_type, price=price, size=size, now=now)
         order.executed_size = executed
-        self.on_accepted(order.client_id, acceptance_id)
+        self.on_accepted(order.client_id, acceptance_id, now)
         return order
 
     # ---- what the venue tells us ------------------------------------------------------------------
@@ -108,12 +111,14 @@ class OrderTracker:
             key = f"{exec_id}:{ev.side.value if ev.side else ''}"
             if key in self._seen_exec_ids:
                 return None
-            self._seen_exec_ids.add(key)
+            self._seen_exec_ids[key] = None
+            if len(self._seen_exec_ids) > self._seen_cap:
+                del self._seen_exec_ids[next(iter(self._seen_exec_ids))]
             if order is not None:
                 self._apply_execution(order, ev)
             elif ev.child_order_acceptance_id:
                 # the order's state waits for its acceptance id; the fill itself counts now
-                self._parked.setdefault(ev.child_order_acceptance_id, []).append(ev)
+                self._park(ev)
             assert ev.side is not None and ev.price is not None and ev.size is not None
             return Fill(
                 exec_id=exec_id, child_order_acceptance_id=ev.child_order_acceptance_id, side=ev.side,
@@ -122,7 +127,7 @@ class OrderTracker:
             )
         if order is None:
             if ev.child_order_acceptance_id:
-                self._parked.setdefault(ev.child_order_acceptance_id, []).append(ev)
+                self._park(ev)
             return None
         if ev.child_order_id:
             order.child_order_id = ev.child_order_id
@@ -143,6 +148,13 @@ class OrderTracker:
             case ChildOrderEventType.EXECUTION:  # handled above
                 pass
         return None
+
+    def _park(self, ev: ChildOrderEvent) -> None:
+        """Hold an event until its acceptance id is known. Bounded: ids never claimed (other sessions' orders,
+        hand trades) age out oldest first."""
+        self._parked.setdefault(ev.child_order_acceptance_id, []).append(ev)
+        while len(self._parked) > self._parked_cap:
+            del self._parked[next(iter(self._parked))]
 
     @staticmethod
     def _apply_execution(order: OwnOrder, ev: ChildOrderEvent) -> None:

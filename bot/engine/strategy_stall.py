@@ -107,6 +107,11 @@ def quote_prices(
     return floor_to_tick(best_bid + offset, tick), ceil_to_tick(best_ask - offset, tick)
 
 
+def is_dust(position: Decimal, min_size: Decimal) -> bool:
+    """A non-zero position the venue would refuse to close in one order (below its minimum order size)."""
+    return position != 0 and abs(position) < min_size
+
+
 def side_keeps_inventory(position: Decimal, side: Side, size: Decimal, max_inventory: Decimal) -> bool:
     """A full fill keeps |position| within the limit, or the side reduces the position (always allowed)."""
     after = position + side.sign * size
@@ -128,9 +133,11 @@ class StallThenStrikeStrategy:
         *,
         orders: OrderTracker,
         risk: RiskConfig | None = None,
+        min_size: Decimal = Decimal("0.001"),
     ) -> None:
         if tick_size <= 0:
             raise ValueError("tick_size must be > 0")
+        self._min_size = min_size  # exchange.min_size: a smaller close is refused by the venue (-110)
         self._cfg = cfg
         self._risk = risk
         self._tick = tick_size
@@ -148,6 +155,7 @@ class StallThenStrikeStrategy:
         self._last_reason: Reason | None = None
         self._seen_gate: tuple[RunState, Reason | None] | None = None
         self._config_dirty = False
+        self._dust_note = ""
 
     # ---- public surface -------------------------------------------------------------------------------
     @property
@@ -178,7 +186,12 @@ class StallThenStrikeStrategy:
         self._config_dirty = True
 
     def on_board(self, board: BoardSnapshot, now: int) -> tuple[list[Action], DecisionMeta]:
+        self._dust_note = ""
         actions, reason, detail, entry = self._decide(board, now)
+        if self._dust_note:
+            if not actions and reason is Reason.NOT_STALLED:
+                reason = Reason.DUST
+            detail = f"{detail}; {self._dust_note}" if detail else self._dust_note
         self._last_board = board
         self._last_now = now
         self._last_reason = reason
@@ -234,7 +247,8 @@ class StallThenStrikeStrategy:
             if hold is not None:
                 cands.append(hold)
             retry_at = self._close_retry_at()
-            if retry_at is not None and self.inventory.position_btc != 0:
+            if retry_at is not None and not is_dust(self.inventory.position_btc, self._min_size) \
+                    and self.inventory.position_btc != 0:
                 cands.append(retry_at)
         due = [d for d in cands if d > last]  # earlier ones were decided at `last`: no busy loop
         return max(min(due), now) if due else None
@@ -268,7 +282,9 @@ class StallThenStrikeStrategy:
             actions = [Action(ActionKind.CANCEL_ALL, Reason.KILL_SWITCH, tag="")]
             detail = getattr(self.inventory, "kill_detail", "") or "kill switch"
             if position != 0 and not close_live:
-                if gate.block_reason in _EXIT_BLOCKS:
+                if is_dust(position, self._min_size):
+                    detail += f" | dust {position} BTC: the runner's flatten handles it"
+                elif gate.block_reason in _EXIT_BLOCKS:
                     detail += f" | close left to the runner ({gate.block_reason})"
                 else:
                     actions.append(self._close(position, Reason.KILL_SWITCH))
@@ -276,6 +292,13 @@ class StallThenStrikeStrategy:
 
         # 4. protective exits
         exit_reason, exit_detail = self._exit_due(board, now, position)
+        dust_note = ""
+        if exit_reason is not None and is_dust(position, self._min_size):
+            # the venue refuses an order this small: the exit is skipped (and said so), trading goes on
+            dust_note = (f"dust: {exit_reason} skipped, position {position} BTC is below min size "
+                         f"{self._min_size}")
+            exit_reason = None
+        self._dust_note = dust_note
         if exit_reason is not None:
             cancel = self._stall_cancel(live_stall, now, exit_reason)
             retry_at = self._close_retry_at()

@@ -144,6 +144,10 @@ def parse_child_order_event(item: Any) -> ChildOrderEvent:
         raise ParseError("empty child_order_acceptance_id")
     child_order_id = _str_id(row.get("child_order_id") or "", "child_order_id")
     event_date = parse_exec_date(_req(row, "event_date"))
+    product = row.get("product_code")
+    if product is not None and not isinstance(product, str):
+        raise ParseError(f"product_code must be a string, got {product!r}")
+    product = product or ""
 
     def expire(v: Any, _: str) -> datetime:
         return parse_exec_date(v)
@@ -151,7 +155,7 @@ def parse_child_order_event(item: Any) -> ChildOrderEvent:
     match event_type:
         case ChildOrderEventType.ORDER:
             return ChildOrderEvent(
-                event_type, acceptance_id, child_order_id, event_date,
+                event_type, acceptance_id, child_order_id, event_date, product_code=product,
                 side=to_side(_req(row, "side")),
                 price=_opt(row, "price", to_price),
                 size=to_size(_req(row, "size")),
@@ -160,7 +164,7 @@ def parse_child_order_event(item: Any) -> ChildOrderEvent:
             )
         case ChildOrderEventType.ORDER_FAILED:
             return ChildOrderEvent(
-                event_type, acceptance_id, child_order_id, event_date,
+                event_type, acceptance_id, child_order_id, event_date, product_code=product,
                 reason=str(row.get("reason") or ""),
             )
         case ChildOrderEventType.EXECUTION:
@@ -169,7 +173,7 @@ def parse_child_order_event(item: Any) -> ChildOrderEvent:
             if size <= 0:
                 raise ParseError("execution size must be > 0")
             return ChildOrderEvent(
-                event_type, acceptance_id, child_order_id, event_date,
+                event_type, acceptance_id, child_order_id, event_date, product_code=product,
                 side=to_side(_req(row, "side")),
                 price=to_price(_req(row, "price")),
                 size=size,
@@ -179,12 +183,12 @@ def parse_child_order_event(item: Any) -> ChildOrderEvent:
             )
         case ChildOrderEventType.CANCEL | ChildOrderEventType.EXPIRE:
             return ChildOrderEvent(
-                event_type, acceptance_id, child_order_id, event_date,
+                event_type, acceptance_id, child_order_id, event_date, product_code=product,
                 price=_opt(row, "price", to_price),
                 size=_opt(row, "size", to_size),
             )
         case ChildOrderEventType.CANCEL_FAILED:
-            return ChildOrderEvent(event_type, acceptance_id, child_order_id, event_date)
+            return ChildOrderEvent(event_type, acceptance_id, child_order_id, event_date, product_code=product)
     raise ParseError(f"unhandled event_type {event_type}")  # pragma: no cover - the match is exhaustive
 
 
@@ -311,13 +315,16 @@ def parse_getchildorders(rows: Any) -> list[ChildOrderRow]:
     return [parse_getchildorders_row(r) for r in rows]
 
 
-def parse_position_rows(rows: Any) -> list[tuple[Side, Decimal, Decimal]]:
-    """getpositions -> [(side, price, size)], one per open lot."""
+def parse_position_rows(rows: Any, product_code: str | None = None) -> list[tuple[Side, Decimal, Decimal]]:
+    """getpositions -> [(side, price, size)], one per open lot. With `product_code`, rows that name another
+    product are left out (only this product's position counts)."""
     if not isinstance(rows, list):
         raise ParseError(f"getpositions: expected a list, got {type(rows).__name__}")
     out: list[tuple[Side, Decimal, Decimal]] = []
     for row in rows:
         r = _as_mapping(row)
+        if product_code is not None and r.get("product_code") not in (None, "", product_code):
+            continue
         size = to_size(_req(r, "size"))
         price = to_price(_req(r, "price"))
         if size <= 0 or price <= 0:

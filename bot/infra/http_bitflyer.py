@@ -359,8 +359,10 @@ class BitflyerHttp:
     async def get_collateral(self) -> dict:
         return self._expect_dict(await self._call("GET", GET_COLLATERAL), GET_COLLATERAL)
 
-    async def get_executions(self, count: int = 100) -> list[dict]:
-        params = {"product_code": self.product_code, "count": count}
+    async def get_executions(self, count: int = 100, before: int | None = None) -> list[dict]:
+        params: dict[str, Any] = {"product_code": self.product_code, "count": count}
+        if before is not None:
+            params["before"] = before
         return self._expect_list(await self._call("GET", GET_EXECUTIONS, params=params), GET_EXECUTIONS)
 
     async def get_health(self) -> str:

@@ -62,6 +62,7 @@ class Reason(StrEnum):
     EXCHANGE_BACKOFF = "exchange_backoff"  # backing off after exchange errors
     RATE_BUDGET = "rate_budget"
     CLOSE_PENDING = "close_pending"        # a closing order is in flight
+    DUST = "dust"                          # position below exchange.min_size: no order the venue must refuse
     # actions
     STRIKE = "strike"
     TTL_EXPIRED = "ttl_expired"
@@ -185,6 +186,7 @@ class ChildOrderEvent:
     outstanding_size: Decimal | None = None
     reason: str | None = None
     expire_date: datetime | None = None
+    product_code: str = ""                 # the channel covers the whole account: every product's orders
 
 
 @dataclass(slots=True)
@@ -205,6 +207,7 @@ class OwnOrder:
     executed_size: Decimal = Decimal(0)
     reason: Reason | None = None
     last_error: str | None = None
+    accepted_at: int | None = None         # monotonic ns we learnt the acceptance id (listings before it prove nothing)
 
     @property
     def outstanding(self) -> Decimal:

@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from bot.config.loader import ConfigError, describe_config_error, load_app_config
-from bot.infra.bitflyer_parse import parse_position_rows
+from bot.infra.bitflyer_parse import net_position, parse_position_rows
 from bot.infra.logging_runtime import setup_runtime_logging
 from bot.service import BotService, ModeRefused
 
@@ -26,7 +26,7 @@ async def _run(args: argparse.Namespace) -> dict:
     log_dir = Path(args.log_dir)
     setup_runtime_logging(log_dir, level=cfg.logging.level, rotation=cfg.logging.rotation,
                           retention=cfg.logging.retention)
-    service = BotService(cfg, log_dir=log_dir)
+    service = BotService(cfg, log_dir=log_dir, venue_url=args.venue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -43,7 +43,7 @@ async def _run(args: argparse.Namespace) -> dict:
     venue_position: Decimal | None = None
     try:
         rows = await runner.http.get_positions()  # type: ignore[union-attr]
-        venue_position = sum((s.sign * size for s, _, size in parse_position_rows(rows)), Decimal(0))
+        venue_position = net_position(parse_position_rows(rows, cfg.exchange.product_code))[0]
     except Exception:
         venue_position = None
     inv = runner.inventory.state()
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--override", default=None)
     run.add_argument("--duration", type=float, default=None, help="seconds; default: until Ctrl-C")
     run.add_argument("--log-dir", default="logs")
+    run.add_argument("--venue", default=None, metavar="URL",
+                     help="a simulated venue started apart (python -m bot.sim), e.g. http://127.0.0.1:8765")
     args = ap.parse_args(argv)
     try:
         summary = asyncio.run(_run(args))

@@ -185,6 +185,7 @@ class BotRunner:
         self._feed_generation = 0              # disconnects so far: a reconcile begun before one is stale
         self.reconciler = Reconciler()
         self._reconcile_pending = False
+        self._baselined = False                # the first reconcile of this process has run
         self._board_state = "UNKNOWN"
         self._exchange_health = "UNKNOWN"
         self._tasks = BackgroundTasks("runner")
@@ -739,10 +740,13 @@ class BotRunner:
     def _apply_reconcile(self, reports: VenueReports, why: str) -> None:
         now = self._clock()
         inv = self.inventory
-        if inv.exec_watermark is None and not inv.lots and inv.realized_pnl_jpy == 0:
-            # a ledger with no history at all (first start): the venue's past executions are a baseline
-            for fill in reports.fills:
-                inv.mark_seen(fill)
+        if not self._baselined:
+            self._baselined = True
+            if inv.exec_watermark is None:
+                # a ledger with no history at all (a first start): the venue's past executions are a baseline,
+                # and its position (if any) is adopted below as a correction
+                for fill in reports.fills:
+                    inv.mark_seen(fill)
         result = self.reconciler.reconcile(
             self.tracker.open_orders(), reports,
             is_tracked=lambda aid: self.tracker.by_acceptance(aid) is not None,

@@ -1,6 +1,8 @@
 """BotService: the bot's parts for one mode, started and stopped together on the caller's event loop.
 
-sim   — the simulated venue runs in this process; the bot trades against it with the venue's test keys.
+sim   — the simulated venue runs in this process; the bot trades against it with the venue's test keys. With
+        `venue_url` (`--venue http://HOST:PORT`) the venue is one started apart (`python -m bot.sim`), so its
+        ledger outlives the bot's process (restart and chaos tests; its keys are sim.api_key / sim.api_secret).
 paper — bitFlyer's public feed for market data; a local venue matches our orders against that same feed.
 live  — bitFlyer. Only with `env: live` AND keys in the environment; starts STOPPED.
 """
@@ -21,8 +23,10 @@ class ModeRefused(Exception):
 
 
 class BotService:
-    def __init__(self, cfg: AppConfig, *, log_dir: Path, state_file: Path | None = None) -> None:
+    def __init__(self, cfg: AppConfig, *, log_dir: Path, state_file: Path | None = None,
+                 venue_url: str | None = None) -> None:
         self.cfg = cfg
+        self.venue_url = venue_url.rstrip("/") if venue_url else None
         self.log_dir = Path(log_dir)
         self.state_file = Path(state_file) if state_file else self.log_dir / "state.json"
         self.venue = None  # SimVenue in sim/paper mode
@@ -31,7 +35,12 @@ class BotService:
 
     async def start(self) -> None:
         cfg = self.cfg
-        if cfg.env == "sim":
+        if self.venue_url is not None:
+            if cfg.env == "live":
+                raise ModeRefused("--venue is for a simulated venue; live mode trades on bitFlyer only")
+            ws = "ws" + self.venue_url.removeprefix("http") + "/json-rpc"
+            ep = Endpoints(self.venue_url, ws, None, cfg.sim.api_key, cfg.sim.api_secret.get_secret_value())
+        elif cfg.env == "sim":
             from bot.sim import SimVenue
 
             self.venue = SimVenue(cfg.sim)

@@ -33,6 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--port", type=int, default=None, help="port (default: server.port, 8000)")
     ap.add_argument("--env-file", default=".env", help="KEY=VALUE file for secrets (default: %(default)s)")
     ap.add_argument("--log-dir", default=None, help="logs root (default: logging.dir)")
+    ap.add_argument("--venue", default=None, metavar="URL",
+                    help="trade against a simulated venue started apart (python -m bot.sim), e.g. http://127.0.0.1:8765")
     ap.add_argument("--allowed-host", action="append", default=[],
                     help="extra Host header name the app answers to (for a non-loopback bind); repeatable")
     return ap.parse_args(argv)
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                           retention=cfg.logging.retention)
     if loaded:
         print(f"read {', '.join(loaded)} from {args.env_file}", file=sys.stderr)
-    app = create_app(cfg, log_dir=log_dir, token=token, allowed_hosts=args.allowed_host)
+    app = create_app(cfg, log_dir=log_dir, token=token, allowed_hosts=args.allowed_host, venue_url=args.venue)
     print(f"dashboard: http://{'[' + host + ']' if ':' in host else host}:{port}/ ({cfg.env} mode)", file=sys.stderr)
     # uvicorn shuts down gracefully on SIGTERM / Ctrl-C (streams ended, bot stopped: orders cancelled, state saved)
     # and then re-raises the signal; by then there is nothing left to do but leave with status 0 and the log flushed

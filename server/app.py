@@ -85,6 +85,7 @@ def create_app(
     token: str | None = None,
     service: Any | None = None,
     allowed_hosts: Sequence[str] = (),
+    venue_url: str | None = None,
 ) -> FastAPI:
     """The app over `service` (a BotService; built from cfg when None). The lifespan starts and stops it.
     `token` (STST_TOKEN) protects every endpoint but /healthz and /login; `allowed_hosts` adds Host header names
@@ -92,7 +93,7 @@ def create_app(
     if service is None:
         from bot.service import BotService  # the real bot; imported here so tests can pass their own
 
-        service = BotService(cfg, log_dir=Path(log_dir))
+        service = BotService(cfg, log_dir=Path(log_dir), venue_url=venue_url)
     if token:
         register_secret(token)  # masked in the runtime log should it ever reach a line
     security = Security.build(token, ports=[cfg.server.port], hosts=[cfg.server.host, *allowed_hosts])

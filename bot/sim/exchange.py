@@ -23,6 +23,7 @@ from bot.sim.wire import btc_to_sat, id_date, iso7, mid_out, price_out, rest_dat
 from bot.types.dto import Side
 
 PRODUCT = "FX_BTC_JPY"
+OTHER_PRODUCTS = frozenset({"BTC_JPY"})  # accepted for the same account, kept out of the FX ledger
 MIN_SIZE_SAT = 100_000              # 0.001 BTC
 MAX_MINUTE_TO_EXPIRE = 43_200
 SEC = 1_000_000_000
@@ -93,6 +94,7 @@ class Exchange:
         self._crowd_seq = itertools.count(500_000)
         self._order_seq = itertools.count(1)
         self._exec_seq = itertools.count(2_600_000_000 + cfg.seed % 1000 * 1_000_000)
+        self.other_product_orders = 0      # orders on OTHER_PRODUCTS (they never touch the FX ledger)
         self.book = OrderBook(self._new_crowd_id)
         self.model = MarketModel(random.Random(cfg.seed), cfg.start_mid, cfg.levels_per_side, cfg.activity,
                                  cfg.diff_rate_hz)
@@ -419,6 +421,8 @@ class Exchange:
         """POST /v1/me/sendchildorder. Returns the acceptance id and the messages it caused. With `fail_reason`
         the order is accepted and then fails (ORDER_FAILED), as bitFlyer does for some refusals."""
         self._now = now
+        if body.get("product_code") in OTHER_PRODUCTS:
+            return self._other_product_order(api_key, body, now)
         side, order_type, price, size, minutes, tif = self._validate_order(body)
         if self.state == "CLOSED" or self.health in ("STOP", "NO ORDER"):
             raise VenueError.of(MARKET_CLOSED)
@@ -460,6 +464,33 @@ class Exchange:
             else:
                 out += self._finish(order, ChildOrderState.CANCELED, now)
         return aid, out
+
+    def _other_product_order(self, api_key: str, body: dict[str, Any], now: int) -> tuple[str, list[Outbound]]:
+        """An order on another product of the same account (spot BTC_JPY): accepted and filled at once at the
+        FX mid, reported on child_order_events with its own product_code, and kept out of the FX ledger — so a
+        bot can be tested for counting only its own product."""
+        product = str(body["product_code"])
+        try:
+            side = Side(body.get("side"))
+            size = btc_to_sat(body.get("size"))
+        except (ValueError, TypeError):
+            raise VenueError.of(INVALID_PARAM) from None
+        if size < MIN_SIZE_SAT:
+            raise VenueError.of(SIZE_TOO_SMALL)
+        seq, aid, coid = self._new_order_ids(now)
+        date = iso7(self.wall(now))
+        exec_id = next(self._exec_seq)
+        base = {"product_code": product, "child_order_id": coid, "child_order_acceptance_id": aid,
+                "event_date": date}
+        events = [
+            {**base, "event_type": "ORDER", "child_order_type": "MARKET", "side": side.value, "price": 0,
+             "size": size_out(size), "expire_date": rest_date(self.wall(now) + 60 * SEC, 0)},
+            {**base, "event_type": "EXECUTION", "exec_id": exec_id, "side": side.value,
+             "price": price_out(int(self.mid())), "size": size_out(size), "commission": 0, "sfd": 0,
+             "outstanding_size": 0},
+        ]
+        self.other_product_orders += 1
+        return aid, [Private(api_key, events)]
 
     def _validate_order(self, body: dict[str, Any]) -> tuple[Side, str, int | None, int, int, str]:
         if body.get("product_code") != PRODUCT:

@@ -189,6 +189,7 @@ class SimVenue:
         post("/_sim/rate_limit_trip", self._admin_trip)
         post("/_sim/maintenance", self._admin_maintenance)
         post("/_sim/health", self._admin_health)
+        post("/_sim/order", self._admin_order)
         get("/_sim/ledger", self._admin_ledger)
         get("/_sim/state", self._admin_state)
         return app
@@ -655,6 +656,15 @@ class SimVenue:
         self._wake.set()
         await self.drop_ws()
 
+    def hand_order(self, side: str, size: str, *, product_code: str = PRODUCT, api_key: str | None = None) -> str:
+        """A MARKET order placed on the account by someone other than the bot (a human on the web UI): its
+        events go out on child_order_events like any other. Returns its acceptance id."""
+        body = {"product_code": product_code, "child_order_type": "MARKET", "side": side, "size": size}
+        aid, outs = self.exchange.send_child_order(api_key or self.api_key, body, self.clock.monotonic_ns())
+        self._dispatch(outs)
+        self._wake.set()
+        return aid
+
     def set_health(self, status: str) -> None:
         self.exchange.set_health(status)
 
@@ -744,6 +754,21 @@ class SimVenue:
             return self._bad(f"status must be one of {list(HEALTH_VALUES)}")
         self.set_health(status)
         return _json({"ok": True})
+
+    async def _admin_order(self, request: web.Request) -> web.Response:
+        """POST /_sim/order {"side": "BUY", "size": "0.001", "product_code": "FX_BTC_JPY"}: a hand trade."""
+        body = await self._admin_body(request)
+        if body.get("side") not in ("BUY", "SELL") or not isinstance(body.get("size"), str | int | float):
+            return self._bad("side (BUY or SELL) and size are required")
+        key = str(body.get("api_key") or self.api_key)
+        if key not in self._secrets:
+            return self._bad("unknown api_key")
+        try:
+            aid = self.hand_order(body["side"], str(body["size"]), product_code=str(body.get("product_code") or PRODUCT),
+                                  api_key=key)
+        except VenueError as e:
+            return _json({"error": e.message, "status": e.status}, 400)
+        return _json({"child_order_acceptance_id": aid})
 
     async def _admin_ledger(self, request: web.Request) -> web.Response:
         key = request.query.get("api_key", self.api_key)

@@ -427,6 +427,8 @@ class BotRunner:
     # ---------------------------------------------------------------- the decision
     def _block_reason(self, now: int) -> Reason | None:
         stale_ns = self.config.strategy.stale_after_ms * NS_PER_MS
+        if self._last_board_at is not None and now - self._last_board_at >= stale_ns:
+            self.store.mark_silent()  # no strike again until fresh data *and* a new snapshot (SPEC §10)
         if (
             self.session is None or not self.session.feed_up or self.store.stale
             or self._last_board_at is None or now - self._last_board_at >= stale_ns

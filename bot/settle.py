@@ -138,8 +138,9 @@ class SettleSupervisor:
 
     def poke(self) -> None:
         """Something may have changed at the venue (a fill, a reconnect): check again now."""
-        if self._goal is not None:
+        if self._goal is SettleGoal.FLAT:
             self._confirmed.clear()
+            self._confirmed_at = None
             self._wake.set()
 
     async def wait_confirmed(self, timeout_s: float) -> bool:
@@ -196,10 +197,8 @@ class SettleSupervisor:
                             await self._on_confirmed(goal)
                         except Exception as e:
                             logger.opt(exception=e).error("settle: after-confirmation hook raised")
-                if goal is SettleGoal.NO_ORDERS:
-                    if self._goal is SettleGoal.NO_ORDERS:
-                        self._goal = None  # a stop is done once confirmed; a kill keeps watching
-                    continue
+                if goal is SettleGoal.NO_ORDERS and self._goal is SettleGoal.NO_ORDERS:
+                    break  # a stop is done once confirmed (its status stays shown); a kill keeps watching
                 await self._sleep(self._watch_s)
             else:
                 await self._sleep(delay)

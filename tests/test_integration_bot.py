@@ -126,8 +126,11 @@ async def test_send_failure_never_duplicates_and_reconciliation_settles_it(make_
     # venue accepted maps to exactly one order the bot tracks (a timed-out send that did land is found)
     venue_orders = list(venue.ledger.account(key).orders.values())
     assert len([o for o in venue_orders if o.side.value == f.side.value and o.price == int(f.price)]) <= 1
-    for vo in venue_orders:
-        assert runner.tracker.by_acceptance(vo.acceptance_id) is not None or vo.state.value != "ACTIVE"
+    # (a send still in flight rests at the venue before its answer reaches the bot: it may be untracked by id)
+    untracked = [vo for vo in venue_orders
+                 if vo.state.value == "ACTIVE" and runner.tracker.by_acceptance(vo.acceptance_id) is None]
+    in_flight = [o for o in runner.tracker.open_orders() if o.state is OrderState.PENDING_NEW]
+    assert len(untracked) <= len(in_flight), (untracked, in_flight)
     assert runner.metrics.orders_sent > sent_before
     await assert_ledgers_equal(svc)
 
@@ -161,15 +164,20 @@ async def test_maintenance_window_blocks_orders_then_trading_resumes(make_servic
     await eventually(lambda: runner.metrics.orders_sent > sent, 90, "trading to resume")
 
 
-async def test_silent_feed_cancels_stall_orders(make_service):
+async def test_silent_feed_cancels_stall_orders_and_no_strike_until_a_new_snapshot(make_service):
+    # snapshots far apart: after the silence, diffs come back long before the next snapshot does
     svc = await make_service({"strategy": {"ttl_ms": 60_000, "cancel_on_best_change": False,
-                                           "stale_after_ms": 800}})
+                                           "stale_after_ms": 800}, "sim": {"snapshot_interval_ms": 12_000}})
     runner, venue = svc.runner, svc.venue
     key = venue_key(svc)
     await eventually(lambda: any(o.state is OrderState.ACTIVE for o in runner.tracker.open_orders("stall")), 90,
                      "a resting stall order")
-    venue.silence(10)
+    venue.freeze_market()  # no fill may empty the venue's book for the stale rule (the race this test once lost)
+    venue.silence(30)
     live = [o for o in runner.tracker.open_orders("stall") if o.state is OrderState.ACTIVE]
+    stale_cancel = lambda: any(d["reason"] == "stale_data" and "cancel_all_stall" in d["actions"]  # noqa: E731
+                               for d in runner.recent_decisions)
+    await eventually(stale_cancel, 8, "the stale rule's cancel decision")
     await eventually(lambda: venue.ledger.open_orders(key) == [], 8, "stall orders cancelled at the venue")
     assert runner.snapshot()["health"]["block_reason"] == "stale_data"
     # the cancels were the stale-feed rule's, asked within stale_after_ms of the last board message plus one
@@ -178,7 +186,23 @@ async def test_silent_feed_cancels_stall_orders(make_service):
     asked = [runner.executor._cancel_sent_at.get(o.client_id) for o in live if o.executed_size == 0]
     assert asked and all(t is not None for t in asked)
     assert all(0 < (t - last_msg) / 1e6 <= 800 + 500 for t in asked), [(t - last_msg) / 1e6 for t in asked]
-    assert any(d["reason"] == "stale_data" and "cancel_all_stall" in d["actions"] for d in runner.recent_decisions)
+    # after the silence, fresh diffs alone do not end it: no strike until a new snapshot (defect 7)
+    resyncs = runner.store.resyncs
+    strikes: list[int] = []  # the store's resync count at each strike handed to the executor
+    submit = runner.executor.submit
+
+    def spy(actions, now):
+        if any(a.kind.value == "place_limit" for a in actions):
+            strikes.append(runner.store.resyncs)
+        return submit(actions, now)
+
+    runner.executor.submit = spy
+    venue.silence(0)            # the feed is back (the next snapshot is seconds away) ...
+    venue.freeze_market(False)  # ... and the book did not move meanwhile: its diffs apply without a desync
+    await eventually(lambda: runner._last_board_at is not None and runner._last_board_at > last_msg, 20,
+                     "the feed back")
+    await eventually(lambda: bool(strikes), 60, "a strike after the silence")
+    assert all(n > resyncs for n in strikes), f"struck before a new snapshot: resyncs {strikes} vs {resyncs}"
 
 
 async def test_kill_flattens_at_the_venue_and_survives_restart(make_service, tmp_path):

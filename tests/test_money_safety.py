@@ -67,8 +67,9 @@ async def test_a_position_opened_by_hand_while_killed_is_flattened_again(make_se
     assert runner.settle_status().confirmed_at is not None
     venue.hand_order("BUY", "0.002")
     await eventually(lambda: venue.ledger.position(key) != 0, 5, "the hand trade")
-    await eventually(lambda: venue.ledger.position(key) == 0 and runner.settle_status().confirmed_at is not None,
-                     30, "flattened again")
+    await eventually(lambda: "SELL 0.002" in runner.settle_status().flatten_orders
+                     and not runner.settle_status().working, 30, "flattened again and confirmed")
+    assert venue.ledger.position(key) == 0
     assert runner.state is RunState.KILLED
     assert "SELL 0.002" in runner.settle_status().flatten_orders
     await eventually(lambda: runner.inventory.position_btc == 0, 10, "the bot to see flat")

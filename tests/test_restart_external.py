@@ -51,7 +51,7 @@ class Proc:
 
 async def spawn(args: list[str], log: Path, cwd: Path) -> Proc:
     env = {k: v for k, v in os.environ.items() if k != "STST_TOKEN"}
-    f = open(log, "ab")  # noqa: SIM115 - the child owns it until it exits
+    f = open(log, "ab")  # noqa: ASYNC230 - a local file opened once per process start
     proc = await asyncio.create_subprocess_exec(sys.executable, *args, cwd=cwd, env=env, stdout=f, stderr=f)
     f.close()
     return Proc(proc, log)
@@ -174,6 +174,6 @@ async def _venue_flat(ledger: Any) -> bool:
 
 async def _saved_lots(path: Path) -> bool:
     try:
-        return bool(json.loads(path.read_text())["inventory"]["lots"])
+        return bool(json.loads(path.read_text())["inventory"]["lots"])  # noqa: ASYNC240 - a small local file
     except (OSError, ValueError, KeyError):
         return False

@@ -53,6 +53,7 @@ class StaleReason(StrEnum):
     DISCONNECTED = "disconnected"  # the runner lost the socket
     DESYNC = "desync"              # a diff's mid_price disagreed with the rebuilt book
     ERROR = "error"                # applying a frame failed half-way (a bug): the book cannot be trusted
+    SILENT = "silent"              # no board message for stale_after_ms: what happened meanwhile is unknown
 
 
 class _BadFrame(ValueError):
@@ -157,6 +158,13 @@ class BoardStore(DataStore):
         Watchers get a change (kind "disconnected") so a decision loop driven by `watch()` sees it at once."""
         self._stale_reason = StaleReason.DISCONNECTED
         self._notify("update", None, "disconnected")
+
+    def mark_silent(self) -> None:
+        """The feed went quiet past the runner's stale limit: diffs may have been lost, so only a snapshot (not
+        the next diff) makes the book fresh again, and the stall clock restarts then."""
+        if self._stale_reason is None:
+            self._stale_reason = StaleReason.SILENT
+            self._notify("update", None, "silent")
 
     # ---- reads (Decimal at the boundary) ------------------------------------------------------------
     def best(self) -> Best:

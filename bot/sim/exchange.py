@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.config.loader import SimConfig
-from bot.sim.ledger import ChildOrder, ChildOrderState, Ledger
+from bot.sim.ledger import FINISHED_KEPT, ChildOrder, ChildOrderState, Ledger
 from bot.sim.market import MarketModel
 from bot.sim.matching import OrderBook, Trade
 from bot.sim.wire import btc_to_sat, id_date, iso7, mid_out, price_out, rest_date, size_out
@@ -95,6 +95,7 @@ class Exchange:
         self._order_seq = itertools.count(1)
         self._exec_seq = itertools.count(2_600_000_000 + cfg.seed % 1000 * 1_000_000)
         self.other_product_orders = 0      # orders on OTHER_PRODUCTS (they never touch the FX ledger)
+        self.market_frozen = False         # True: the crowd neither quotes nor trades (a test needs the book still)
         self.book = OrderBook(self._new_crowd_id)
         self.model = MarketModel(random.Random(cfg.seed), cfg.start_mid, cfg.levels_per_side, cfg.activity,
                                  cfg.diff_rate_hz)
@@ -164,12 +165,13 @@ class Exchange:
             t = self._next_tick
             self._now = t
             if self.state != "CLOSED":
-                trades = self.model.step(self.book, t, allow_trades=self.state == "RUNNING")
-                out += self._settle(trades, t)
-                diff = self._diff_frame()
-                if diff is not None:
-                    out.append(diff)
-                self.ticks += 1
+                if not self.market_frozen:
+                    trades = self.model.step(self.book, t, allow_trades=self.state == "RUNNING")
+                    out += self._settle(trades, t)
+                    diff = self._diff_frame()
+                    if diff is not None:
+                        out.append(diff)
+                    self.ticks += 1
             self._next_tick = t + self.model.next_interval_ns()
         if now >= self._next_ticker:
             self._now = now
@@ -437,6 +439,8 @@ class Exchange:
         )
         self.ledger.add_order(order)
         self._orders[aid] = order
+        if len(self._orders) > 4 * FINISHED_KEPT:  # amortised: keep the orders that can still trade
+            self._orders = {a: o for a, o in self._orders.items() if o.state is ChildOrderState.ACTIVE}
         date = iso7(wall)
         if fail_reason is not None:
             self.ledger.finish_order(order, ChildOrderState.REJECTED)
@@ -578,7 +582,19 @@ class Exchange:
         aid, coid = q.get("child_order_acceptance_id"), q.get("child_order_id")
         count, before, after = _paging(q)
         rows = []
-        for o in sorted(self.ledger.account(api_key).orders.values(), key=lambda o: -o.seq):
+        acct = self.ledger.account(api_key)
+        # newest first without sorting the account's whole history: O(active + page), not O(all orders)
+        candidates: Any
+        if aid:
+            candidates = [acct.orders[aid]] if aid in acct.orders else []
+        elif coid:
+            found = self.ledger.find_order(api_key, child_order_id=coid)
+            candidates = [found] if found else []
+        elif state == "ACTIVE":
+            candidates = sorted(acct.active.values(), key=lambda o: -o.seq)
+        else:
+            candidates = reversed(acct.orders.values())  # insertion order is seq order
+        for o in candidates:
             if o.state is ChildOrderState.REJECTED or o.executed == 0 and o.state in (
                     ChildOrderState.CANCELED, ChildOrderState.EXPIRED):
                 continue                                              # bitFlyer forgets these

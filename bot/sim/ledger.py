@@ -15,6 +15,7 @@ from bot.sim.wire import SAT_PER_BTC, sat_to_btc
 from bot.types.dto import Side
 
 _SAT = Decimal(SAT_PER_BTC)
+FINISHED_KEPT = 20_000             # finished orders a venue account remembers (getchildorders pages)
 
 
 class ChildOrderState(StrEnum):
@@ -105,6 +106,7 @@ class Account:
     orders: dict[str, ChildOrder] = field(default_factory=dict)       # acceptance id -> order
     by_child_id: dict[str, str] = field(default_factory=dict)         # child order id -> acceptance id
     active: dict[str, ChildOrder] = field(default_factory=dict)       # the ACTIVE ones, for cheap scans
+    finished: deque[str] = field(default_factory=deque)               # finished acceptance ids, oldest first
 
     def position_sat(self) -> int:
         return sum(lot.size if lot.side is Side.BUY else -lot.size for lot in self.lots)
@@ -185,8 +187,18 @@ class Ledger:
         left = order.outstanding
         order.cancel_size += left
         order.state = state
-        self.account(order.api_key).active.pop(order.acceptance_id, None)
+        acct = self.account(order.api_key)
+        acct.active.pop(order.acceptance_id, None)
+        self._finished(acct, order)
         return left
+
+    def _finished(self, acct: Account, order: ChildOrder) -> None:
+        """Bounded memory over a long day: the oldest finished orders are forgotten past FINISHED_KEPT."""
+        acct.finished.append(order.acceptance_id)
+        while len(acct.finished) > FINISHED_KEPT:
+            old = acct.orders.pop(acct.finished.popleft(), None)
+            if old is not None:
+                acct.by_child_id.pop(old.child_order_id, None)
 
     # ---- fills -----------------------------------------------------------------------------------------------
     def apply_fill(self, order: ChildOrder, exec_id: int, price: int, size: int, wall_ns: int) -> Decimal:
@@ -199,6 +211,7 @@ class Ledger:
         if order.outstanding == 0:
             order.state = ChildOrderState.COMPLETED
             acct.active.pop(order.acceptance_id, None)
+            self._finished(acct, order)
         acct.executions.append(Execution(exec_id, order.api_key, order.acceptance_id, order.child_order_id,
                                          order.side, price, size, wall_ns))
         realized = Decimal(0)

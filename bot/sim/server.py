@@ -278,7 +278,7 @@ class SimVenue:
             return
         for c in due:
             assert c.snapshot_due is not None
-            c.snapshot_due = max(c.snapshot_due + int(self._rng.uniform(4.9, 5.1) * SEC), now)
+            c.snapshot_due = max(c.snapshot_due + int(self._rng.uniform(0.98, 1.02) * self.cfg.snapshot_interval_ms * 1_000_000), now)
         if self.faults.silenced(now) or self.exchange.state == "CLOSED":
             return
         self._send_all(due, SNAPSHOT_CHANNEL, self.exchange.snapshot_message())
@@ -632,8 +632,14 @@ class SimVenue:
         return len(conns)
 
     def silence(self, seconds: float) -> None:
-        """The feed sends nothing for `seconds` (sockets stay open; the market goes on)."""
+        """The feed sends nothing for `seconds` (sockets stay open; the market goes on); 0 ends a silence now."""
         self.faults.silence_until = self.clock.monotonic_ns() + int(seconds * SEC)
+
+    def freeze_market(self, frozen: bool = True) -> None:
+        """The crowd stops quoting and trading (no diffs, no fills; snapshots still go out) until
+        `freeze_market(False)`: for a test whose claim the market could otherwise make true by itself."""
+        self.exchange.market_frozen = frozen
+        self._wake.set()
 
     def set_latency(self, ms: int) -> None:
         self.faults.latency_ms = max(0, int(ms))

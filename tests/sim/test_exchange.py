@@ -149,7 +149,7 @@ def test_partially_filled_then_cancelled_order_is_listed_as_canceled() -> None:
 
 
 @pytest.mark.parametrize(("body", "status"), [
-    ({"product_code": "BTC_JPY"}, -100),
+    ({"product_code": "ETH_JPY"}, -100),
     ({"size": 0.0009}, -110),
     ({"price": 0}, -106),
     ({"price": -5}, -106),
@@ -313,3 +313,33 @@ def test_market_cadence_and_shape_over_ten_simulated_minutes() -> None:
     assert 0.25 <= st.exec_frames_per_s <= 0.8
     assert 0.8 * 540 <= st.depth_bid <= 1.2 * 540 and 0.8 * 540 <= st.depth_ask <= 1.2 * 540
     assert st.snapshot_levels == 300 and st.missed_deletes > 0
+
+
+def test_a_days_history_neither_slows_getchildorders_nor_grows_without_bound(monkeypatch: Any) -> None:
+    """Defect 9: getchildorders sorted every order the account ever placed (143 ms at 100k orders) and orders
+    were never forgotten. The ACTIVE listing reads only the active ones; finished orders past the kept window
+    are forgotten (bitFlyer pages its history too), and the answers stay the same."""
+    import bot.sim.exchange as exchange_mod
+    import bot.sim.ledger as ledger_mod
+
+    monkeypatch.setattr(ledger_mod, "FINISHED_KEPT", 300)
+    monkeypatch.setattr(exchange_mod, "FINISHED_KEPT", 300)
+    ex = exchange()
+    bid = ex.book.best_bid()
+    assert bid is not None
+    resting, _ = send(ex, price=bid - 1_000_000, size=0.002)       # far below anything that trades here
+    for _ in range(2_000):                                         # cancelled ones (never listed)...
+        aid, _ = send(ex, price=bid - 2_000_000)
+        ex.cancel_child_order(K, {"product_code": "FX_BTC_JPY", "child_order_acceptance_id": aid}, 0)
+    for _ in range(100):                                           # ...and filled ones (COMPLETED, listed)
+        send(ex, child_order_type="MARKET", side="BUY")
+        send(ex, child_order_type="MARKET", side="SELL")
+    acct = ex.ledger.account(K)
+    assert len(acct.orders) <= 300 + len(acct.active) and len(ex._orders) <= 4 * 300 + 1
+    active = q(ex, child_order_state="ACTIVE")
+    assert [r["child_order_acceptance_id"] for r in active] == [resting]
+    newest = q(ex, count="5")
+    assert len(newest) == 5 and all(r["child_order_state"] == "COMPLETED" for r in newest)
+    assert [r["id"] for r in newest] == sorted((r["id"] for r in newest), reverse=True)
+    assert q(ex, child_order_acceptance_id=resting)[0]["child_order_state"] == "ACTIVE"
+    assert ex.ledger.position(K) == 0

@@ -225,6 +225,9 @@ class BotRunner:
             try:
                 self.inventory = InventoryManager.from_dict(saved["inventory"], self.config.risk,
                                                             tick_size=self.config.exchange.tick_size)
+                wall = saved.get("opened_at_wall_ns")
+                if isinstance(wall, int) and self.inventory.opened_at is not None:
+                    self.inventory.restore_opened_at(self._clock() - max(0, time.time_ns() - wall))
                 self.strategy.inventory = self.inventory
             except Exception as e:  # a bad file must not start a bot that forgot its losses
                 logger.error("state file inventory unreadable ({}); starting STOPPED", e)
@@ -247,7 +250,15 @@ class BotRunner:
             "since": self.state_since.isoformat(),
             "saved_at": datetime.now(UTC).isoformat(),
             "inventory": self.inventory.to_dict(),
+            # the hold timer's start on the wall clock: monotonic time means nothing after a reboot
+            "opened_at_wall_ns": self._opened_at_wall_ns(),
         }
+
+    def _opened_at_wall_ns(self) -> int | None:
+        opened = self.inventory.opened_at
+        if opened is None:
+            return None
+        return time.time_ns() - (self._clock() - opened)
 
     def _save_state_soon(self) -> None:
         self._spawn(self.state_store.save(self._persisted()), "save-state")
@@ -525,6 +536,11 @@ class BotRunner:
             stale_at = self._last_board_at + self.config.strategy.stale_after_ms * NS_PER_MS
             if stale_at > now:
                 deadlines.append(stale_at)
+        if self.executor is not None:
+            # the end of an exchange backoff changes the block reason: decide then, not at the next message
+            until = self.executor.backoff_until(now)
+            if until is not None:
+                deadlines.append(until)
         if not deadlines:
             return
         at = min(deadlines)

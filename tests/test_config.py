@@ -191,6 +191,32 @@ def test_one_bad_field_rejects_the_whole_patch(cfg: AppConfig) -> None:
     assert cfg.model_dump() == before
 
 
+@pytest.mark.parametrize(("patch", "field"), [
+    ({"strategy": {"stall_T_ms": 1e303}}, "strategy.stall_T_ms"),
+    ({"strategy": {"stale_after_ms": 10**18}}, "strategy.stale_after_ms"),
+    ({"strategy": {"ttl_ms": 3_600_001}}, "strategy.ttl_ms"),
+    ({"strategy": {"max_hold_ms": 10**12}}, "strategy.max_hold_ms"),
+    ({"strategy": {"max_reverse_ticks": 10**30}}, "strategy.max_reverse_ticks"),
+    ({"risk": {"daily_pnl_jpy": "-1e400"}}, "risk.daily_pnl_jpy"),
+    ({"strategy": {"size_min": 1000, "max_inventory_btc": 1000}}, "strategy.size_min"),
+    ({"strategy": {"max_inventory_btc": "5"}}, "strategy.max_inventory_btc"),       # past the cold cap (1)
+    ({"strategy": {"size_min": "0.2", "max_inventory_btc": "0.5"}}, "strategy.size_min"),  # past max_order_btc
+])
+def test_absurd_numbers_are_refused_whole_before_anything_is_applied(cfg: AppConfig, patch: dict[str, Any],
+                                                                     field: str) -> None:
+    """Edge hardening 2: stall_T_ms 1e303 was applied and then broke every decision (OverflowError arming the
+    timer); size_min 1000 was accepted and a 1,000 BTC order sent. Every number has a range, and the sizes
+    a cold cap (exchange.max_order_btc / max_inventory_btc) that a live patch cannot raise."""
+    before = cfg.model_dump()
+    with pytest.raises(ConfigError) as e:
+        apply_live_patch(cfg, patch)
+    assert field in fields_of(e.value)
+    assert cfg.model_dump() == before
+    with pytest.raises(ConfigError) as e:
+        apply_live_patch(cfg, {"exchange": {"max_order_btc": "1000"}})    # the caps are cold
+    assert fields_of(e.value) == ["exchange"]
+
+
 def test_cross_field_error_points_at_a_field(cfg: AppConfig) -> None:
     with pytest.raises(ConfigError) as e:
         apply_live_patch(cfg, {"strategy": {"max_inventory_btc": "0.0005"}})

@@ -21,6 +21,8 @@ from pydantic import (
 
 SIZE_GRID = Decimal("0.00000001")  # bitFlyer sizes carry 8 decimals
 HOT_SECTIONS = ("strategy", "risk")  # the only sections a running bot may change
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 
 
 class _FieldProblem(ValueError):
@@ -59,10 +61,14 @@ class ExchangeConfig(_Model):
     product_code: str = "FX_BTC_JPY"
     base_url: str = "https://api.bitflyer.com"
     ws_url: str = "wss://ws.lightstream.bitflyer.com/json-rpc"
-    tick_size: Decimal = Field(default=Decimal("1"), gt=0)
-    min_size: Decimal = Field(default=Decimal("0.001"), gt=0)
+    tick_size: Decimal = Field(default=Decimal("1"), gt=0, le=10_000)
+    min_size: Decimal = Field(default=Decimal("0.001"), gt=0, le=1)
+    # cold caps: a live patch of strategy.* can never go past them (they change only with a restart)
+    max_order_btc: Decimal = Field(default=Decimal("0.1"), gt=0, le=100, description="largest order the bot may send")
+    max_inventory_btc: Decimal = Field(default=Decimal("1"), gt=0, le=1000,
+                                       description="largest strategy.max_inventory_btc allowed")
 
-    @field_validator("min_size")
+    @field_validator("min_size", "max_order_btc", "max_inventory_btc")
     @classmethod
     def _on_size_grid(cls, v: Decimal) -> Decimal:
         return _on_size_grid(v)
@@ -78,17 +84,17 @@ class WsConfig(_Model):
 
 
 class StallStrategyConfig(_Model):
-    stall_T_ms: int = Field(default=250, gt=0, description="best bid/ask unchanged this long = stalled")
-    min_spread_tick: int = Field(default=1, ge=1)
-    ttl_ms: int = Field(default=800, gt=0)
-    max_reverse_ticks: int = Field(default=2, ge=1)
-    size_min: Decimal = Field(default=Decimal("0.001"), gt=0)
-    max_inventory_btc: Decimal = Field(default=Decimal("0.2"), gt=0)
+    stall_T_ms: int = Field(default=250, gt=0, le=HOUR_MS, description="best bid/ask unchanged this long = stalled")
+    min_spread_tick: int = Field(default=1, ge=1, le=10_000_000)
+    ttl_ms: int = Field(default=800, gt=0, le=HOUR_MS)
+    max_reverse_ticks: int = Field(default=2, ge=1, le=10_000_000)
+    size_min: Decimal = Field(default=Decimal("0.001"), gt=0, le=100)
+    max_inventory_btc: Decimal = Field(default=Decimal("0.2"), gt=0, le=1000)
     quote_mode: Literal["mid", "inside"] = "mid"
-    quote_offset_ticks: int = Field(default=1, ge=0)
+    quote_offset_ticks: int = Field(default=1, ge=0, le=10_000_000)
     cancel_on_best_change: bool = True
-    max_hold_ms: int = Field(default=0, ge=0, description="0 = off")
-    stale_after_ms: int = Field(default=2000, gt=0)
+    max_hold_ms: int = Field(default=0, ge=0, le=DAY_MS, description="0 = off")
+    stale_after_ms: int = Field(default=2000, gt=0, le=HOUR_MS)
 
     @field_validator("size_min", "max_inventory_btc")
     @classmethod
@@ -105,8 +111,10 @@ class StallStrategyConfig(_Model):
 
 
 class RiskConfig(_Model):
-    daily_pnl_jpy: Decimal = Field(default=Decimal("-30000"), lt=0, description="kill when today's PnL <= this")
-    max_dd_jpy: Decimal = Field(default=Decimal("-20000"), lt=0, description="kill when drawdown <= this")
+    daily_pnl_jpy: Decimal = Field(default=Decimal("-30000"), lt=0, ge=-1_000_000_000,
+                                   description="kill when today's PnL <= this")
+    max_dd_jpy: Decimal = Field(default=Decimal("-20000"), lt=0, ge=-1_000_000_000,
+                                description="kill when drawdown <= this")
     trading_day_tz: str = "Asia/Tokyo"
 
     @field_validator("trading_day_tz")
@@ -177,9 +185,20 @@ class AppConfig(_Model):
 
     @model_validator(mode="after")
     def _sizes_fit_exchange(self) -> AppConfig:
-        if self.strategy.size_min < self.exchange.min_size:
+        st, ex = self.strategy, self.exchange
+        if st.size_min < ex.min_size:
             raise _FieldProblem(
-                "strategy.size_min", f"strategy.size_min ({self.strategy.size_min}) is below exchange.min_size ({self.exchange.min_size})"
+                "strategy.size_min", f"strategy.size_min ({st.size_min}) is below exchange.min_size ({ex.min_size})"
+            )
+        if st.size_min > ex.max_order_btc:
+            raise _FieldProblem(
+                "strategy.size_min", f"strategy.size_min ({st.size_min}) is above exchange.max_order_btc "
+                f"({ex.max_order_btc}), the cap set at start"
+            )
+        if st.max_inventory_btc > ex.max_inventory_btc:
+            raise _FieldProblem(
+                "strategy.max_inventory_btc", f"strategy.max_inventory_btc ({st.max_inventory_btc}) is above "
+                f"exchange.max_inventory_btc ({ex.max_inventory_btc}), the cap set at start"
             )
         return self
 

@@ -232,6 +232,8 @@ class OrderExecutor:
                     price_on_wire(price)
             except ValueError as e:
                 problem = str(e)
+            if problem is None and not market and size > self._exchange.max_order_btc:
+                problem = f"size {size} is above exchange.max_order_btc {self._exchange.max_order_btc}"
         if problem is not None:
             logger.error("executor: invalid {} action refused ({}): {}", kind, problem, action)
             self.local_refusals += 1

@@ -314,6 +314,11 @@ class InventoryManager:
     def opened_at(self) -> int | None:
         return self._opened_at
 
+    def restore_opened_at(self, monotonic_ns: int) -> None:
+        """After a restart: when the open position was opened, on this process's monotonic clock."""
+        if self._side is not None:
+            self._opened_at = monotonic_ns
+
     @property
     def lots(self) -> tuple[tuple[Side, Decimal, Decimal], ...]:
         if self._side is None:

@@ -152,6 +152,18 @@ class PyBotterSession:
                 await ws.close()
 
     async def _watch(self, link: FeedLink) -> None:
+        """Keeps `_watch_once` going: a bug in a callback must not end the watcher (and with it the feed's
+        connection state) silently."""
+        while True:
+            try:
+                await self._watch_once(link)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                logger.opt(exception=e).error("ws {}: watcher step failed; watching on", link.name)
+                await asyncio.sleep(0.1)
+
+    async def _watch_once(self, link: FeedLink) -> None:
         """Per connection: wait for the handshake (and auth, done by pybotters), subscribe, notice the close."""
         while True:
             await link.app._wait_handshake()

@@ -8,8 +8,10 @@ NPM_STAMP := node_modules/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+MINUTES ?= 10
+SEED ?= 1
 
-.PHONY: run paper live test bench lint venv js clean sim
+.PHONY: run paper live test bench soak lint venv js clean sim
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -43,6 +45,10 @@ test: $(STAMP) $(NPM_STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# the chaos harness: faults, control calls and hard restarts against a trading bot; last line is a JSON summary
+soak: $(STAMP)
+	$(PY) -m bench.soak --minutes $(MINUTES) --seed $(SEED)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bot server tests bench

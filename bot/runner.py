@@ -106,6 +106,7 @@ class RunnerMetrics:
     # stall deadline → strike handed to the HTTP client (the orders' request task is created)
     strike_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=5_000))
     loop_lag_ms: float = 0.0
+    loop_lag_max_ms: float = 0.0        # the longest event-loop block seen since start
     executor: OrderExecutor | None = None
 
     @property
@@ -433,7 +434,20 @@ class BotRunner:
                     fill.tag, inv.position_btc, result.realized_cum_jpy)
         if self.state is RunState.KILLED and self.settler is not None:
             self.settler.poke()  # a fill after the kill: flatten again
-        self._save_state_soon()
+        self._save_state_after_trades()
+
+    def _save_state_after_trades(self) -> None:
+        """Save the state once the trades CSV has the fill's row: a process killed in between then loses both
+        (and the restart applies the execution again from REST), never the row alone."""
+        save = self.state_store.save(self._persisted())  # ordered now, at the fill
+
+        async def run() -> None:
+            try:
+                await self.trade_log.aflush()
+            finally:
+                await save
+
+        self._spawn(run(), "save-state")
 
     # ---------------------------------------------------------------- the decision
     def _block_reason(self, now: int) -> Reason | None:
@@ -858,7 +872,9 @@ class BotRunner:
         while True:
             t0 = loop.time()
             await asyncio.sleep(period)
-            self.metrics.loop_lag_ms = max(0.0, (loop.time() - t0 - period) * 1000)
+            lag = max(0.0, (loop.time() - t0 - period) * 1000)
+            self.metrics.loop_lag_ms = lag
+            self.metrics.loop_lag_max_ms = max(self.metrics.loop_lag_max_ms, lag)
 
     # ---------------------------------------------------------------- views for the server
     def status(self) -> dict[str, Any]:
@@ -939,6 +955,8 @@ class BotRunner:
                 "board_state": self._board_state, "exchange_health": self._exchange_health,
                 "reconciled_at": self._reconciled_at.isoformat() if self._reconciled_at else None,
                 "block_reason": block.value if block else None,
+                "loop_lag_ms": round(self.metrics.loop_lag_ms, 2),
+                "loop_lag_max_ms": round(self.metrics.loop_lag_max_ms, 2),
             },
             "counters": {
                 "orders_sent": self.metrics.orders_sent, "orders_cancelled": self.metrics.orders_cancelled,

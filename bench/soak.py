@@ -98,6 +98,8 @@ class Soak:
         self.server_started = 0.0
         self.rss_first: float | None = None
         self.http = httpx.AsyncClient(timeout=10)
+        self.unsettled = ""
+        self.rate_limited_until = 0.0     # monotonic s at which the last tripped rate-limit window ends
         self.reverts: list[tuple[float, str, dict[str, Any]]] = []
 
     # ---- processes --------------------------------------------------------------------------------------
@@ -145,6 +147,10 @@ class Soak:
         await self.server.wait()
         down = datetime.now(UTC)
         self.run.restarts += 1
+        if self.run.rng.random() < 0.5:  # a trade by hand while the bot is down: the restart must catch up
+            side = self.run.rng.choice(["BUY", "SELL"])
+            await self.admin("order", {"side": side, "size": "0.001"})
+            self.run.faults["hand_trade_while_down"] += 1
         await asyncio.sleep(self.run.rng.uniform(0.2, 2.0))
         await self.start_server()
         self.run.kills_at.append((down, datetime.now(UTC)))
@@ -196,8 +202,8 @@ class Soak:
     async def inject(self) -> None:
         rng = self.run.rng
         kinds = ["ws_drop", "silence", "latency", "fail", "rate_limit", "maintenance", "health", "control",
-                 "config", "restart"]
-        weights = [3, 2, 2, 6, 1, 1, 2, 4, 2, 1]
+                 "config", "restart", "other_product"]
+        weights = [3, 2, 2, 6, 1, 1, 2, 4, 2, 1, 1]
         kind = rng.choices(kinds, weights)[0]
         now = time.monotonic()
         if kind == "ws_drop":
@@ -212,8 +218,10 @@ class Soak:
             kind = f"fail:{error}"
             await self.admin("fail", {"endpoint": rng.choice(ENDPOINTS), "error": error,
                                       "count": rng.randint(1, 3)})
-        elif kind == "rate_limit":
-            await self.admin("rate_limit_trip")
+        elif kind == "rate_limit":  # the key's window used up; it ends within `seconds` (X-RateLimit-Reset)
+            seconds = round(rng.uniform(5, 40), 1)
+            await self.admin("rate_limit_trip", {"seconds": seconds})
+            self.rate_limited_until = max(self.rate_limited_until, now + seconds)
         elif kind == "maintenance":
             seconds, pre = round(rng.uniform(2, 5), 1), round(rng.uniform(0.5, 1.5), 1)
             start = datetime.now(UTC)
@@ -236,6 +244,9 @@ class Soak:
                 self.run.violate(f"PATCH /config answered {r.status_code}")
         elif kind == "restart":
             await self.hard_restart()
+        elif kind == "other_product":  # the same account trades spot: never an FX position
+            await self.admin("order", {"side": rng.choice(["BUY", "SELL"]), "size": "0.01",
+                                       "product_code": "BTC_JPY"})
         self.run.faults[kind] += 1
 
     async def do_reverts(self) -> None:
@@ -288,6 +299,11 @@ class Soak:
             left = (self.run.maintenance[-1][1] - datetime.now(UTC)).total_seconds() + 2
             if left > 0:
                 await asyncio.sleep(left)  # the venue reopens on its own clock; nothing to wait on but time
+        # the bot holds private calls until the reset the venue announced (lifting the trip early is not news
+        # it can hear), so its settling starts then
+        left = self.rate_limited_until - time.monotonic() + 1
+        if left > 0:
+            await asyncio.sleep(left)
         st = (await self.http.get(f"{self.api}/strategy")).json()
         if st["state"] in ("RUNNING", "PAUSED"):
             await self.control("stop")
@@ -298,7 +314,8 @@ class Soak:
         pos_diff = abs(D(s["inventory"]["position_btc"]) - D(v["position"]))
         pnl_diff = abs(D(s["inventory"]["realized_pnl_jpy"]) - D(v["realized_pnl"]))
         if not settled:
-            self.run.violate("the bot's position/PnL never equalled the venue's after the faults cleared")
+            self.run.violate("the bot never settled level with the venue after the faults cleared: "
+                             + self.unsettled[:300])
         unknown = [o for o in v["open_orders"]]
         if unknown:
             self.run.violate(f"{len(unknown)} order(s) rest at the venue after the stop")
@@ -326,12 +343,21 @@ class Soak:
         }
 
     async def _until_settled(self) -> bool:
+        """True once the bot lists no order, the venue rests none, and position and realized PnL agree;
+        otherwise the last disagreement is kept in `unsettled` for the violation line."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             s, v = await self.state(), await self.ledger()
-            if s is not None and not s["orders"] and v["open_orders"] == [] \
-                    and D(s["inventory"]["position_btc"]) == D(v["position"]) \
-                    and D(s["inventory"]["realized_pnl_jpy"]) == D(v["realized_pnl"]):
+            if s is None:
+                self.unsettled = "the server did not answer /state"
+            elif s["orders"]:
+                self.unsettled = f"the bot still lists {s['orders']}"
+            elif v["open_orders"]:
+                self.unsettled = f"the venue still rests {v['open_orders']}"
+            elif D(s["inventory"]["position_btc"]) != D(v["position"]) \
+                    or D(s["inventory"]["realized_pnl_jpy"]) != D(v["realized_pnl"]):
+                self.unsettled = f"bot {s['inventory']} vs venue {v['position']} / {v['realized_pnl']}"
+            else:
                 return True
             await asyncio.sleep(0.2)
         return False

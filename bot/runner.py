@@ -42,7 +42,7 @@ from bot.infra.bitflyer_parse import (
     parse_position_rows,
 )
 from bot.infra.board_store import BoardStore
-from bot.infra.http_bitflyer import BitflyerHttp, ExchangeError
+from bot.infra.http_bitflyer import BitflyerHttp, ExchangeError, RateLimitInfo
 from bot.infra.logging_structured import DecisionLogger, OrderLogger, TradeLogger
 from bot.infra.orderbook_view import OrderBookView
 from bot.infra.pyb_session import FeedLink, PyBotterSession
@@ -181,6 +181,8 @@ class BotRunner:
         self._last_board_at: int | None = None
         self._reconcile_needed = True          # at start: no new orders before the first reconciliation
         self._reconcile_lock = asyncio.Lock()
+        self._reconcile_retry: asyncio.Task | None = None   # one retry loop, however many reconnects ask
+        self._reconcile_starved = False                     # logged once per run of budget-skipped reconciles
         self._reconciled_at: datetime | None = None
         self._venue_position: Decimal | None = None
         self._feed_generation = 0              # disconnects so far: a reconcile begun before one is stale
@@ -286,6 +288,7 @@ class BotRunner:
         exchange = cfg.exchange.model_copy(update={"base_url": ep.rest_base_url})
         self.http = BitflyerHttp(self.session.get_client(), exchange, timeout_s=cfg.pybotters.timeout_sec)
         self.http.request_listeners.append(lambda _path: self.rest_budget.force(self._clock()))
+        self.http.add_rate_listener(self._on_rate_headers)
         self.executor = OrderExecutor(self.http, cfg.exchange, self.order_log, self.tracker, budget=self.order_budget)
         self.metrics.executor = self.executor
         self.settler = SettleSupervisor(
@@ -333,6 +336,12 @@ class BotRunner:
         for lg in (self.decision_log, self.order_log, self.trade_log):
             await lg.aclose()
         logger.info("runner closed in state {}", self.state.value)
+
+    def _on_rate_headers(self, path: str, info: RateLimitInfo) -> None:
+        """The venue says the key's private window is used up (another client on the key, or a trip): hold
+        every private call until its reset instead of asking again and again."""
+        if path.startswith("/v1/me/") and info.remaining == 0:
+            self.rest_budget.update_from_headers(0, info.reset_epoch, self._clock(), wall_now=info.seen_at_wall)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task:
         return self._tasks.spawn(coro, name)
@@ -709,13 +718,19 @@ class BotRunner:
             except (ExchangeError, ParseError) as e:
                 self.metrics.reconcile_failures += 1
                 logger.warning("reconcile ({}) failed: {}; orders unknown, retrying", why, e)
-                if block:
-                    self._spawn(self._retry_reconcile(why), "reconcile-retry")
+                if block and (self._reconcile_retry is None or self._reconcile_retry.done()):
+                    self._reconcile_retry = self._spawn(self._retry_reconcile(why), "reconcile-retry")
                 return False
             if reports is None:
-                logger.warning("reconcile ({}) skipped: private REST budget exhausted; state unknown", why)
+                if not self._reconcile_starved:
+                    logger.warning("reconcile ({}) skipped: private REST budget exhausted; state unknown until "
+                                   "it refills", why)
+                self._reconcile_starved = True
                 self.metrics.reconcile_failures += 1
                 return False
+            if self._reconcile_starved:
+                logger.info("reconcile ({}): private REST budget back", why)
+                self._reconcile_starved = False
             self._apply_reconcile(reports, why)
             self._reconciled_at = datetime.now(UTC)
             self.metrics.reconciles += 1

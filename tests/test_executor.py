@@ -417,11 +417,21 @@ def test_budget_header_cap_is_conservative() -> None:
     assert b.take(0, 2) and b.available(0) == 3  # our own requests count against the venue's figure
     b.update_from_headers(remaining=4, reset_epoch=1_000_030, now_ns=S, wall_now=1_000_001)  # a late answer
     assert b.available(S) == 3
-    assert b.available(30 * S) == 98  # the venue's window reset: back to our own count
+    assert b.available(30 * S) == 3   # the reset is whole seconds, rounded down: it may be up to 1 s later
+    assert b.available(31 * S) == 98  # the venue's window reset: back to our own count
     b.update_from_headers(remaining=500, reset_epoch=None, now_ns=31 * S)
     assert b.available(31 * S) == 98
     b.update_from_headers(remaining=None, reset_epoch=None, now_ns=31 * S)
     assert b.available(31 * S) == 98
+
+
+def test_a_reset_that_just_passed_holds_one_second_not_a_whole_period() -> None:
+    """Found by the soak: a 429 whose X-RateLimit-Reset (whole seconds, rounded down) read a moment before our
+    clock was taken as nonsense and held the budget for a full 5-minute period."""
+    b = RateBudget(limit=500, period_s=300)
+    b.update_from_headers(remaining=0, reset_epoch=1_000_000, now_ns=0, wall_now=1_000_000.6)
+    assert b.available(0) == 0
+    assert b.available(S // 2) == 500
 
 
 @settings(max_examples=100, deadline=None)

@@ -107,3 +107,16 @@ async def test_an_execution_of_an_order_we_never_sent_is_verified_not_believed(m
     venue.hand_order("BUY", "0.001")
     await eventually(lambda: runner.inventory.position_btc == D("0.001"), 15, "the verified hand trade")
     assert runner.inventory.position_btc == venue.ledger.position(key)
+
+
+async def test_a_used_up_rate_limit_is_waited_out_not_hammered(make_service):
+    """Found by the soak: after a 429 every reconnect and the periodic reconcile asked again and again (each its
+    own retry loop), so a tripped key stayed unknown; the venue's X-RateLimit-Reset says when to ask again."""
+    svc, runner, venue, key = await quiet_bot(make_service)
+    venue.trip_rate_limit(seconds=4)
+    await eventually(lambda: venue.stats["rate_limited"] >= 1, 15, "a private call refused with 429")
+    refused = venue.stats["rate_limited"]
+    reconciles = runner.metrics.reconciles
+    await eventually(lambda: runner.metrics.reconciles > reconciles, 30, "a reconcile after the window's reset")
+    assert venue.stats["rate_limited"] == refused          # nothing asked again while the window was used up
+    assert runner.rest_budget.available(runner._clock()) > 0

@@ -93,8 +93,10 @@ class RateBudget:
         remaining = max(0, int(remaining))
         hold_ns = self.period_ns
         if reset_epoch is not None and wall_now is not None:
-            until_reset = reset_epoch - wall_now
-            if 0 <= until_reset <= 3600:
+            # the header is whole seconds, rounded down: the reset falls within the second after it (and a
+            # reset "just passed" by less than a second is that second, not a nonsense value)
+            until_reset = reset_epoch + 1 - wall_now
+            if 0 <= until_reset <= 3601:
                 hold_ns = int(until_reset * NS_PER_S)
         self._expire(now_ns)
         until = now_ns + hold_ns

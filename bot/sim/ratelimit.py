@@ -61,6 +61,7 @@ class RateLimiter:
         self.enabled = enabled
         self._windows: dict[tuple[str, str], Window] = {}
         self._penalty_until: dict[str, int] = {}
+        self._tripped: dict[str, tuple[Window, int]] = {}   # api key -> (its private window, the count before)
 
     def _window(self, lim: Limit, who: str, now: int) -> Window:
         w = self._windows.get((lim.name, who))
@@ -93,7 +94,19 @@ class RateLimiter:
         assert shown is not None
         return shown
 
-    def trip(self, now: int, api_key: str) -> None:
-        """Use up the key's private window (a fault on demand)."""
+    def trip(self, now: int, api_key: str, seconds: float | None = None) -> None:
+        """Use up the key's private window (a fault on demand). With `seconds`, the window is made to end that
+        soon (and its X-RateLimit-Reset says so), as when the limit is hit near the end of a window."""
         w = self._window(PRIVATE, api_key, now)
+        self._tripped.setdefault(api_key, (w, w.count))
         w.count = w.limit
+        if seconds is not None:
+            w.start = min(w.start, now - w.period_ns + int(seconds * SEC))
+
+    def lift_trips(self) -> None:
+        """Undo `trip`: each tripped window gets back the count of requests it really had (none were counted
+        while it refused). A window that has rolled since is left as it is."""
+        for w, before in self._tripped.values():
+            if w.count == w.limit:
+                w.count = before
+        self._tripped.clear()

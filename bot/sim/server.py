@@ -128,7 +128,8 @@ class SimVenue:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.port = 0
-        self.stats: dict[str, int] = {"frames_sent": 0, "slow_clients_dropped": 0, "rest_calls": 0}
+        self.stats: dict[str, int] = {"frames_sent": 0, "slow_clients_dropped": 0, "rest_calls": 0,
+                                      "rate_limited": 0}
 
     # ---- life cycle ------------------------------------------------------------------------------------------
     @property
@@ -406,6 +407,7 @@ class SimVenue:
                                        order=endpoint in ("sendchildorder", "cancelallchildorders"),
                                        small_order=small)
             if not verdict.ok:
+                self.stats["rate_limited"] += 1
                 return self._over_limit(verdict)
             headers = self._limit_headers(verdict)
             fault = self.faults.take(endpoint)
@@ -650,10 +652,12 @@ class SimVenue:
         self.faults.fail(endpoint, error, count, rate)
 
     def clear_faults(self) -> None:
+        """Every injected fault off, a tripped rate limit included (the real windows keep counting)."""
         self.faults.clear()
+        self.limiter.lift_trips()
 
-    def trip_rate_limit(self, api_key: str | None = None) -> None:
-        self.limiter.trip(self.clock.monotonic_ns(), api_key or self.api_key)
+    def trip_rate_limit(self, api_key: str | None = None, seconds: float | None = None) -> None:
+        self.limiter.trip(self.clock.monotonic_ns(), api_key or self.api_key, seconds)
 
     async def maintenance(self, seconds: float, preopen_seconds: float | None = None) -> None:
         """Board state CLOSED for `seconds` (orders refused -204, sockets dropped), then PREOPEN (itayose)."""
@@ -741,7 +745,15 @@ class SimVenue:
         key = body.get("api_key", self.api_key)
         if not isinstance(key, str) or key not in self._secrets:
             return self._bad("unknown api_key")
-        self.trip_rate_limit(key)
+        seconds = None
+        if "seconds" in body:
+            try:
+                seconds = self._number(body, "seconds", 0)
+            except ValueError as e:
+                return self._bad(str(e))
+            if not 0 < seconds <= 300:
+                return self._bad("seconds must be in (0, 300]")
+        self.trip_rate_limit(key, seconds)
         return _json({"ok": True})
 
     async def _admin_maintenance(self, request: web.Request) -> web.Response:

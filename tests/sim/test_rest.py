@@ -126,6 +126,10 @@ async def test_rate_limit_headers_and_trip_answers_429_status_minus_1(api: Api, 
     r = await api.post("/_sim/rate_limit_trip", {})
     r = await api.get("/v1/me/getcollateral")
     assert r.status == 429 and (await body(r))["status"] == -1 and r.headers["X-RateLimit-Remaining"] == "0"
+    # clearing the faults lifts the trip; the window still holds the requests that really counted
+    assert (await api.post("/_sim/clear_faults", {})).status == 200
+    r = await api.get("/v1/me/getcollateral")
+    assert r.status == 200 and int(r.headers["X-RateLimit-Remaining"]) == 498
 
 
 async def test_small_orders_limited_to_100_a_minute(session: aiohttp.ClientSession) -> None:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from loguru import logger
 
-from bot.config import ConfigError, redacted_dump
+from bot.config import ConfigError, RiskConfig, StallStrategyConfig, redacted_dump
 from server.routes.common import runner_of, who_of
 from server.schemas import ConfigPatchResult, ConfigProblems, Detail
 from server.security import require_auth
@@ -33,6 +33,18 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
     a, b = _flatten(old), _flatten(new)
     return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+def _patch_schema() -> dict[str, Any]:
+    """The body's JSON schema, from the config models themselves: every hot field, none required (a merge
+    patch), with its type and range, so the docs (and a property-based client) know what is accepted."""
+    def optional(model: type[StallStrategyConfig] | type[RiskConfig]) -> dict[str, Any]:
+        schema = model.model_json_schema()
+        schema.pop("required", None)
+        return schema
+
+    return {"type": "object", "minProperties": 1, "additionalProperties": False,
+            "properties": {"strategy": optional(StallStrategyConfig), "risk": optional(RiskConfig)}}
 
 
 def _no_constants(name: str) -> Any:
@@ -58,7 +70,7 @@ async def get_config(request: Request) -> dict[str, Any]:
         422: {"model": ConfigProblems, "description": "refused whole; nothing changed"},
     },
     openapi_extra={"requestBody": {"required": True, "content": {
-        t: {"schema": {"type": "object"}, "example": {"strategy": {"stall_T_ms": 400}}} for t in PATCH_MEDIA_TYPES
+        t: {"schema": _patch_schema(), "example": {"strategy": {"stall_T_ms": 400}}} for t in PATCH_MEDIA_TYPES
     }}},
 )
 async def patch_config(request: Request) -> Any:

@@ -143,9 +143,7 @@ class Soak:
     async def hard_restart(self) -> None:
         assert self.server is not None
         self._rss_sample(final=True)
-        if self.server.returncode is not None:
-            self.run.violate(f"the server exited on its own (status {self.server.returncode})")
-        else:
+        if not self._server_died():
             self.server.send_signal(signal.SIGKILL)
             await self.server.wait()
         down = datetime.now(UTC)
@@ -179,6 +177,13 @@ class Soak:
         r = await self.http.post(f"{self.venue_url}/_sim/{path}", json=body or {})
         r.raise_for_status()
         return r.json()
+
+    def _server_died(self) -> bool:
+        """The server exited without the harness killing it: a violation (reported once, as it is restarted)."""
+        if self.server is None or self.server.returncode is None:
+            return False
+        self.run.violate(f"the server exited on its own (status {self.server.returncode})")
+        return True
 
     async def hand_trade(self, body: dict[str, Any]) -> bool:
         """A trade by hand on the account; the venue may refuse it as it would any order (maintenance -204,
@@ -270,8 +275,7 @@ class Soak:
 
     async def watch(self) -> None:
         """Invariants that hold at every instant, from /state."""
-        if self.server is not None and self.server.returncode is not None:
-            self.run.violate(f"the server exited on its own (status {self.server.returncode})")
+        if self._server_died():
             await self.start_server()
         s = await self.state()
         self._rss_sample()

@@ -9,9 +9,7 @@ read before and after). The crowd is frozen so no fill (and so no kill switch) c
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +18,12 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from tests.conftest_server import build_service, sim_config
+from tests.conftest_server import build_service, sim_config, uvicorn_server
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +45,8 @@ class LiveServer:
 
 @pytest.fixture(scope="module", params=[None, TOKEN], ids=["no-token", "token"])
 def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The real app on a real uvicorn in a thread of its own (schemathesis' client is synchronous)."""
+    """The real app on a real uvicorn (the suite's `uvicorn_server`) on a loop in a thread of its own:
+    schemathesis' client is synchronous."""
     from server.app import create_app
 
     token: str | None = request.param
@@ -56,31 +54,25 @@ def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     cfg = sim_config(log_dir, strategy={"stall_T_ms": 300})
     service = build_service(cfg, log_dir)
     app = create_app(cfg, log_dir=log_dir, token=token, service=service)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5))
     loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=lambda: loop.run_until_complete(server.serve(sockets=[sock])), daemon=True)
+    stop = asyncio.Event()
+    ready = threading.Event()
+    urls: list[str] = []
+
+    async def serve() -> None:
+        async with uvicorn_server(app) as url:
+            service.venue.freeze_market()
+            urls.append(url)
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:  # uvicorn's flag is the only "listening" signal it offers
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    done = threading.Event()
-
-    def freeze() -> None:
-        service.venue.freeze_market()
-        done.set()
-
-    loop.call_soon_threadsafe(freeze)
-    assert done.wait(10)
-    port = sock.getsockname()[1]
+    assert ready.wait(90) and urls, "uvicorn did not start"
     # the Host and Origin guards allow this server's own address; a real browser would send the same
-    yield LiveServer(f"http://127.0.0.1:{port}",
-                     {"Authorization": f"Bearer {token}"} if token else {})
-    server.should_exit = True
-    thread.join(60)
-    sock.close()
+    yield LiveServer(urls[0], {"Authorization": f"Bearer {token}"} if token else {})
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(90)
 
 
 @pytest.fixture(scope="module")

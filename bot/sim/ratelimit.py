@@ -61,7 +61,8 @@ class RateLimiter:
         self.enabled = enabled
         self._windows: dict[tuple[str, str], Window] = {}
         self._penalty_until: dict[str, int] = {}
-        self._tripped: dict[str, tuple[Window, int]] = {}   # api key -> (its private window, the count before)
+        # api key -> (its private window, that window's start, the count it really had before the trip)
+        self._tripped: dict[str, tuple[Window, int, int]] = {}
 
     def _window(self, lim: Limit, who: str, now: int) -> Window:
         w = self._windows.get((lim.name, who))
@@ -98,15 +99,17 @@ class RateLimiter:
         """Use up the key's private window (a fault on demand). With `seconds`, the window is made to end that
         soon (and its X-RateLimit-Reset says so), as when the limit is hit near the end of a window."""
         w = self._window(PRIVATE, api_key, now)
-        self._tripped.setdefault(api_key, (w, w.count))
+        earlier = self._tripped.get(api_key)
+        before = earlier[2] if earlier is not None and earlier[1] == w.start else w.count  # tripped twice
         w.count = w.limit
         if seconds is not None:
             w.start = min(w.start, now - w.period_ns + int(seconds * SEC))
+        self._tripped[api_key] = (w, w.start, before)
 
     def lift_trips(self) -> None:
         """Undo `trip`: each tripped window gets back the count of requests it really had (none were counted
         while it refused). A window that has rolled since is left as it is."""
-        for w, before in self._tripped.values():
-            if w.count == w.limit:
+        for w, start, before in self._tripped.values():
+            if w.start == start:
                 w.count = before
         self._tripped.clear()

@@ -85,3 +85,18 @@ async def test_accounts_see_only_their_own_events_and_ledgers() -> None:
                             break
         assert str(venue.ledger.position(venue.api_key)) == "0.003"
         assert str(venue.ledger.position("OTHER")) == "-0.001"
+
+
+def test_a_second_trip_in_a_later_window_is_lifted_too() -> None:
+    from bot.sim.ratelimit import PRIVATE, SEC, RateLimiter
+
+    lim = RateLimiter()
+    for _ in range(3):
+        lim.hit(0, "ip", "k")
+    lim.trip(0, "k", seconds=1)
+    t = 2 * SEC                                    # the tripped window has ended; a new one counts afresh
+    lim.hit(t, "ip", "k")
+    lim.trip(t, "k")
+    lim.lift_trips()
+    assert lim.hit(t, "ip", "k").ok
+    assert lim._window(PRIVATE, "k", t).count == 2   # this window's request before the trip and this one, not the last window's 3

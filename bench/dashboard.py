@@ -45,7 +45,8 @@ async def measure(clients: int, seconds: float) -> dict[str, Any]:
     cfg = validate_config(deep_merge(base, {"env": "sim", "sim": {"activity": 4.0},
                                             "server": {"port": port}}), "bench")
     app = create_app(cfg, log_dir=tmp / "logs")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                           **app.state.connections.uvicorn_options()))
     serve = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.05)

@@ -17,6 +17,7 @@ import uvicorn
 
 from bot.config import ConfigError, load_app_config
 from bot.config.loader import describe_config_error
+from server.connections import raise_handle_limit
 from server.dotenv import load_env_file
 from server.security import is_loopback_bind
 
@@ -71,13 +72,15 @@ def main(argv: list[str] | None = None) -> int:
                           retention=cfg.logging.retention)
     if loaded:
         print(f"read {', '.join(loaded)} from {args.env_file}", file=sys.stderr)
+    raise_handle_limit()
     app = create_app(cfg, log_dir=log_dir, token=token, allowed_hosts=args.allowed_host, venue_url=args.venue)
     print(f"dashboard: http://{'[' + host + ']' if ':' in host else host}:{port}/ ({cfg.env} mode)", file=sys.stderr)
     # uvicorn shuts down gracefully on SIGTERM / Ctrl-C (streams ended, bot stopped: orders cancelled, state saved)
     # and then re-raises the signal; by then there is nothing left to do but leave with status 0 and the log flushed
     signal.signal(signal.SIGTERM, _leave)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10,
+                    **app.state.connections.uvicorn_options())
     except KeyboardInterrupt:
         pass
     finally:

@@ -6,6 +6,7 @@ and stops both on shutdown (Ctrl-C / SIGTERM), so the bot and the web share one 
 
 from __future__ import annotations
 
+import resource
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import AppConfig
 from bot.infra.logging_runtime import register_secret
+from server.connections import ConnectionGuard, connection_cap
 from server.events import Broadcaster
 from server.metrics import build_registry
 from server.render import FragmentRenderer, chart_payload, make_templates
@@ -134,6 +136,11 @@ def create_app(
     app.state.templates = templates
     app.state.renderer = renderer
     app.state.broadcaster = broadcaster
+    app.state.max_streams = cfg.server.max_streams
+    soft_limit, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    app.state.connections = ConnectionGuard(
+        connection_cap(cfg.server.max_connections, soft_limit), cfg.server.header_timeout_sec
+    )
     app.state.metrics_registry = build_registry(service, broadcaster)
 
     app.include_router(ops.public_router)

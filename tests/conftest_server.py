@@ -69,7 +69,8 @@ async def uvicorn_server(
     sock.bind(("127.0.0.1", 0))
     # a real SIGTERM ends open SSE streams through sse-starlette's hook; setting should_exit (as here) does not,
     # so bound the wait for them as `python -m server` does
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5,
+                                           **app.state.connections.uvicorn_options()))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     deadline = time.monotonic() + startup_timeout
     while not server.started:  # uvicorn offers no event for "listening"; its flag is the contract

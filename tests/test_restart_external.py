@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import sys
@@ -49,10 +50,17 @@ class Proc:
             await asyncio.wait_for(self.proc.wait(), 20)
 
 
-async def spawn(args: list[str], log: Path, cwd: Path) -> Proc:
+async def spawn(args: list[str], log: Path, cwd: Path, handle_limit: int | None = None) -> Proc:
+    """`handle_limit` sets the child's file-handle limit (soft and hard), as a small default would."""
     env = {k: v for k, v in os.environ.items() if k != "STST_TOKEN"}
+
+    def limit() -> None:
+        if handle_limit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (handle_limit, handle_limit))
+
     f = open(log, "ab")  # noqa: ASYNC230 - a local file opened once per process start
-    proc = await asyncio.create_subprocess_exec(sys.executable, *args, cwd=cwd, env=env, stdout=f, stderr=f)
+    proc = await asyncio.create_subprocess_exec(sys.executable, *args, cwd=cwd, env=env, stdout=f, stderr=f,
+                                                preexec_fn=limit)
     f.close()
     return Proc(proc, log)
 

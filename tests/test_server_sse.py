@@ -279,18 +279,15 @@ async def test_a_stalled_reader_is_dropped_and_nobody_else_waits(served: Served)
         await wait_until(_async(lambda: len(boards) >= ticks_at_drop + 5), 10, "ticks after the drop")
         assert broadcaster.client_count == 1
 
-        # the stalled client's stream is over: reading what is buffered ends in EOF or the last chunk
-        ended, received = False, b""
+        # the stalled client's connection is reset, not left open with its queued megabytes: the server holds it
+        # no longer, and the client reads to the end of what reached it, then EOF or the reset
+        guard = served.app.state.connections
+        await wait_until(_async(lambda: not guard.is_open(stalled.getsockname())), 30, "the stalled socket reset")
         async with asyncio.timeout(30):
-            while True:
-                chunk = await loop.sock_recv(stalled, 65536)
-                received += chunk
-                if not chunk or received.endswith(b"\r\n0\r\n\r\n"):
-                    ended = True
-                    break
+            with contextlib.suppress(ConnectionResetError):
+                while await loop.sock_recv(stalled, 65536):
+                    pass
         stalled.close()
-        assert ended
-        assert b"event: board" in received
 
         print(
             f"\ndecision latency p99: {_p99_ms(without):.3f} ms without a stalled client ({len(without)} decisions), "

@@ -147,6 +147,10 @@ class ServerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     sse_hz: float = Field(default=8, gt=0, le=20)
+    max_connections: int = Field(default=100, ge=8, le=10_000, description="open web connections at most")
+    header_timeout_sec: float = Field(default=10, gt=0, le=300,
+                                      description="a connection must send a whole request head this soon")
+    max_streams: int = Field(default=20, ge=1, le=1000, description="open dashboard event streams at most")
 
 
 class SimConfig(_Model):

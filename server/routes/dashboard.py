@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from loguru import logger
 from sse_starlette import EventSourceResponse
@@ -13,6 +13,7 @@ from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
 from bot.config import redacted_dump
+from server.events import SseClient
 from server.logfiles import list_logs
 from server.render import config_fields
 from server.routes.common import peer_of, runner_of
@@ -28,13 +29,20 @@ login_router = APIRouter(tags=["dashboard"], include_in_schema=False)
 
 
 class DashboardStream(EventSourceResponse):
-    """An SSE response that ends quietly when its client stops reading (the broadcaster already dropped it)."""
+    """An SSE response that ends quietly when its client stops reading, and then resets the connection: a plain
+    close would hold the socket (and the megabytes queued in it) until a reader that never reads drains it."""
+
+    client: SseClient | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         except SendTimeoutError:
             logger.info("dashboard stream {} cut off: not reading", scope.get("client"))
+            scope["app"].state.connections.abort(scope.get("client"))
+        else:
+            if self.client is not None and self.client.dropped:
+                scope["app"].state.connections.abort(scope.get("client"))
 
 
 @page_router.get("/", response_class=HTMLResponse)
@@ -59,6 +67,10 @@ async def dashboard(request: Request) -> Response:
 async def events(request: Request) -> EventSourceResponse:
     """Named events, one per panel (HTML fragments), plus `chart` (JSON); only changed panels are sent."""
     broadcaster = request.app.state.broadcaster
+    limit = request.app.state.max_streams
+    if broadcaster.client_count >= limit:
+        raise HTTPException(503, f"too many dashboard streams open ({limit}); close a tab and retry",
+                            headers={"Retry-After": "5"})
     client = broadcaster.subscribe(peer_of(request))
     shutting_down = anyio.Event()  # set by sse-starlette when the server is asked to exit
 
@@ -66,11 +78,13 @@ async def events(request: Request) -> EventSourceResponse:
         await shutting_down.wait()
         broadcaster.end(client, "server shutting down")
 
-    return DashboardStream(
+    response = DashboardStream(
         broadcaster.stream(client), ping=PING_SECONDS, send_timeout=SEND_TIMEOUT_SECONDS,
         headers={"Cache-Control": "no-store"}, data_sender_callable=end_on_shutdown,
         shutdown_event=shutting_down, shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
     )
+    response.client = client
+    return response
 
 
 @login_router.get("/login", response_class=HTMLResponse)

@@ -19,7 +19,7 @@ from bot.config import ConfigError, load_app_config
 from bot.config.loader import describe_config_error
 from server.connections import raise_handle_limit
 from server.dotenv import load_env_file
-from server.security import is_loopback_bind
+from server.security import MIN_REMOTE_TOKEN, is_loopback_bind
 
 DEFAULT_BASE = Path(__file__).resolve().parent.parent / "configs" / "base.yml"
 EXIT_CONFIG = 1
@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
             "(set it in .env or the environment), or bind 127.0.0.1",
             file=sys.stderr,
         )
+        return EXIT_REFUSED
+    if not is_loopback_bind(host) and len(token.strip()) < MIN_REMOTE_TOKEN:  # type: ignore[union-attr]
+        print(f"refusing to listen on {host}: STST_TOKEN must be at least {MIN_REMOTE_TOKEN} characters "
+              "for a non-loopback address (e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')",
+              file=sys.stderr)
         return EXIT_REFUSED
     cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"host": host, "port": port})})
     if host in ("0.0.0.0", "::") and not args.allowed_host:

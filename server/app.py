@@ -98,7 +98,8 @@ def create_app(
         service = BotService(cfg, log_dir=Path(log_dir), venue_url=venue_url)
     if token:
         register_secret(token)  # masked in the runtime log should it ever reach a line
-    security = Security.build(token, ports=[cfg.server.port], hosts=[cfg.server.host, *allowed_hosts])
+    security = Security.build(token, ports=[cfg.server.port], hosts=[cfg.server.host, *allowed_hosts],
+                              revoked_file=Path(log_dir) / "revoked-sessions.json")
     templates = make_templates(TEMPLATES_DIR)
     renderer = FragmentRenderer(templates)
     broadcaster = Broadcaster(

@@ -33,8 +33,19 @@ async def open_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ht
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def token_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.AsyncClient]:
     log_dir = tmp_path_factory.mktemp("sec-token")
-    async with asgi_client(build_app(sim_config(log_dir), log_dir, token=TOKEN)) as client:
+    app = build_app(sim_config(log_dir), log_dir, token=TOKEN)
+    async with asgi_client(app) as client:
+        client.app = app  # type: ignore[attr-defined]
         yield client
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttle(request: pytest.FixtureRequest) -> None:
+    """Each test guesses from a clean slate: the wrong-token throttle has its own tests."""
+    if "token_app" in request.fixturenames:
+        from server.security import FailureThrottle
+
+        request.getfixturevalue("token_app").app.state.security.throttle = FailureThrottle()
 
 
 @pytest.fixture
@@ -283,5 +294,5 @@ def test_sessions_are_signed_expire_and_survive_a_restart() -> None:
     for forged in (f"{int(issued) + 1}.{nonce}.{sig}", f"{issued}.x{nonce}.{sig}", f"{issued}.{nonce}.{flipped}",
                    "", "..", f"{issued}.{nonce}"):
         assert not sec.session_valid(forged, now=now), forged
-    sec.end_session(value)
+    assert sec.end_session(value, now=now + 60)
     assert not sec.session_valid(value, now=now + 60)

@@ -17,7 +17,7 @@ from server.events import SseClient
 from server.logfiles import list_logs
 from server.render import config_fields
 from server.routes.common import peer_of, runner_of
-from server.security import SESSION_COOKIE, SESSION_MAX_AGE, require_auth, require_auth_page
+from server.security import SESSION_COOKIE, SESSION_MAX_AGE, client_of, require_auth, require_auth_page
 
 PING_SECONDS = 10          # heartbeat comment so proxies and the browser see a live stream
 SEND_TIMEOUT_SECONDS = 5   # a client that cannot take a write for this long is cut off
@@ -99,7 +99,15 @@ async def login(request: Request, token: Annotated[str, Form(max_length=1024)] =
     security = request.app.state.security
     if not security.enabled:
         return RedirectResponse("/", status_code=303)
+    client = client_of(request.client)
+    wait = security.throttle.retry_after(client)
+    if wait is not None:
+        return request.app.state.templates.TemplateResponse(
+            request, "login.html", {"error": f"too many wrong tokens; try again in {wait} s"}, status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
     if not security.token_matches(token):
+        security.throttle.failed(client)
         logger.warning("login refused from {}", peer_of(request))
         return request.app.state.templates.TemplateResponse(
             request, "login.html", {"error": "wrong token"}, status_code=401
@@ -115,7 +123,17 @@ async def login(request: Request, token: Annotated[str, Form(max_length=1024)] =
 
 @login_router.post("/logout")
 async def logout(request: Request) -> Response:
-    request.app.state.security.end_session(request.cookies.get(SESSION_COOKIE))
-    response = RedirectResponse("/login" if request.app.state.security.enabled else "/", status_code=303)
+    """Ends the session for good (the revocation is saved, so a restart does not bring it back). Needs the session
+    it ends: a stranger's POST cannot churn the list."""
+    security = request.app.state.security
+    if security.enabled:
+        if not security.end_session(request.cookies.get(SESSION_COOKIE)):
+            raise HTTPException(401, "no valid session to end")
+        try:
+            await anyio.to_thread.run_sync(security.revoked.save)
+        except OSError as e:
+            logger.error("could not save the logout ({}); it holds until this server stops", e)
+        logger.info("logout from {}", peer_of(request))
+    response = RedirectResponse("/login" if security.enabled else "/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response

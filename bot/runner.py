@@ -367,6 +367,9 @@ class BotRunner:
         except (KeyError, TypeError):
             logger.warning("ws: skipped a malformed frame: {!r}", str(msg)[:200])
             return
+        if not isinstance(channel, str):
+            logger.warning("ws: skipped a frame whose channel is not a name: {!r}", str(msg)[:200])
+            return
         if channel.startswith("lightning_board_"):
             self.store.onmessage(msg)
             self.metrics.board_messages += 1

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import AppConfig
 from bot.infra.logging_runtime import register_secret
+from server.body_limit import BodyLimit
 from server.connections import ConnectionGuard, connection_cap
 from server.events import Broadcaster
 from server.metrics import build_registry
@@ -70,12 +71,26 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def _missing_vendor(url: str) -> ASGIApp:
+    answer = JSONResponse(
+        {"detail": f"the dashboard's {url} scripts are not installed: run `make js` (npm ci) and restart"},
+        status_code=404,
+    )
+
+    async def missing(scope: Scope, receive: Receive, send: Send) -> None:
+        await answer(scope, receive, send)
+
+    return missing
+
+
 def _mount_static(app: FastAPI, security: Security) -> None:
     # vendor mounts first: "/static" would otherwise swallow "/static/vendor/..."
     for url, folder in VENDOR_DIRS.items():
         path = NODE_MODULES / folder
         if not path.is_dir():
             logger.warning("{} missing: run `make js` (npm ci) so the dashboard has its scripts", path)
+            app.mount(f"/static/vendor/{url}", _missing_vendor(url))
+            continue
         app.mount(f"/static/vendor/{url}", AuthGuard(StaticFiles(directory=path, check_dir=False), security))
     app.mount("/static", AuthGuard(StaticFiles(directory=STATIC_DIR, check_dir=False), security))
 
@@ -160,6 +175,7 @@ def create_app(
         return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, status_code=500)
 
     # added last = outermost: Host/Origin refusals happen before any route runs, and they carry the headers too
+    app.add_middleware(BodyLimit)
     app.add_middleware(HostOriginGuard, security=security)
     app.add_middleware(SecurityHeaders)
     return app

@@ -30,30 +30,40 @@ def list_logs(log_dir: Path) -> dict[str, list[str]]:
         if folder.is_dir():
             for p in folder.glob(f"{kind}-*.csv"):
                 day = p.name[len(kind) + 1: -4]
-                if len(day) == 8 and day.isdigit() and p.is_file():
+                if len(day) == 8 and day.isdigit() and p.is_file() and not p.is_symlink():
                     days.append(day)
         out[kind] = sorted(days, reverse=True)
     runtime = log_dir / RUNTIME_DIR
     out[RUNTIME_DIR] = sorted(
-        (p.name for p in runtime.iterdir() if p.is_file() and _RUNTIME_NAME.match(p.name)), reverse=False
+        (p.name for p in runtime.iterdir() if p.is_file() and not p.is_symlink() and _RUNTIME_NAME.match(p.name)), reverse=False
     ) if runtime.is_dir() else []
     return out
+
+
+def _plain_file_in(folder: Path, name: str) -> Path | None:
+    """`folder/name` when it is a regular file that is not a link and, resolved, still lies in the resolved
+    folder: a symlink planted in the log folder (to /etc/shadow, or anywhere) is not found."""
+    path = folder / name
+    try:
+        if path.is_symlink() or not path.is_file():
+            return None
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return resolved if resolved.parent == folder.resolve() else None
 
 
 def csv_path(log_dir: Path, kind: str, filename: str) -> Path | None:
     m = _DAY.match(filename)
     if kind not in CSV_KINDS or m is None:
         return None
-    path = log_dir / kind / f"{kind}-{m.group(1)}.csv"
-    return path if path.is_file() else None
+    return _plain_file_in(log_dir / kind, f"{kind}-{m.group(1)}.csv")
 
 
 def runtime_path(log_dir: Path, name: str) -> Path | None:
     if not _RUNTIME_NAME.match(name) or ".." in name:
         return None
-    folder = (log_dir / RUNTIME_DIR).resolve()
-    path = (folder / name).resolve()
-    return path if path.parent == folder and path.is_file() else None
+    return _plain_file_in(log_dir / RUNTIME_DIR, name)
 
 
 async def _read_upto(path: Path, size: int) -> AsyncIterator[bytes]:

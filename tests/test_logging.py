@@ -471,3 +471,19 @@ def test_redact_masks_longest_secret_whole() -> None:
 )
 def test_unregistered_credentials_that_look_like_one_are_masked(line: str, expected: str) -> None:
     assert redact(line) == expected
+
+
+def test_a_flood_of_one_stdlib_error_is_one_line_not_thousands(runtime_log: Path) -> None:
+    """Under a connection flood asyncio logs 'socket.accept() out of system resource' thousands of times a second;
+    35,700 such lines once rotated the log twice in a minute."""
+    noisy = logging.getLogger("asyncio")
+    for _ in range(5000):
+        noisy.error("socket.accept() out of system resource")
+    noisy.error("another problem")
+    logging.getLogger("uvicorn.error").info("an info line is never held back")
+    logging.getLogger("uvicorn.error").info("an info line is never held back")
+    logger.complete()
+    shutdown_runtime_logging()
+    text = runtime_log.read_text()
+    assert text.count("out of system resource") == 1
+    assert "another problem" in text and text.count("an info line is never held back") == 2

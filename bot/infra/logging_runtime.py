@@ -14,6 +14,7 @@ import logging
 import re
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -86,16 +87,45 @@ def _format(record: Any) -> str:
     return LINE_FORMAT + "{extra[_exc_text]}\n"
 
 
+REPEAT_INTERVAL_SEC = 10.0
+
+
 class _StdlibToLoguru(logging.Handler):
     """Routes stdlib `logging` records (uvicorn, aiohttp, pybotters) into loguru, so they are redacted and land
-    in app.log as well."""
+    in app.log as well. A warning or error that repeats (asyncio's "socket.accept() out of system resource" under a
+    flood, thousands a second) is written at most once per REPEAT_INTERVAL_SEC, with the count it stood for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._repeats: dict[tuple[str, str], list[float]] = {}   # (logger, message template) → [last, suppressed]
+
+    def _suppressed(self, record: logging.LogRecord) -> int | None:
+        """None: drop this record; otherwise how many like it were dropped since the last one written."""
+        if record.levelno < logging.WARNING:
+            return 0
+        key = (record.name, str(record.msg)[:200])
+        seen = self._repeats.get(key)
+        now = time.monotonic()
+        if seen is not None and now - seen[0] < REPEAT_INTERVAL_SEC:
+            seen[1] += 1
+            return None
+        dropped = int(seen[1]) if seen is not None else 0
+        if len(self._repeats) >= 1000:
+            self._repeats.clear()
+        self._repeats[key] = [now, 0]
+        return dropped
 
     def emit(self, record: logging.LogRecord) -> None:
+        dropped = self._suppressed(record)
+        if dropped is None:
+            return
         try:
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
         message = record.getMessage()
+        if dropped:
+            message += f" (and {dropped} like it in the last {REPEAT_INTERVAL_SEC:.0f} s, not logged)"
         if record.exc_info and record.exc_info[0] is not None:
             message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
         logger.patch(lambda r: r.update(name=record.name, function=record.funcName, line=record.lineno)).log(

@@ -480,10 +480,8 @@ def test_a_flood_of_one_stdlib_error_is_one_line_not_thousands(runtime_log: Path
     for _ in range(5000):
         noisy.error("socket.accept() out of system resource")
     noisy.error("another problem")
-    logging.getLogger("uvicorn.error").info("an info line is never held back")
-    logging.getLogger("uvicorn.error").info("an info line is never held back")
     logger.complete()
     shutdown_runtime_logging()
     text = runtime_log.read_text()
     assert text.count("out of system resource") == 1
-    assert "another problem" in text and text.count("an info line is never held back") == 2
+    assert "another problem" in text

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from bot.config.loader import AppConfig, deep_merge, load_app_config, validate_config
+
+# The suite is reproducible: property and fuzz tests draw the same examples on every run, so a red run is a
+# defect that reruns red. `HYPOTHESIS_PROFILE=explore` draws fresh ones (and ten times as many) to hunt.
+settings.register_profile("suite", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=1000, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_YML = ROOT / "configs" / "base.yml"

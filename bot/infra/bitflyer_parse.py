@@ -277,7 +277,7 @@ _STATES = frozenset({"ACTIVE", "COMPLETED", "CANCELED", "EXPIRED", "REJECTED"})
 def parse_getchildorders_row(row: Any) -> ChildOrderRow:
     r = _as_mapping(row)
     state = _req(r, "child_order_state")
-    if state not in _STATES:
+    if not isinstance(state, str) or state not in _STATES:
         raise ParseError(f"unknown child_order_state {state!r}")
     row_id = r.get("id", 0)
     if not isinstance(row_id, int) or isinstance(row_id, bool):

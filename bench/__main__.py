@@ -1,8 +1,9 @@
 """`make bench`: the figures SPEC §11 names.
 
 1. board store vs pybotters' bitFlyerDataStore: µs per board message at 300 and 2,000 levels a side
-2. end to end (venue in a child process, real pybotters client): board message → decision latency p50/p99/p99.9,
-   stall deadline → order request latency, event-loop lag, CPU per message, RSS — at 300/2,000 levels, 1×/20× rate
+2. end to end (venue in a child process, real pybotters client): board message → decision latency
+   p50/p99/p99.9, stall deadline → order request latency, event-loop lag, CPU per message, RSS — at 300/2,000
+   levels, 1×/20× rate
 3. dashboard: decision latency and event-loop lag with 0 and 50 SSE clients
 4. RSS over a longer run at 20×
 
@@ -49,15 +50,43 @@ def main() -> None:
     print("\n== 2. end to end: real runner + pybotters against the venue in a child process ==")
     e2e = asyncio.run(run_e2e(seconds))
     results["e2e"] = e2e
-    print(table(e2e, ["levels", "rate", "msgs_per_s", "decision_us_p50", "decision_us_p99", "decision_us_p999",
-                      "strikes", "strike_us_p50", "strike_us_p99", "loop_lag_ms_p99", "cpu_us_per_msg",
-                      "rss_mb_end"]))
+    print(
+        table(
+            e2e,
+            [
+                "levels",
+                "rate",
+                "msgs_per_s",
+                "decision_us_p50",
+                "decision_us_p99",
+                "decision_us_p999",
+                "strikes",
+                "strike_us_p50",
+                "strike_us_p99",
+                "loop_lag_ms_p99",
+                "cpu_us_per_msg",
+                "rss_mb_end",
+            ],
+        )
+    )
 
     print("\n== 3. dashboard clients (SSE) on the bot's loop ==")
     dash = asyncio.run(run_dashboard_bench(seconds))
     results["dashboard"] = dash
-    print(table(dash, ["clients", "connected_at_end", "decision_us_p50", "decision_us_p99", "decision_us_p999",
-                       "loop_lag_ms_p99", "loop_lag_ms_max"]))
+    print(
+        table(
+            dash,
+            [
+                "clients",
+                "connected_at_end",
+                "decision_us_p50",
+                "decision_us_p99",
+                "decision_us_p999",
+                "loop_lag_ms_p99",
+                "loop_lag_ms_max",
+            ],
+        )
+    )
 
     print(f"\n== 4. RSS over {long_s:.0f} s at 20x ==")
     long = asyncio.run(run_long(long_s))

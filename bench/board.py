@@ -1,14 +1,16 @@
-"""Board benchmark: BoardStore vs pybotters' bitFlyerDataStore on realistic FX_BTC_JPY board traffic (SPEC §11, §13).
+"""Board benchmark: BoardStore vs pybotters' bitFlyerDataStore on realistic FX_BTC_JPY board traffic (SPEC
+§11, §13).
 
-Measures microseconds per board diff message (3-5 levels each, with mid_price) at 300 and 2,000 levels a side, and
-the cost of reading the best prices (`BoardStore.best()` vs pybotters `board.sorted(limit=1)`).
+Measures microseconds per board diff message (3-5 levels each, with mid_price) at 300 and 2,000 levels a side,
+and the cost of reading the best prices (`BoardStore.best()` vs pybotters `board.sorted(limit=1)`).
 
     .venv/bin/python -m bench.board                          # prints the table
     .venv/bin/python -m bench.board --write-capture tests/data/board_capture.jsonl
 
 The traffic model (`BoardFeed`) is also what generated tests/data/board_capture.jsonl: a seeded book around
-13.6 M JPY with a spread of about a thousand yen, diffs of 3-5 unsorted levels (size changes, new levels, deletions,
-now and then a new best), exact mid_price (x.5 when the sum is odd), and an optional missed deletion.
+13.6 M JPY with a spread of about a thousand yen, diffs of 3-5 unsorted levels (size changes, new levels,
+deletions, now and then a new best), exact mid_price (x.5 when the sum is odd), and an optional missed
+deletion.
 """
 
 from __future__ import annotations
@@ -46,8 +48,14 @@ def frame(channel: str, message: Any) -> dict[str, Any]:
 class BoardFeed:
     """A seeded true book and the frames the exchange would send about it."""
 
-    def __init__(self, seed: int = 1, levels_per_side: int = 300, mid: int = 13_600_000, spread: int = 1_000,
-                 missed_delete_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        seed: int = 1,
+        levels_per_side: int = 300,
+        mid: int = 13_600_000,
+        spread: int = 1_000,
+        missed_delete_rate: float = 0.0,
+    ) -> None:
         self.rng = random.Random(seed)
         self.levels_per_side = levels_per_side
         self.missed_delete_rate = missed_delete_rate
@@ -87,8 +95,8 @@ class BoardFeed:
         book = self.bids if is_bid else self.asks
         bid, ask = self.best()
         spread = ask - bid
-        # the best moves now and then, inwards (a new level in the spread) or outwards (the touch leaves); the odds
-        # pull the spread back towards `target_spread`, as wide as it usually is on FX_BTC_JPY
+        # the best moves now and then, inwards (a new level in the spread) or outwards (the touch leaves); the
+        # odds pull the spread back towards `target_spread`, as wide as it usually is on FX_BTC_JPY
         lean = spread / self.target_spread
         r = rng.random()
         if r < min(0.06, 0.03 * lean) and spread > 2:
@@ -110,15 +118,18 @@ class BoardFeed:
         book[price] = self._size()
         return price, book[price]
 
-    def _delete(self, book: SortedDict, is_bid: bool, price: int, missed: list[tuple[bool, int]]) -> tuple[int, float]:
+    def _delete(
+        self, book: SortedDict, is_bid: bool, price: int, missed: list[tuple[bool, int]]
+    ) -> tuple[int, float]:
         del book[price]
         if self.rng.random() < self.missed_delete_rate:
             missed.append((is_bid, price))
         return price, 0.0
 
     def diff(self, missed_deletion_at_touch: bool = False) -> dict[str, Any]:
-        """One diff of 3-5 levels, unsorted, with the true book's exact mid. `missed_deletion_at_touch` deletes the
-        best ask in the true book and leaves it out of the frame (a desync a receiver must notice)."""
+        """One diff of 3-5 levels, unsorted, with the true book's exact mid. `missed_deletion_at_touch`
+        deletes the best ask in the true book and leaves it out of the frame (a desync a receiver must
+        notice)."""
         missed: list[tuple[bool, int]] = []
         changes: dict[tuple[bool, int], float] = {}
         for _ in range(self.rng.randint(3, 5)):
@@ -139,11 +150,14 @@ class BoardFeed:
 
 
 def capture_frames(seed: int = 7) -> list[dict[str, Any]]:
-    """The frames of tests/data/board_capture.jsonl: diffs before the first snapshot (as on bitFlyer), a snapshot of
-    300 levels a side, diffs at ~7/s with a snapshot every ~5 s, a missed deletion at the touch, and frames of
-    other channels mixed in."""
+    """The frames of tests/data/board_capture.jsonl: diffs before the first snapshot (as on bitFlyer), a
+    snapshot of 300 levels a side, diffs at ~7/s with a snapshot every ~5 s, a missed deletion at the touch,
+    and frames of other channels mixed in."""
     feed = BoardFeed(seed=seed, levels_per_side=300, missed_delete_rate=0.02)
-    frames: list[dict[str, Any]] = [{"jsonrpc": "2.0", "id": 1, "result": True}, {"jsonrpc": "2.0", "id": 2, "result": True}]
+    frames: list[dict[str, Any]] = [
+        {"jsonrpc": "2.0", "id": 1, "result": True},
+        {"jsonrpc": "2.0", "id": 2, "result": True},
+    ]
     frames += [feed.diff() for _ in range(3)]
     for block in range(3):
         frames.append(feed.snapshot())
@@ -151,8 +165,17 @@ def capture_frames(seed: int = 7) -> list[dict[str, Any]]:
             frames.append(feed.diff(missed_deletion_at_touch=(block == 1 and i == 10)))
             if i % 12 == 5:
                 bid, ask = feed.best()
-                frames.append(frame(f"lightning_ticker_{PRODUCT}", {
-                    "product_code": PRODUCT, "state": "RUNNING", "best_bid": float(bid), "best_ask": float(ask)}))
+                frames.append(
+                    frame(
+                        f"lightning_ticker_{PRODUCT}",
+                        {
+                            "product_code": PRODUCT,
+                            "state": "RUNNING",
+                            "best_bid": float(bid),
+                            "best_ask": float(ask),
+                        },
+                    )
+                )
     return frames
 
 
@@ -166,7 +189,8 @@ def write_capture(path: Path, seed: int = 7) -> int:
 
 
 class _QuietWS(ClientWebSocketResponse):
-    """Enough of a pybotters socket for bitFlyerDataStore to accept a snapshot (it unsubscribes through it)."""
+    """Enough of a pybotters socket for bitFlyerDataStore to accept a snapshot (it unsubscribes through
+    it)."""
 
     def __init__(self) -> None:  # no aiohttp connection behind it
         self.sent: list[Any] = []
@@ -180,10 +204,13 @@ def _pybotters_with_snapshot(snapshot: dict[str, Any]) -> pybotters.bitFlyerData
         store = pybotters.bitFlyerDataStore()
         store.onmessage(snapshot, _QuietWS())
         return store
+
     return asyncio.run(feed())
 
 
-def _time_per_message(handler: Callable[[dict[str, Any]], None], frames: list[dict[str, Any]]) -> dict[str, float]:
+def _time_per_message(
+    handler: Callable[[dict[str, Any]], None], frames: list[dict[str, Any]]
+) -> dict[str, float]:
     samples: list[int] = []
     clock = time.perf_counter_ns
     gc.disable()
@@ -212,7 +239,9 @@ def _time_call(fn: Callable[[], Any], n: int) -> float:
     return (clock() - start) / n / 1000
 
 
-def bench_book_size(levels_per_side: int, n_diffs: int = 3_000, warmup: int = 300, seed: int = 1) -> dict[str, Any]:
+def bench_book_size(
+    levels_per_side: int, n_diffs: int = 3_000, warmup: int = 300, seed: int = 1
+) -> dict[str, Any]:
     feed = BoardFeed(seed=seed, levels_per_side=levels_per_side, missed_delete_rate=0.02)
     snapshot = feed.snapshot()
     frames = [feed.diff() for _ in range(warmup + n_diffs)]
@@ -230,16 +259,25 @@ def bench_book_size(levels_per_side: int, n_diffs: int = 3_000, warmup: int = 30
     theirs_diff = _time_per_message(lambda fr: theirs.onmessage(fr, None), timed)
 
     ours_best_pb, theirs_best_pb = ours.best_prices(), theirs.board.sorted(limit=1)
-    assert ours_best_pb == (theirs_best_pb["bids"][0]["price"], theirs_best_pb["asks"][0]["price"]), "stores disagree"
+    assert ours_best_pb == (theirs_best_pb["bids"][0]["price"], theirs_best_pb["asks"][0]["price"]), (
+        "stores disagree"
+    )
     n_reads = 20_000 if levels_per_side <= 300 else 5_000
     # the strategy's read: own-excluded best with two of our quotes resting (one at the touch)
     orders = OrderTracker()
     bid, _ = ours.best_prices()
     assert bid is not None
-    orders.new_order(tag="stall", side=Side.BUY, order_type="LIMIT", price=Decimal(int(bid)), size=Decimal("0.001"),
-                     now=0)
-    orders.new_order(tag="stall", side=Side.SELL, order_type="LIMIT", price=Decimal(int(bid) + 400_000),
-                     size=Decimal("0.001"), now=0)
+    orders.new_order(
+        tag="stall", side=Side.BUY, order_type="LIMIT", price=Decimal(int(bid)), size=Decimal("0.001"), now=0
+    )
+    orders.new_order(
+        tag="stall",
+        side=Side.SELL,
+        order_type="LIMIT",
+        price=Decimal(int(bid) + 400_000),
+        size=Decimal("0.001"),
+        now=0,
+    )
     view = OrderBookView(ours, PRODUCT, Decimal(1), orders)
     return {
         "levels_per_side": levels_per_side,
@@ -256,25 +294,32 @@ def bench_book_size(levels_per_side: int, n_diffs: int = 3_000, warmup: int = 30
 
 
 def run_board_bench(sizes: tuple[int, ...] = (300, 2_000), n_diffs: int = 3_000) -> dict[str, Any]:
-    return {"results": [bench_book_size(n, n_diffs=n_diffs) for n in sizes],
-            "python": sys.version.split()[0]}
+    return {"results": [bench_book_size(n, n_diffs=n_diffs) for n in sizes], "python": sys.version.split()[0]}
 
 
 def _table(results: list[dict[str, Any]]) -> Iterator[str]:
     yield "board diff message (3-5 levels, with mid_price), µs per message"
-    yield f"{'levels/side':>11} | {'ours mean':>9} {'p50':>7} {'p99':>7} | {'pybotters mean':>14} {'p50':>8} " \
-          f"{'p99':>8} | {'x faster':>8}"
+    yield (
+        f"{'levels/side':>11} | {'ours mean':>9} {'p50':>7} {'p99':>7} | {'pybotters mean':>14} {'p50':>8} "
+        f"{'p99':>8} | {'x faster':>8}"
+    )
     for r in results:
         o, p = r["ours_diff"], r["pybotters_diff"]
-        yield f"{r['levels_per_side']:>11} | {o['mean_us']:>9.2f} {o['p50_us']:>7.2f} {o['p99_us']:>7.2f} | " \
-              f"{p['mean_us']:>14.1f} {p['p50_us']:>8.1f} {p['p99_us']:>8.1f} | {r['speedup']:>8.0f}"
+        yield (
+            f"{r['levels_per_side']:>11} | {o['mean_us']:>9.2f} {o['p50_us']:>7.2f} {o['p99_us']:>7.2f} | "
+            f"{p['mean_us']:>14.1f} {p['p50_us']:>8.1f} {p['p99_us']:>8.1f} | {r['speedup']:>8.0f}"
+        )
     yield ""
     yield "best-price lookup, µs per call"
-    yield f"{'levels/side':>11} | {'best() Decimal':>14} {'best_prices() raw':>17} {'view.snapshot()':>15} | " \
-          f"{'pybotters sorted(limit=1)':>25}"
+    yield (
+        f"{'levels/side':>11} | {'best() Decimal':>14} {'best_prices() raw':>17} {'view.snapshot()':>15} | "
+        f"{'pybotters sorted(limit=1)':>25}"
+    )
     for r in results:
-        yield f"{r['levels_per_side']:>11} | {r['ours_best_us']:>14.2f} {r['ours_best_raw_us']:>17.2f} " \
-              f"{r['view_snapshot_us']:>15.2f} | {r['pybotters_sorted1_us']:>25.1f}"
+        yield (
+            f"{r['levels_per_side']:>11} | {r['ours_best_us']:>14.2f} {r['ours_best_raw_us']:>17.2f} "
+            f"{r['view_snapshot_us']:>15.2f} | {r['pybotters_sorted1_us']:>25.1f}"
+        )
     yield "(view.snapshot(): own-excluded best with two of our orders resting, one of them at the best bid)"
 
 

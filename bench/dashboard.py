@@ -1,8 +1,9 @@
-"""Dashboard load bench (SPEC §11, issue 4): decision latency and event-loop lag with 0 and with 50 SSE clients.
+"""Dashboard load bench (SPEC §11, issue 4): decision latency and event-loop lag with 0 and with 50 SSE
+clients.
 
-The app (bot + in-process venue + dashboard broadcaster) runs under a real uvicorn server on this process's loop;
-the 50 dashboard clients run in a child process (`python -m bench.dashboard clients N URL`) so that their own CPU
-does not count against the bot's loop — only what serving them costs does.
+The app (bot + in-process venue + dashboard broadcaster) runs under a real uvicorn server on this process's
+loop; the 50 dashboard clients run in a child process (`python -m bench.dashboard clients N URL`) so that
+their own CPU does not count against the bot's loop — only what serving them costs does.
 """
 
 from __future__ import annotations
@@ -42,11 +43,20 @@ async def measure(clients: int, seconds: float) -> dict[str, Any]:
     base = load_app_config(ROOT / "configs" / "base.yml").model_dump(mode="python")
     base["sim"]["api_secret"] = "SIM_SECRET"
     port = free_port()
-    cfg = validate_config(deep_merge(base, {"env": "sim", "sim": {"activity": 4.0},
-                                            "server": {"port": port}}), "bench")
+    cfg = validate_config(
+        deep_merge(base, {"env": "sim", "sim": {"activity": 4.0}, "server": {"port": port}}), "bench"
+    )
     app = create_app(cfg, log_dir=tmp / "logs")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                           **app.state.connections.uvicorn_options()))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            **app.state.connections.uvicorn_options(),
+        )
+    )
     serve = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.05)
@@ -54,8 +64,14 @@ async def measure(clients: int, seconds: float) -> dict[str, Any]:
     proc = None
     if clients:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.dashboard", "clients", str(clients), f"http://127.0.0.1:{port}/events",
-            cwd=str(ROOT))
+            sys.executable,
+            "-m",
+            "bench.dashboard",
+            "clients",
+            str(clients),
+            f"http://127.0.0.1:{port}/events",
+            cwd=str(ROOT),
+        )
     await asyncio.sleep(3.0)  # clients connected, warm
     runner.metrics.decision_latency_ns.clear()
     lag: list[float] = []
@@ -72,10 +88,16 @@ async def measure(clients: int, seconds: float) -> dict[str, Any]:
         await proc.wait()
     server.should_exit = True
     await serve
-    return {"clients": clients, "connected_at_end": connected, "decisions": len(dec),
-            "decision_us_p50": pct(dec, 0.5), "decision_us_p99": pct(dec, 0.99),
-            "decision_us_p999": pct(dec, 0.999), "loop_lag_ms_p99": pct(lag, 0.99),
-            "loop_lag_ms_max": max(lag) if lag else None}
+    return {
+        "clients": clients,
+        "connected_at_end": connected,
+        "decisions": len(dec),
+        "decision_us_p50": pct(dec, 0.5),
+        "decision_us_p99": pct(dec, 0.99),
+        "decision_us_p999": pct(dec, 0.999),
+        "loop_lag_ms_p99": pct(lag, 0.99),
+        "loop_lag_ms_max": max(lag) if lag else None,
+    }
 
 
 async def run_dashboard_bench(seconds: float = 15.0) -> list[dict[str, Any]]:

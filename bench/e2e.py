@@ -1,9 +1,10 @@
-"""End-to-end latency bench (SPEC §11): the real runner and pybotters client against the venue in another process.
+"""End-to-end latency bench (SPEC §11): the real runner and pybotters client against the venue in another
+process.
 
 For each book size (300, 2,000 levels a side) and message rate (1× and 20× bitFlyer's ≈7.3 diffs/s):
-board message → decision latency (p50/p99/p99.9), stall deadline → order request latency, event-loop lag, CPU per
-board message of this process (compared with pybotters' own bitFlyerDataStore.onmessage on the same book), RSS.
-The venue runs in a subprocess so its CPU does not sit on the bot's loop.
+board message → decision latency (p50/p99/p99.9), stall deadline → order request latency, event-loop lag, CPU
+per board message of this process (compared with pybotters' own bitFlyerDataStore.onmessage on the same book),
+RSS. The venue runs in a subprocess so its CPU does not sit on the bot's loop.
 """
 
 from __future__ import annotations
@@ -53,14 +54,32 @@ def rss_mb() -> float:
 async def start_venue(levels: int, diff_hz: float, seed: int = 3) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.sim", "--port", str(port), "--seed", str(seed), "--levels-per-side", str(levels),
-        "--diff-rate-hz", str(diff_hz), "--api-key", "BENCH", "--api-secret", "BENCHSECRET",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=str(ROOT))
+        sys.executable,
+        "-m",
+        "bot.sim",
+        "--port",
+        str(port),
+        "--seed",
+        str(seed),
+        "--levels-per-side",
+        str(levels),
+        "--diff-rate-hz",
+        str(diff_hz),
+        "--api-key",
+        "BENCH",
+        "--api-secret",
+        "BENCHSECRET",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=str(ROOT),
+    )
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as c:
         for _ in range(200):
             try:
-                if (await c.get(f"{base}/v1/gethealth", params={"product_code": "FX_BTC_JPY"})).status_code == 200:
+                if (
+                    await c.get(f"{base}/v1/gethealth", params={"product_code": "FX_BTC_JPY"})
+                ).status_code == 200:
                     return proc, base
             except httpx.TransportError:
                 pass
@@ -81,8 +100,13 @@ async def run_case(levels: int, rate_mult: float, seconds: float) -> dict[str, A
     proc, base = await start_venue(levels, BITFLYER_DIFF_HZ * rate_mult)
     tmp = Path(tempfile.mkdtemp(prefix="stst-bench-"))
     base_cfg = load_app_config(ROOT / "configs" / "base.yml").model_dump(mode="python")
-    cfg = validate_config(deep_merge(base_cfg, {"env": "sim", "sim": {"api_secret": "BENCHSECRET"},
-                                                 "runner": {"order_rate_per_min": 100}}), "bench")
+    cfg = validate_config(
+        deep_merge(
+            base_cfg,
+            {"env": "sim", "sim": {"api_secret": "BENCHSECRET"}, "runner": {"order_rate_per_min": 100}},
+        ),
+        "bench",
+    )
     ep = Endpoints(base, base.replace("http", "ws") + "/json-rpc", None, "BENCH", "BENCHSECRET")
     runner = BotRunner(cfg, endpoints=ep, log_dir=tmp / "logs", state_file=tmp / "state.json")
     lag: list[float] = []
@@ -102,14 +126,24 @@ async def run_case(levels: int, rate_mult: float, seconds: float) -> dict[str, A
         dec = [x / 1000 for x in runner.metrics.decision_latency_ns]
         strike = [x / 1000 for x in runner.metrics.strike_latency_ns]
         return {
-            "levels": levels, "rate": f"{rate_mult:g}x", "seconds": seconds, "board_msgs": msgs,
+            "levels": levels,
+            "rate": f"{rate_mult:g}x",
+            "seconds": seconds,
+            "board_msgs": msgs,
             "msgs_per_s": round(msgs / seconds, 1),
-            "decision_us_p50": pct(dec, 0.5), "decision_us_p99": pct(dec, 0.99), "decision_us_p999": pct(dec, 0.999),
-            "strikes": len(strike), "strike_us_p50": pct(strike, 0.5), "strike_us_p99": pct(strike, 0.99),
-            "loop_lag_ms_p99": pct(lag, 0.99), "loop_lag_ms_max": max(lag) if lag else None,
+            "decision_us_p50": pct(dec, 0.5),
+            "decision_us_p99": pct(dec, 0.99),
+            "decision_us_p999": pct(dec, 0.999),
+            "strikes": len(strike),
+            "strike_us_p50": pct(strike, 0.5),
+            "strike_us_p99": pct(strike, 0.99),
+            "loop_lag_ms_p99": pct(lag, 0.99),
+            "loop_lag_ms_max": max(lag) if lag else None,
             "cpu_us_per_msg": round(cpu / msgs * 1e6, 1) if msgs else None,
-            "rss_mb_start": round(rss0, 1), "rss_mb_end": round(rss_mb(), 1),
-            "orders_sent": runner.metrics.orders_sent, "fills": runner.metrics.fills,
+            "rss_mb_start": round(rss0, 1),
+            "rss_mb_end": round(rss_mb(), 1),
+            "orders_sent": runner.metrics.orders_sent,
+            "fills": runner.metrics.fills,
         }
     finally:
         await runner.close()

@@ -1,10 +1,10 @@
 """`make soak MINUTES=10 SEED=1`: the chaos harness. Black-box: the simulated venue in its own process
-(`python -m bot.sim`), the real server in another (`python -m server --venue URL`), and a seeded schedule of every
-fault the venue offers, control calls, live config patches and hard restarts (SIGKILL) of the server — while the
-bot trades. Invariants are checked while it runs (from `/state`) and afterwards from the bot's own logs (the
-orders CSV and the runtime log's state transitions), and at the end the bot's position and realized PnL are
-compared with the venue's ledger. The last line printed is one JSON object; the exit status is 1 when any
-invariant failed. A failing seed is a one-line reproduction: `make soak MINUTES=… SEED=…`.
+(`python -m bot.sim`), the real server in another (`python -m server --venue URL`), and a seeded schedule of
+every fault the venue offers, control calls, live config patches and hard restarts (SIGKILL) of the server —
+while the bot trades. Invariants are checked while it runs (from `/state`) and afterwards from the bot's own
+logs (the orders CSV and the runtime log's state transitions), and at the end the bot's position and realized
+PnL are compared with the venue's ledger. The last line printed is one JSON object; the exit status is 1 when
+any invariant failed. A failing seed is a one-line reproduction: `make soak MINUTES=… SEED=…`.
 """
 
 from __future__ import annotations
@@ -38,13 +38,20 @@ strategy: {stall_T_ms: 150, ttl_ms: 600, stale_after_ms: 1000}
 runner: {reconcile_interval_sec: 3, board_state_poll_sec: 1}
 pybotters: {timeout_sec: 1.5}
 """
-MAX_INVENTORY = D("0.2")            # base.yml's strategy.max_inventory_btc (patches here never change it)
+MAX_INVENTORY = D("0.2")  # base.yml's strategy.max_inventory_btc (patches here never change it)
 ORDER_SIZE = D("0.001")
-LOCAL_REFUSALS = {"invalid", "backoff", "rate_budget", "close_backoff"}   # never reached the venue
-MAINTENANCE_NOTICE_S = 2.5          # board state is polled every 1 s: entries after this count as violations
+LOCAL_REFUSALS = {"invalid", "backoff", "rate_budget", "close_backoff"}  # never reached the venue
+MAINTENANCE_NOTICE_S = 2.5  # board state is polled every 1 s: entries after this count as violations
 ERRORS = ["-208", "500", "html502", "timeout", "timeout_before", "-205", "order_failed"]
-ENDPOINTS = ["sendchildorder", "cancelchildorder", "cancelallchildorders", "getchildorders", "getpositions",
-             "getexecutions", "*"]
+ENDPOINTS = [
+    "sendchildorder",
+    "cancelchildorder",
+    "cancelallchildorders",
+    "getchildorders",
+    "getpositions",
+    "getexecutions",
+    "*",
+]
 _TRANSITION = re.compile(r"^(\S+ \S+ \S+) \| \w+\s*\| bot\.runner:_set_state:\d+ \| state (\w+) → (\w+) by")
 _START = re.compile(r"^(\S+ \S+ \S+) \| \w+\s*\| bot\.runner:open:\d+ \| runner: \w+ mode, state (\w+)")
 
@@ -68,7 +75,7 @@ class Run:
     faults: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
     restarts: int = 0
-    kills_at: list[tuple[datetime, datetime | None]] = field(default_factory=list)   # server down intervals
+    kills_at: list[tuple[datetime, datetime | None]] = field(default_factory=list)  # server down intervals
     maintenance: list[tuple[datetime, datetime]] = field(default_factory=list)
     max_position: Decimal = D(0)
     max_stall_orders: int = 0
@@ -99,19 +106,21 @@ class Soak:
         self.rss_first: float | None = None
         self.http = httpx.AsyncClient(timeout=10)
         self.unsettled = ""
-        self.rate_limited_until = 0.0     # monotonic s at which the last tripped rate-limit window ends
+        self.rate_limited_until = 0.0  # monotonic s at which the last tripped rate-limit window ends
         self.reverts: list[tuple[float, str, dict[str, Any]]] = []
 
     # ---- processes --------------------------------------------------------------------------------------
     async def _spawn(self, args: list[str], name: str) -> asyncio.subprocess.Process:
         env = {k: v for k, v in os.environ.items() if k != "STST_TOKEN"}
         with open(self.run.work / f"{name}.out", "ab") as f:  # noqa: ASYNC230 - once per process start
-            return await asyncio.create_subprocess_exec(sys.executable, *args, cwd=ROOT, env=env, stdout=f,
-                                                        stderr=f)
+            return await asyncio.create_subprocess_exec(
+                sys.executable, *args, cwd=ROOT, env=env, stdout=f, stderr=f
+            )
 
     async def start_venue(self) -> None:
-        self.venue = await self._spawn(["-m", "bot.sim", "--port", "0", "--seed", str(self.run.seed),
-                                        "--activity", "4"], "venue")
+        self.venue = await self._spawn(
+            ["-m", "bot.sim", "--port", "0", "--seed", str(self.run.seed), "--activity", "4"], "venue"
+        )
         out = self.run.work / "venue.out"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -123,9 +132,23 @@ class Soak:
         raise RuntimeError("the venue did not start: " + out.read_text(errors="replace")[-2000:])
 
     async def start_server(self) -> None:
-        self.server = await self._spawn(["-m", "server", "--override", str(self.cfg), "--port", str(self.port),
-                                         "--log-dir", str(self.log_dir), "--env-file", str(self.run.work / "none"),
-                                         "--venue", self.venue_url], "server")
+        self.server = await self._spawn(
+            [
+                "-m",
+                "server",
+                "--override",
+                str(self.cfg),
+                "--port",
+                str(self.port),
+                "--log-dir",
+                str(self.log_dir),
+                "--env-file",
+                str(self.run.work / "none"),
+                "--venue",
+                self.venue_url,
+            ],
+            "server",
+        )
         self.server_started = time.monotonic()
         self.rss_first = None
         deadline = time.monotonic() + 60
@@ -179,7 +202,8 @@ class Soak:
         return r.json()
 
     def _server_died(self) -> bool:
-        """The server exited without the harness killing it: a violation (reported once, as it is restarted)."""
+        """The server exited without the harness killing it: a violation (reported once, as it is
+        restarted)."""
         if self.server is None or self.server.returncode is None:
             return False
         self.run.violate(f"the server exited on its own (status {self.server.returncode})")
@@ -219,8 +243,19 @@ class Soak:
     # ---- the schedule -----------------------------------------------------------------------------------
     async def inject(self) -> None:
         rng = self.run.rng
-        kinds = ["ws_drop", "silence", "latency", "fail", "rate_limit", "maintenance", "health", "control",
-                 "config", "restart", "other_product"]
+        kinds = [
+            "ws_drop",
+            "silence",
+            "latency",
+            "fail",
+            "rate_limit",
+            "maintenance",
+            "health",
+            "control",
+            "config",
+            "restart",
+            "other_product",
+        ]
         weights = [3, 2, 2, 6, 1, 1, 2, 4, 2, 1, 1]
         kind = rng.choices(kinds, weights)[0]
         now = time.monotonic()
@@ -234,8 +269,9 @@ class Soak:
         elif kind == "fail":
             error = rng.choice(ERRORS)
             kind = f"fail:{error}"
-            await self.admin("fail", {"endpoint": rng.choice(ENDPOINTS), "error": error,
-                                      "count": rng.randint(1, 3)})
+            await self.admin(
+                "fail", {"endpoint": rng.choice(ENDPOINTS), "error": error, "count": rng.randint(1, 3)}
+            )
         elif kind == "rate_limit":  # the key's window used up; it ends within `seconds` (X-RateLimit-Reset)
             seconds = round(rng.uniform(5, 40), 1)
             await self.admin("rate_limit_trip", {"seconds": seconds})
@@ -256,14 +292,17 @@ class Soak:
             await self.control(action)
         elif kind == "config":
             patch = {"strategy": {"stall_T_ms": rng.randint(100, 600), "ttl_ms": rng.randint(300, 1500)}}
-            r = await self.http.patch(f"{self.api}/config", json=patch,
-                                      headers={"Content-Type": "application/merge-patch+json"})
+            r = await self.http.patch(
+                f"{self.api}/config", json=patch, headers={"Content-Type": "application/merge-patch+json"}
+            )
             if r.status_code >= 500:
                 self.run.violate(f"PATCH /config answered {r.status_code}")
         elif kind == "restart":
             await self.hard_restart()
         elif kind == "other_product":  # the same account trades spot: never an FX position
-            await self.hand_trade({"side": rng.choice(["BUY", "SELL"]), "size": "0.01", "product_code": "BTC_JPY"})
+            await self.hand_trade(
+                {"side": rng.choice(["BUY", "SELL"]), "size": "0.01", "product_code": "BTC_JPY"}
+            )
         self.run.faults[kind] += 1
 
     async def do_reverts(self) -> None:
@@ -289,8 +328,9 @@ class Soak:
         self.run.max_stall_orders = max(self.run.max_stall_orders, len(stall))
         if len(stall) > 2:
             self.run.violate(f"{len(stall)} stall orders live at once")
-        self.run.max_loop_block_ms = max(self.run.max_loop_block_ms,
-                                         float(s["health"].get("loop_lag_max_ms") or 0.0))
+        self.run.max_loop_block_ms = max(
+            self.run.max_loop_block_ms, float(s["health"].get("loop_lag_max_ms") or 0.0)
+        )
 
     async def main(self) -> dict[str, Any]:
         await self.start_venue()
@@ -333,19 +373,23 @@ class Soak:
         pos_diff = abs(D(s["inventory"]["position_btc"]) - D(v["position"]))
         pnl_diff = abs(D(s["inventory"]["realized_pnl_jpy"]) - D(v["realized_pnl"]))
         if not settled:
-            self.run.violate("the bot never settled level with the venue after the faults cleared: "
-                             + self.unsettled[:300])
+            self.run.violate(
+                "the bot never settled level with the venue after the faults cleared: " + self.unsettled[:300]
+            )
         unknown = [o for o in v["open_orders"]]
         if unknown:
             self.run.violate(f"{len(unknown)} order(s) rest at the venue after the stop")
         await self.stop_all(graceful=True)
         checks = self.check_logs(v)
         return {
-            "seed": self.run.seed, "minutes": round(self.run.seconds / 60, 2),
+            "seed": self.run.seed,
+            "minutes": round(self.run.seconds / 60, 2),
             "faults_injected": dict(sorted(self.run.faults.items())),
             "restarts": self.run.restarts,
-            "orders_sent": checks["orders_sent"], "fills": checks["fills"],
-            "position_diff_btc": float(pos_diff), "realized_diff_jpy": float(pnl_diff),
+            "orders_sent": checks["orders_sent"],
+            "fills": checks["fills"],
+            "position_diff_btc": float(pos_diff),
+            "realized_diff_jpy": float(pnl_diff),
             "orders_sent_while_not_running": checks["sent_while_not_running"],
             "entries_during_maintenance": checks["entries_during_maintenance"],
             "refused_for_size": checks["refused_for_size"],
@@ -373,8 +417,9 @@ class Soak:
                 self.unsettled = f"the bot still lists {s['orders']}"
             elif v["open_orders"]:
                 self.unsettled = f"the venue still rests {v['open_orders']}"
-            elif D(s["inventory"]["position_btc"]) != D(v["position"]) \
-                    or D(s["inventory"]["realized_pnl_jpy"]) != D(v["realized_pnl"]):
+            elif D(s["inventory"]["position_btc"]) != D(v["position"]) or D(
+                s["inventory"]["realized_pnl_jpy"]
+            ) != D(v["realized_pnl"]):
                 self.unsettled = f"bot {s['inventory']} vs venue {v['position']} / {v['realized_pnl']}"
             else:
                 return True
@@ -427,13 +472,15 @@ class Soak:
                 refused_for_size += 1
             ts = datetime.fromisoformat(row["ts"])
             latency = float(row["latency_ms"]) if row.get("latency_ms") else 0.0
-            at = ts - timedelta(milliseconds=latency)          # the request left when it was decided
+            at = ts - timedelta(milliseconds=latency)  # the request left when it was decided
             st = state_at(at)
             entry = row.get("tag") == "stall"
             if entry and st != "RUNNING" or not entry and st == "STOPPED":
                 while_not_running += 1
                 self.run.violate(f"{row['action']} {row.get('tag')} sent at {at.isoformat()} in {st}")
-            if entry and any(s + timedelta(seconds=MAINTENANCE_NOTICE_S) <= at <= e for s, e in self.run.maintenance):
+            if entry and any(
+                s + timedelta(seconds=MAINTENANCE_NOTICE_S) <= at <= e for s, e in self.run.maintenance
+            ):
                 in_maintenance += 1
                 self.run.violate(f"entry sent at {at.isoformat()} during a maintenance window")
         if refused_for_size:
@@ -449,11 +496,19 @@ class Soak:
         csv_pos = abs(position - D(ledger["position"]))
         csv_pnl = abs(realized - D(ledger["realized_pnl"]))
         if csv_pos != 0 or csv_pnl > 1:
-            self.run.violate(f"trades CSV sums to {position} BTC / {realized} JPY, the venue has "
-                             f"{ledger['position']} / {ledger['realized_pnl']}")
-        return {"orders_sent": sent, "sent_while_not_running": while_not_running,
-                "entries_during_maintenance": in_maintenance, "refused_for_size": refused_for_size,
-                "fills": fills, "csv_position_diff": float(csv_pos), "csv_realized_diff": float(csv_pnl)}
+            self.run.violate(
+                f"trades CSV sums to {position} BTC / {realized} JPY, the venue has "
+                f"{ledger['position']} / {ledger['realized_pnl']}"
+            )
+        return {
+            "orders_sent": sent,
+            "sent_while_not_running": while_not_running,
+            "entries_during_maintenance": in_maintenance,
+            "refused_for_size": refused_for_size,
+            "fills": fills,
+            "csv_position_diff": float(csv_pos),
+            "csv_realized_diff": float(csv_pnl),
+        }
 
     def _rows(self, kind: str) -> list[dict[str, str]]:
         rows: list[dict[str, str]] = []

@@ -24,8 +24,9 @@ DEFAULT_BASE = Path(__file__).resolve().parent.parent / "configs" / "base.yml"
 async def _run(args: argparse.Namespace) -> dict:
     cfg = load_app_config(args.config, args.override)
     log_dir = Path(args.log_dir)
-    setup_runtime_logging(log_dir, level=cfg.logging.level, rotation=cfg.logging.rotation,
-                          retention=cfg.logging.retention)
+    setup_runtime_logging(
+        log_dir, level=cfg.logging.level, rotation=cfg.logging.rotation, retention=cfg.logging.retention
+    )
     service = BotService(cfg, log_dir=log_dir, venue_url=args.venue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -75,8 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--override", default=None)
     run.add_argument("--duration", type=float, default=None, help="seconds; default: until Ctrl-C")
     run.add_argument("--log-dir", default="logs")
-    run.add_argument("--venue", default=None, metavar="URL",
-                     help="a simulated venue started apart (python -m bot.sim), e.g. http://127.0.0.1:8765")
+    run.add_argument(
+        "--venue",
+        default=None,
+        metavar="URL",
+        help="a simulated venue started apart (python -m bot.sim), e.g. http://127.0.0.1:8765",
+    )
     args = ap.parse_args(argv)
     try:
         summary = asyncio.run(_run(args))

@@ -5,8 +5,8 @@ Flow (all on one asyncio loop, no threads):
   deadline timer ┴→ _decide(): OrderBookView.snapshot → strategy.on_board → executor.submit (HTTP in a task)
   child_order_events → OrderTracker → fills → InventoryManager → trade log / state file
 A decision is a plain synchronous callback, so it is atomic with respect to config patches and control calls.
-The strategy says when it next needs to be woken (`next_deadline`); the runner arms one `loop.call_at` timer for
-min(that, the stale-feed deadline). No polling loop stands in for the deadlines.
+The strategy says when it next needs to be woken (`next_deadline`); the runner arms one `loop.call_at` timer
+for min(that, the stale-feed deadline). No polling loop stands in for the deadlines.
 
 REST reconciliation (SPEC §10) runs at start, after every reconnect (new orders blocked until it succeeds) and
 periodically; a failed REST call leaves the state "unknown", never "no orders".
@@ -69,10 +69,11 @@ from bot.types.dto import (
 STRATEGY_NAME = "stall_then_strike"
 HOUSEKEEPING_S = 2.0
 RECONCILE_MAX_PAGES = 20  # getexecutions pages (100 each) read back to the ledger's watermark
+# a stop/kill call answers after the first confirmation, or this long (the goal stays held)
 SETTLE_WAIT_S = 20.0
-RECONCILE_SOON_S = 0.25  # a burst of unverified executions is checked with one reconcile  # a stop/kill call answers after the first confirmation, or this long (the goal stays held)
-# epoll sleeps in whole milliseconds, so a timer fires up to 1 ms late: wake this much early and yield to the loop
-# until the deadline (at most ~1 ms of loop turns per deadline, I/O still served)
+RECONCILE_SOON_S = 0.25  # a burst of unverified executions is checked with one reconcile
+# epoll sleeps in whole milliseconds, so a timer fires up to 1 ms late: wake this much early and yield to the
+# loop until the deadline (at most ~1 ms of loop turns per deadline, I/O still served)
 TIMER_EARLY_NS = 1_000_000
 JST = ZoneInfo("Asia/Tokyo")
 
@@ -98,15 +99,15 @@ class RunnerMetrics:
     reconciles: int = 0
     reconcile_failures: int = 0
     reconnects: int = 0
-    other_product_events: int = 0       # child_order_events of other products on the account (ignored)
-    position_corrections: int = 0       # venue positions adopted after replaying executions still disagreed
-    unverified_fills: int = 0           # executions of orders we never sent, held until REST confirms them
+    other_product_events: int = 0  # child_order_events of other products on the account (ignored)
+    position_corrections: int = 0  # venue positions adopted after replaying executions still disagreed
+    unverified_fills: int = 0  # executions of orders we never sent, held until REST confirms them
     decision_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=20_000))
     deadline_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=5_000))
     # stall deadline → strike handed to the HTTP client (the orders' request task is created)
     strike_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=5_000))
     loop_lag_ms: float = 0.0
-    loop_lag_max_ms: float = 0.0        # the longest event-loop block seen since start
+    loop_lag_max_ms: float = 0.0  # the longest event-loop block seen since start
     executor: OrderExecutor | None = None
 
     @property
@@ -154,8 +155,14 @@ class BotRunner:
         self.tracker = OrderTracker()
         self.view = OrderBookView(self.store, cfg.exchange.product_code, tick, self.tracker)
         self.inventory = InventoryManager(cfg.risk, tick_size=tick)
-        self.strategy = StallThenStrikeStrategy(cfg.strategy, tick, self.inventory, orders=self.tracker, risk=cfg.risk,
-                                                min_size=cfg.exchange.min_size)
+        self.strategy = StallThenStrikeStrategy(
+            cfg.strategy,
+            tick,
+            self.inventory,
+            orders=self.tracker,
+            risk=cfg.risk,
+            min_size=cfg.exchange.min_size,
+        )
         tz = cfg.risk.trading_day_tz
         self.trade_log = TradeLogger(log_dir, STRATEGY_NAME, tz=tz)
         self.order_log = OrderLogger(log_dir, tz=tz)
@@ -179,16 +186,16 @@ class BotRunner:
         self._timer: asyncio.Handle | None = None
         self._timer_at: int | None = None
         self._last_board_at: int | None = None
-        self._reconcile_needed = True          # at start: no new orders before the first reconciliation
+        self._reconcile_needed = True  # at start: no new orders before the first reconciliation
         self._reconcile_lock = asyncio.Lock()
-        self._reconcile_retry: asyncio.Task | None = None   # one retry loop, however many reconnects ask
-        self._reconcile_starved = False                     # logged once per run of budget-skipped reconciles
+        self._reconcile_retry: asyncio.Task | None = None  # one retry loop, however many reconnects ask
+        self._reconcile_starved = False  # logged once per run of budget-skipped reconciles
         self._reconciled_at: datetime | None = None
         self._venue_position: Decimal | None = None
-        self._feed_generation = 0              # disconnects so far: a reconcile begun before one is stale
+        self._feed_generation = 0  # disconnects so far: a reconcile begun before one is stale
         self.reconciler = Reconciler()
         self._reconcile_pending = False
-        self._baselined = False                # the first reconcile of this process has run
+        self._baselined = False  # the first reconcile of this process has run
         self._board_state = "UNKNOWN"
         self._exchange_health = "UNKNOWN"
         self._tasks = BackgroundTasks("runner")
@@ -219,15 +226,22 @@ class BotRunner:
         owner = (saved.get("mode"), saved.get("account"))
         if owner != (self.mode, self.account):
             # a sim kill latch or sim PnL must never reach a live start (a latched KILLED flattens at boot)
-            logger.warning("state file {} belongs to mode {} account {}, not {} {}: not restored",
-                           self.state_store.path, owner[0], owner[1], self.mode, self.account)
+            logger.warning(
+                "state file {} belongs to mode {} account {}, not {} {}: not restored",
+                self.state_store.path,
+                owner[0],
+                owner[1],
+                self.mode,
+                self.account,
+            )
             self.state = start
             self.state_reason = f"start ({self.mode}); a state file of another mode/account was ignored"
             return
         if saved.get("inventory"):
             try:
-                self.inventory = InventoryManager.from_dict(saved["inventory"], self.config.risk,
-                                                            tick_size=self.config.exchange.tick_size)
+                self.inventory = InventoryManager.from_dict(
+                    saved["inventory"], self.config.risk, tick_size=self.config.exchange.tick_size
+                )
                 wall = saved.get("opened_at_wall_ns")
                 if isinstance(wall, int) and self.inventory.opened_at is not None:
                     self.inventory.restore_opened_at(self._clock() - max(0, time.time_ns() - wall))
@@ -289,16 +303,28 @@ class BotRunner:
         self.http = BitflyerHttp(self.session.get_client(), exchange, timeout_s=cfg.pybotters.timeout_sec)
         self.http.request_listeners.append(lambda _path: self.rest_budget.force(self._clock()))
         self.http.add_rate_listener(self._on_rate_headers)
-        self.executor = OrderExecutor(self.http, cfg.exchange, self.order_log, self.tracker, budget=self.order_budget)
+        self.executor = OrderExecutor(
+            self.http, cfg.exchange, self.order_log, self.tracker, budget=self.order_budget
+        )
         self.metrics.executor = self.executor
         self.settler = SettleSupervisor(
-            http=self.http, executor=self.executor, tracker=self.tracker, product_code=cfg.exchange.product_code,
-            min_size=cfg.exchange.min_size, clock=self._clock, rest_available=self.rest_budget.available,
+            http=self.http,
+            executor=self.executor,
+            tracker=self.tracker,
+            product_code=cfg.exchange.product_code,
+            min_size=cfg.exchange.min_size,
+            clock=self._clock,
+            rest_available=self.rest_budget.available,
             on_confirmed=self._after_settled,
         )
         self._started = True
-        logger.info("runner: {} mode, state {}, REST {}, WS {}", self.mode, self.state.value, ep.rest_base_url,
-                    ep.public_ws_url)
+        logger.info(
+            "runner: {} mode, state {}, REST {}, WS {}",
+            self.mode,
+            self.state.value,
+            ep.rest_base_url,
+            ep.public_ws_url,
+        )
         await self.session.connect_ws(wait_up_s=30.0)
         if self.state is RunState.KILLED:  # a kill outlives the process: flatten again, whatever happened
             self.settler.hold(SettleGoal.FLAT)
@@ -313,8 +339,9 @@ class BotRunner:
         if self._started and self.settler is not None and self.state in (RunState.RUNNING, RunState.PAUSED):
             self.settler.hold(SettleGoal.NO_ORDERS)
             if not await self.settler.wait_confirmed(15):
-                logger.error("shutdown: could not confirm our orders cancelled ({})",
-                             self.settler.status().describe())
+                logger.error(
+                    "shutdown: could not confirm our orders cancelled ({})", self.settler.status().describe()
+                )
         self._closing = True
         if self.settler is not None:
             await self.settler.aclose()
@@ -341,7 +368,9 @@ class BotRunner:
         """The venue says the key's private window is used up (another client on the key, or a trip): hold
         every private call until its reset instead of asking again and again."""
         if path.startswith("/v1/me/") and info.remaining == 0:
-            self.rest_budget.update_from_headers(0, info.reset_epoch, self._clock(), wall_now=info.seen_at_wall)
+            self.rest_budget.update_from_headers(
+                0, info.reset_epoch, self._clock(), wall_now=info.seen_at_wall
+            )
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task:
         return self._tasks.spawn(coro, name)
@@ -390,21 +419,38 @@ class BotRunner:
             order = self.tracker.by_acceptance(ev.child_order_acceptance_id)
             fill = self.tracker.on_event(ev)
             if ev.event_type is not ChildOrderEventType.EXECUTION and order is not None:
-                self.order_log.log(OrderLogRow(
-                    ts=wall, action=ev.event_type.value.lower(), order_id=ev.child_order_acceptance_id,
-                    client_order_id=order.client_id, side=order.side, price=order.price, size=ev.size or order.size,
-                    tif="GTC", ttl_ms=order.ttl_ms, tag=order.tag, reason=ev.reason or "", status="event",
-                ))
+                self.order_log.log(
+                    OrderLogRow(
+                        ts=wall,
+                        action=ev.event_type.value.lower(),
+                        order_id=ev.child_order_acceptance_id,
+                        client_order_id=order.client_id,
+                        side=order.side,
+                        price=order.price,
+                        size=ev.size or order.size,
+                        tif="GTC",
+                        ttl_ms=order.ttl_ms,
+                        tag=order.tag,
+                        reason=ev.reason or "",
+                        status="event",
+                    )
+                )
             if fill is not None:
                 if order is None:
-                    in_flight = [o for o in self.tracker.open_orders()
-                                 if o.acceptance_id is None and o.side is fill.side]
+                    in_flight = [
+                        o
+                        for o in self.tracker.open_orders()
+                        if o.acceptance_id is None and o.side is fill.side
+                    ]
                     if not in_flight:
                         # an execution of an order we never sent (a hand trade, or a forged frame) is evidence
                         # to verify: REST's executions apply it if it is real, with its PnL
                         self.metrics.unverified_fills += 1
-                        logger.warning("execution {} of an order we did not send ({}): verifying over REST",
-                                       fill.exec_id, fill.child_order_acceptance_id)
+                        logger.warning(
+                            "execution {} of an order we did not send ({}): verifying over REST",
+                            fill.exec_id,
+                            fill.child_order_acceptance_id,
+                        )
                         self._reconcile_soon("an execution of an unknown order")
                         continue
                     # our own fill often beats the send's answer: it is the in-flight order's
@@ -437,13 +483,26 @@ class BotRunner:
         inv = self.inventory
         self.trade_log.log(_trade_row(fill, result, inv.position_btc))
         wall = datetime.now(UTC)
-        self.recent_fills.appendleft({
-            "ts": wall.isoformat(timespec="milliseconds"), "side": fill.side.value, "price": str(fill.price),
-            "size": str(fill.size), "tag": fill.tag, "pnl_jpy": str(result.realized_pnl_jpy),
-        })
+        self.recent_fills.appendleft(
+            {
+                "ts": wall.isoformat(timespec="milliseconds"),
+                "side": fill.side.value,
+                "price": str(fill.price),
+                "size": str(fill.size),
+                "tag": fill.tag,
+                "pnl_jpy": str(result.realized_pnl_jpy),
+            }
+        )
         self.chart_fills.append((wall.timestamp(), str(fill.price), fill.side.value))
-        logger.info("fill {} {} @ {} ({}) → position {} realized {}", fill.side.value, fill.size, fill.price,
-                    fill.tag, inv.position_btc, result.realized_cum_jpy)
+        logger.info(
+            "fill {} {} @ {} ({}) → position {} realized {}",
+            fill.side.value,
+            fill.size,
+            fill.price,
+            fill.tag,
+            inv.position_btc,
+            result.realized_cum_jpy,
+        )
         if self.state is RunState.KILLED and self.settler is not None:
             self.settler.poke()  # a fill after the kill: flatten again
         self._save_state_after_trades()
@@ -467,8 +526,11 @@ class BotRunner:
         if self._last_board_at is not None and now - self._last_board_at >= stale_ns:
             self.store.mark_silent()  # no strike again until fresh data *and* a new snapshot (SPEC §10)
         if (
-            self.session is None or not self.session.feed_up or self.store.stale
-            or self._last_board_at is None or now - self._last_board_at >= stale_ns
+            self.session is None
+            or not self.session.feed_up
+            or self.store.stale
+            or self._last_board_at is None
+            or now - self._last_board_at >= stale_ns
         ):
             return Reason.STALE_DATA
         if self._reconcile_needed:
@@ -480,8 +542,8 @@ class BotRunner:
         return None
 
     def _entry_budget(self, now: int) -> int:
-        """Order sends the strategy may spend now: the order budget, but none once the REST budget is down to the
-        reserve kept for cancels, closes, reconciliation and a kill."""
+        """Order sends the strategy may spend now: the order budget, but none once the REST budget is down to
+        the reserve kept for cancels, closes, reconciliation and a kill."""
         reserve = self.rest_budget.limit // 4
         if self.rest_budget.available(now) <= reserve:
             return 0
@@ -518,7 +580,8 @@ class BotRunner:
                 detail = getattr(self.inventory, "kill_detail", "") or meta.detail
                 self._enter_killed(f"kill switch: {detail}", "kill_switch")
         allowed = self.state in (RunState.RUNNING, RunState.PAUSED) or (
-            meta is not None and meta.reason is Reason.KILL_SWITCH)
+            meta is not None and meta.reason is Reason.KILL_SWITCH
+        )
         if not allowed:
             actions = []
         elif self.state is RunState.PAUSED:  # PAUSED: protective exits and cancels only, never an entry
@@ -534,17 +597,30 @@ class BotRunner:
     def _record_decision(self, meta: DecisionMeta, board: Any) -> None:
         wall = datetime.now(UTC)
         actions = ";".join(_action_text(a) for a in meta.actions)
-        self.decision_log.log(DecisionLogRow(
-            ts=wall, best_age_ms=meta.best_age_ms, spread_ticks=meta.spread_ticks, inventory_btc=meta.inventory_btc,
-            decision_type=meta.decision_type, entry_bid_px=meta.entry_bid_px, entry_ask_px=meta.entry_ask_px,
-            actions=actions, reason=meta.reason.value, detail=meta.detail,
-        ))
+        self.decision_log.log(
+            DecisionLogRow(
+                ts=wall,
+                best_age_ms=meta.best_age_ms,
+                spread_ticks=meta.spread_ticks,
+                inventory_btc=meta.inventory_btc,
+                decision_type=meta.decision_type,
+                entry_bid_px=meta.entry_bid_px,
+                entry_ask_px=meta.entry_ask_px,
+                actions=actions,
+                reason=meta.reason.value,
+                detail=meta.detail,
+            )
+        )
         last = self._last_decision
         if meta.actions or last is None or last.reason is not meta.reason:
-            self.recent_decisions.appendleft({
-                "ts": wall.isoformat(timespec="milliseconds"), "reason": meta.reason.value, "actions": actions,
-                "detail": meta.detail,
-            })
+            self.recent_decisions.appendleft(
+                {
+                    "ts": wall.isoformat(timespec="milliseconds"),
+                    "reason": meta.reason.value,
+                    "actions": actions,
+                    "detail": meta.detail,
+                }
+            )
         self._last_decision = meta
         ts = wall.timestamp()
         if ts - self._last_chart_sample >= 1.0 and board.mid_price is not None:
@@ -711,8 +787,8 @@ class BotRunner:
 
     # ---------------------------------------------------------------- reconciliation (SPEC §10)
     async def _reconcile(self, why: str, *, block: bool = True) -> bool:
-        """Take the venue's reports (executions → positions → executions, and the ACTIVE listing) and apply the
-        reconciler's verdict. False (state unknown, entries stay blocked) when any call fails."""
+        """Take the venue's reports (executions → positions → executions, and the ACTIVE listing) and apply
+        the reconciler's verdict. False (state unknown, entries stay blocked) when any call fails."""
         assert self.http is not None
         async with self._reconcile_lock:
             generation = self._feed_generation
@@ -726,8 +802,11 @@ class BotRunner:
                 return False
             if reports is None:
                 if not self._reconcile_starved:
-                    logger.warning("reconcile ({}) skipped: private REST budget exhausted; state unknown until "
-                                   "it refills", why)
+                    logger.warning(
+                        "reconcile ({}) skipped: private REST budget exhausted; state unknown until "
+                        "it refills",
+                        why,
+                    )
                 self._reconcile_starved = True
                 self.metrics.reconcile_failures += 1
                 return False
@@ -742,8 +821,12 @@ class BotRunner:
             if generation == self._feed_generation:
                 self._reconcile_needed = False
             if was_blocked:
-                logger.info("reconciled ({}): {} active at venue, position {}", why, len(reports.active),
-                            self._venue_position)
+                logger.info(
+                    "reconciled ({}): {} active at venue, position {}",
+                    why,
+                    len(reports.active),
+                    self._venue_position,
+                )
             self._decide(self._clock(), None)
             return True
 
@@ -755,16 +838,30 @@ class BotRunner:
         fills = await self._recent_fills()
         lots = parse_position_rows(await self.http.get_positions(), self.config.exchange.product_code)
         listed_at = self._clock()
-        active_rows = [r for r in parse_getchildorders(await self.http.get_child_orders(state="ACTIVE", count=100))
-                       if r.product_code in ("", self.config.exchange.product_code)]
+        active_rows = [
+            r
+            for r in parse_getchildorders(await self.http.get_child_orders(state="ACTIVE", count=100))
+            if r.product_code in ("", self.config.exchange.product_code)
+        ]
         after = parse_my_executions(await self.http.get_executions(count=20))
         newest = max((exec_order_key(f) for f in fills), default=(-1, ""))
         landed = [f for f in after if exec_order_key(f) > newest]
         return VenueReports(
             listed_at=listed_at,
-            active=tuple(OrderStatusReport(r.child_order_acceptance_id, r.side, r.child_order_type,
-                                           r.price or None, r.size, r.executed_size) for r in active_rows),
-            fills=tuple(fills + landed), lots=tuple(lots), lots_consistent=not landed,
+            active=tuple(
+                OrderStatusReport(
+                    r.child_order_acceptance_id,
+                    r.side,
+                    r.child_order_type,
+                    r.price or None,
+                    r.size,
+                    r.executed_size,
+                )
+                for r in active_rows
+            ),
+            fills=tuple(fills + landed),
+            lots=tuple(lots),
+            lots_consistent=not landed,
         )
 
     async def _recent_fills(self) -> list[Fill]:
@@ -783,8 +880,11 @@ class BotRunner:
             before = min(ids)
             if self.rest_budget.available(self._clock()) < 4:
                 break
-        logger.error("reconcile: executions since id {} span more than the pages read; the position check "
-                     "will correct what is left", mark)
+        logger.error(
+            "reconcile: executions since id {} span more than the pages read; the position check "
+            "will correct what is left",
+            mark,
+        )
         return out
 
     def _apply_reconcile(self, reports: VenueReports, why: str) -> None:
@@ -798,9 +898,11 @@ class BotRunner:
                 for fill in reports.fills:
                     inv.mark_seen(fill)
         result = self.reconciler.reconcile(
-            self.tracker.open_orders(), reports,
+            self.tracker.open_orders(),
+            reports,
             is_tracked=lambda aid: self.tracker.by_acceptance(aid) is not None,
-            is_applied=inv.is_applied, position=inv.position_btc,
+            is_applied=inv.is_applied,
+            position=inv.position_btc,
         )
         for cid in result.confirmed:
             self.tracker.settle(cid, OrderState.ACTIVE)
@@ -811,16 +913,23 @@ class BotRunner:
             self.tracker.settle(cid, final)
             logger.info("reconcile: {} absent from two ACTIVE listings: {}", cid, final.value)
         for r in result.adopted:
-            self.tracker.adopt(r.acceptance_id, r.side, r.price, r.size, r.executed_size, now,
-                               order_type=r.order_type)
-            logger.warning("reconcile: adopted an order we did not track: {} {} {}@{}", r.acceptance_id,
-                           r.side.value, r.size, r.price)
+            self.tracker.adopt(
+                r.acceptance_id, r.side, r.price, r.size, r.executed_size, now, order_type=r.order_type
+            )
+            logger.warning(
+                "reconcile: adopted an order we did not track: {} {} {}@{}",
+                r.acceptance_id,
+                r.side.value,
+                r.size,
+                r.price,
+            )
         if self.executor is not None:  # cancels that waited for an acceptance id reconciliation just learnt
             self.executor.flush_deferred_cancels(now)
         for fill in result.fills:
             order = self.tracker.by_acceptance(fill.child_order_acceptance_id)
-            logger.warning("reconcile ({}): execution {} not seen on the feed, applied from REST", why,
-                           fill.exec_id)
+            logger.warning(
+                "reconcile ({}): execution {} not seen on the feed, applied from REST", why, fill.exec_id
+            )
             self._apply_fill(replace(fill, tag=order.tag if order else UNTRACKED_TAG), now)
         self._venue_position = result.venue_position
         if result.correction is not None:
@@ -839,16 +948,32 @@ class BotRunner:
             return
         self.metrics.position_corrections += 1
         effect = inv.unrealized_pnl_jpy - before_unreal
-        logger.warning("reconcile ({}): position {} BTC (expected {} after the venue's executions) corrected to "
-                       "the venue's {} BTC; PnL effect at the mark {} JPY", why, before_pos, expected,
-                       inv.position_btc, effect)
+        logger.warning(
+            "reconcile ({}): position {} BTC (expected {} after the venue's executions) corrected to "
+            "the venue's {} BTC; PnL effect at the mark {} JPY",
+            why,
+            before_pos,
+            expected,
+            inv.position_btc,
+            effect,
+        )
         delta = inv.position_btc - before_pos
-        self.trade_log.log(TradeLogRow(
-            ts=datetime.now(UTC), order_id="", side=Side.BUY if delta > 0 else Side.SELL,
-            price=inv.mark_price or Decimal(0), size=abs(delta), fee=Decimal(0), strategy=STRATEGY_NAME,
-            tag="correction", pnl_jpy=effect, pnl_cum_jpy=inv.realized_pnl_jpy, inventory_after=inv.position_btc,
-            exec_id="",
-        ))
+        self.trade_log.log(
+            TradeLogRow(
+                ts=datetime.now(UTC),
+                order_id="",
+                side=Side.BUY if delta > 0 else Side.SELL,
+                price=inv.mark_price or Decimal(0),
+                size=abs(delta),
+                fee=Decimal(0),
+                strategy=STRATEGY_NAME,
+                tag="correction",
+                pnl_jpy=effect,
+                pnl_cum_jpy=inv.realized_pnl_jpy,
+                inventory_after=inv.position_btc,
+                exec_id="",
+            )
+        )
         self._save_state_soon()
 
     async def _retry_reconcile(self, why: str) -> None:
@@ -871,7 +996,9 @@ class BotRunner:
                     bs = await self.http.get_board_state()
                     self._board_state = str(bs.get("state", "UNKNOWN"))
                     self._exchange_health = str(bs.get("health", "UNKNOWN"))
-                except Exception as e:  # ExchangeError or a body of the wrong shape: keep the last known state
+                except (
+                    Exception
+                ) as e:  # ExchangeError or a body of the wrong shape: keep the last known state
                     logger.warning("board state poll failed: {}", e)
             self.inventory.roll_day(datetime.now(UTC))
             self.inventory.mark(self.view.snapshot(self._clock()).mid_price)
@@ -897,13 +1024,24 @@ class BotRunner:
     # ---------------------------------------------------------------- views for the server
     def status(self) -> dict[str, Any]:
         settle = self.settle_status()
-        return {"state": self.state.value, "reason": self.state_reason, "since": self.state_since.isoformat(),
-                "mode": self.mode, "activity": self._activity(settle),
-                "settle": None if settle is None or settle.goal is None else {
-                    "goal": settle.goal.value, "working": settle.working, "attempt": settle.attempt,
-                    "last_error": settle.last_error,
-                    "confirmed_at": settle.confirmed_at.isoformat() if settle.confirmed_at else None,
-                    "cancel_requests": settle.cancelled, "flatten_orders": list(settle.flatten_orders)}}
+        return {
+            "state": self.state.value,
+            "reason": self.state_reason,
+            "since": self.state_since.isoformat(),
+            "mode": self.mode,
+            "activity": self._activity(settle),
+            "settle": None
+            if settle is None or settle.goal is None
+            else {
+                "goal": settle.goal.value,
+                "working": settle.working,
+                "attempt": settle.attempt,
+                "last_error": settle.last_error,
+                "confirmed_at": settle.confirmed_at.isoformat() if settle.confirmed_at else None,
+                "cancel_requests": settle.cancelled,
+                "flatten_orders": list(settle.flatten_orders),
+            },
+        }
 
     def _activity(self, settle: SettleStatus | None) -> str:
         """One line: what the bot is doing about its state (a kill or stop says how far it got)."""
@@ -923,18 +1061,30 @@ class BotRunner:
         orders = []
         for o in self.tracker.open_orders():
             exp = o.expires_at
-            orders.append({
-                "client_id": o.client_id, "acceptance_id": o.acceptance_id, "tag": o.tag, "side": o.side.value,
-                "price": _s(o.price), "size": str(o.size), "executed": str(o.executed_size), "state": o.state.value,
-                "age_ms": (now - o.placed_at) // NS_PER_MS,
-                "ttl_left_ms": None if exp is None else max(0, (exp - now) // NS_PER_MS),
-            })
+            orders.append(
+                {
+                    "client_id": o.client_id,
+                    "acceptance_id": o.acceptance_id,
+                    "tag": o.tag,
+                    "side": o.side.value,
+                    "price": _s(o.price),
+                    "size": str(o.size),
+                    "executed": str(o.executed_size),
+                    "state": o.state.value,
+                    "age_ms": (now - o.placed_at) // NS_PER_MS,
+                    "ttl_left_ms": None if exp is None else max(0, (exp - now) // NS_PER_MS),
+                }
+            )
         warning = None
         if self.state is RunState.STOPPED and inv.position_btc != 0:
             warning = f"STOPPED with an open position of {inv.position_btc} BTC"
         elif self.state is RunState.KILLED and inv.position_btc != 0:
             settle = self.settle_status()
-            doing = settle.describe() if settle is not None and settle.goal is not None else "flatten not confirmed"
+            doing = (
+                settle.describe()
+                if settle is not None and settle.goal is not None
+                else "flatten not confirmed"
+            )
             warning = f"KILLED but position is {inv.position_btc} BTC ({doing})"
         last_age = None if self._last_board_at is None else (now - self._last_board_at) // NS_PER_MS
         block = self._block_reason(now)
@@ -943,25 +1093,37 @@ class BotRunner:
             **self.status(),
             "position_warning": warning,
             "board": {
-                "best_bid": _s(board.best_bid_price), "best_bid_size": _s(board.best_bid_size),
-                "best_ask": _s(board.best_ask_price), "best_ask_size": _s(board.best_ask_size),
-                "spread_ticks": board.spread_ticks, "mid": _s(board.mid_price), "best_age_ms": board.best_age_ms,
+                "best_bid": _s(board.best_bid_price),
+                "best_bid_size": _s(board.best_bid_size),
+                "best_ask": _s(board.best_ask_price),
+                "best_ask_size": _s(board.best_ask_size),
+                "spread_ticks": board.spread_ticks,
+                "mid": _s(board.mid_price),
+                "best_age_ms": board.best_age_ms,
                 "stale": board.stale or block is Reason.STALE_DATA,
-                "stale_reason": getattr(self.store, "stale_reason", None) if board.stale else (
-                    "no board message lately" if block is Reason.STALE_DATA else None),
-                "bids": bids, "asks": asks,
+                "stale_reason": getattr(self.store, "stale_reason", None)
+                if board.stale
+                else ("no board message lately" if block is Reason.STALE_DATA else None),
+                "bids": bids,
+                "asks": asks,
             },
             "orders": orders,
             "inventory": {
-                "position_btc": str(inv.position_btc), "avg_price": _s(inv.avg_price),
-                "realized_pnl_jpy": str(inv.realized_pnl_jpy), "unrealized_pnl_jpy": str(inv.unrealized_pnl_jpy),
-                "pnl_today_jpy": str(inv.pnl_today_jpy), "fees_today_jpy": str(inv.fees_today_jpy),
-                "drawdown_jpy": str(inv.drawdown_jpy), "max_drawdown_jpy": str(inv.max_drawdown_jpy),
+                "position_btc": str(inv.position_btc),
+                "avg_price": _s(inv.avg_price),
+                "realized_pnl_jpy": str(inv.realized_pnl_jpy),
+                "unrealized_pnl_jpy": str(inv.unrealized_pnl_jpy),
+                "pnl_today_jpy": str(inv.pnl_today_jpy),
+                "fees_today_jpy": str(inv.fees_today_jpy),
+                "drawdown_jpy": str(inv.drawdown_jpy),
+                "max_drawdown_jpy": str(inv.max_drawdown_jpy),
                 "trading_day": inv.trading_day,
             },
-            "limits": {"daily_pnl_jpy": str(self.config.risk.daily_pnl_jpy),
-                       "max_dd_jpy": str(self.config.risk.max_dd_jpy),
-                       "max_inventory_btc": str(self.config.strategy.max_inventory_btc)},
+            "limits": {
+                "daily_pnl_jpy": str(self.config.risk.daily_pnl_jpy),
+                "max_dd_jpy": str(self.config.risk.max_dd_jpy),
+                "max_inventory_btc": str(self.config.strategy.max_inventory_btc),
+            },
             "venue_position_btc": _s(self._venue_position),
             "health": {
                 "ws_connected": bool(self.session and self.session.connected),
@@ -970,24 +1132,33 @@ class BotRunner:
                 "rest_latency_ms": getattr(http, "last_latency_ms", None) if http else None,
                 "order_budget_left": self.order_budget.available(now),
                 "private_budget_left": self.rest_budget.available(now),
-                "board_state": self._board_state, "exchange_health": self._exchange_health,
+                "board_state": self._board_state,
+                "exchange_health": self._exchange_health,
                 "reconciled_at": self._reconciled_at.isoformat() if self._reconciled_at else None,
                 "block_reason": block.value if block else None,
                 "loop_lag_ms": round(self.metrics.loop_lag_ms, 2),
                 "loop_lag_max_ms": round(self.metrics.loop_lag_max_ms, 2),
             },
             "counters": {
-                "orders_sent": self.metrics.orders_sent, "orders_cancelled": self.metrics.orders_cancelled,
-                "fills": self.metrics.fills, "board_messages": self.metrics.board_messages,
-                "exchange_errors": self.metrics.exchange_errors, "reconnects": self.metrics.reconnects,
+                "orders_sent": self.metrics.orders_sent,
+                "orders_cancelled": self.metrics.orders_cancelled,
+                "fills": self.metrics.fills,
+                "board_messages": self.metrics.board_messages,
+                "exchange_errors": self.metrics.exchange_errors,
+                "reconnects": self.metrics.reconnects,
                 "other_product_events": self.metrics.other_product_events,
             },
             "decisions": list(self.recent_decisions),
             "fills": list(self.recent_fills),
-            "chart": {"mid": [list(p) for p in self.chart_mid], "fills": [list(p) for p in self.chart_fills],
-                      "pnl": [list(p) for p in self.chart_pnl]},
-            "config": {"strategy": self.config.strategy.model_dump(mode="json"),
-                       "risk": self.config.risk.model_dump(mode="json")},
+            "chart": {
+                "mid": [list(p) for p in self.chart_mid],
+                "fills": [list(p) for p in self.chart_fills],
+                "pnl": [list(p) for p in self.chart_pnl],
+            },
+            "config": {
+                "strategy": self.config.strategy.model_dump(mode="json"),
+                "risk": self.config.risk.model_dump(mode="json"),
+            },
         }
 
 
@@ -1004,8 +1175,16 @@ def _action_text(a: Action) -> str:
 
 def _trade_row(fill: Fill, result: FillResult, position_after: Decimal) -> TradeLogRow:
     return TradeLogRow(
-        ts=fill.exec_date, order_id=fill.child_order_acceptance_id, side=fill.side, price=fill.price, size=fill.size,
-        fee=fill.commission, strategy=STRATEGY_NAME, tag=fill.tag, pnl_jpy=result.realized_pnl_jpy,
-        pnl_cum_jpy=result.realized_cum_jpy, inventory_after=position_after, exec_id=fill.exec_id,
+        ts=fill.exec_date,
+        order_id=fill.child_order_acceptance_id,
+        side=fill.side,
+        price=fill.price,
+        size=fill.size,
+        fee=fill.commission,
+        strategy=STRATEGY_NAME,
+        tag=fill.tag,
+        pnl_jpy=result.realized_pnl_jpy,
+        pnl_cum_jpy=result.realized_cum_jpy,
+        inventory_after=position_after,
+        exec_id=fill.exec_id,
     )
-

@@ -2,7 +2,8 @@
 
 sim   — the simulated venue runs in this process; the bot trades against it with the venue's test keys. With
         `venue_url` (`--venue http://HOST:PORT`) the venue is one started apart (`python -m bot.sim`), so its
-        ledger outlives the bot's process (restart and chaos tests; its keys are sim.api_key / sim.api_secret).
+        ledger outlives the bot's process (restart and chaos tests; its keys are sim.api_key /
+        sim.api_secret).
 paper — bitFlyer's public feed for market data; a local venue matches our orders against that same feed.
 live  — bitFlyer. Only with `env: live` AND keys in the environment; starts STOPPED.
 """
@@ -23,8 +24,9 @@ class ModeRefused(Exception):
 
 
 class BotService:
-    def __init__(self, cfg: AppConfig, *, log_dir: Path, state_file: Path | None = None,
-                 venue_url: str | None = None) -> None:
+    def __init__(
+        self, cfg: AppConfig, *, log_dir: Path, state_file: Path | None = None, venue_url: str | None = None
+    ) -> None:
         self.cfg = cfg
         self.venue_url = venue_url.rstrip("/") if venue_url else None
         self.log_dir = Path(log_dir)
@@ -45,23 +47,36 @@ class BotService:
 
             self.venue = SimVenue(cfg.sim)
             await self.venue.start()
-            ep = Endpoints(self.venue.base_url, self.venue.ws_url, None, cfg.sim.api_key,
-                           cfg.sim.api_secret.get_secret_value())
+            ep = Endpoints(
+                self.venue.base_url,
+                self.venue.ws_url,
+                None,
+                cfg.sim.api_key,
+                cfg.sim.api_secret.get_secret_value(),
+            )
         elif cfg.env == "paper":
             from bot.sim import SimVenue
 
             # the venue's market is bitFlyer's public feed; only our orders are matched locally
-            self.venue = SimVenue(cfg.sim, public_feed_url=cfg.exchange.ws_url,
-                                  product_code=cfg.exchange.product_code)
+            self.venue = SimVenue(
+                cfg.sim, public_feed_url=cfg.exchange.ws_url, product_code=cfg.exchange.product_code
+            )
             await self.venue.start()
-            ep = Endpoints(self.venue.base_url, cfg.exchange.ws_url, self.venue.ws_url, cfg.sim.api_key,
-                           cfg.sim.api_secret.get_secret_value())
+            ep = Endpoints(
+                self.venue.base_url,
+                cfg.exchange.ws_url,
+                self.venue.ws_url,
+                cfg.sim.api_key,
+                cfg.sim.api_secret.get_secret_value(),
+            )
         else:
             key = os.environ.get("BITFLYER_API_KEY", "").strip()
             secret = os.environ.get("BITFLYER_API_SECRET", "").strip()
             if not key or not secret:
-                raise ModeRefused("live mode needs BITFLYER_API_KEY and BITFLYER_API_SECRET (in .env or the "
-                                  "environment); refusing to start")
+                raise ModeRefused(
+                    "live mode needs BITFLYER_API_KEY and BITFLYER_API_SECRET (in .env or the "
+                    "environment); refusing to start"
+                )
             from bot.infra.logging_runtime import register_secret
 
             register_secret(key)

@@ -1,14 +1,15 @@
 """SettleSupervisor: a stop or a kill is a goal the runner holds, not a one-shot (SPEC §5, §7).
 
 One task per runner works towards the goal it is given — `NO_ORDERS` (stop: cancel everything, confirm none is
-open) or `FLAT` (kill: also flatten, confirm the venue's position is zero) — and never gives up: errors, refusals
-and maintenance windows only lengthen its backoff (capped). A kill's goal is held for as long as the bot is
-KILLED: once confirmed the supervisor keeps watching (a fill that lands after the kill, a position opened by
-hand, an order that was UNKNOWN and turns out to rest) and flattens again. Restarting into KILLED holds it again.
-One task means a kill-switch kill and a human kill can never run two flatten loops side by side (double close).
+open) or `FLAT` (kill: also flatten, confirm the venue's position is zero) — and never gives up: errors,
+refusals and maintenance windows only lengthen its backoff (capped). A kill's goal is held for as long as the
+bot is KILLED: once confirmed the supervisor keeps watching (a fill that lands after the kill, a position
+opened by hand, an order that was UNKNOWN and turns out to rest) and flattens again. Restarting into KILLED
+holds it again. One task means a kill-switch kill and a human kill can never run two flatten loops side by
+side (double close).
 
-Orders go through the OrderExecutor, so the executor's close backoff (repeated refusals) applies, and a close is
-only sent while no close of ours is open, so a close whose fill has not been seen yet is never doubled.
+Orders go through the OrderExecutor, so the executor's close backoff (repeated refusals) applies, and a close
+is only sent while no close of ours is open, so a close whose fill has not been seen yet is never doubled.
 Dust below `exchange.min_size` is flattened exactly: long 0.0004 → SELL 0.0014 (short 0.001) → BUY 0.001.
 """
 
@@ -34,8 +35,8 @@ FLATTEN_TAG = "close"
 
 
 class SettleGoal(StrEnum):
-    NO_ORDERS = "no_orders"   # stop: nothing of ours rests at the venue; the position is kept
-    FLAT = "flat"             # kill: no orders and no position
+    NO_ORDERS = "no_orders"  # stop: nothing of ours rests at the venue; the position is kept
+    FLAT = "flat"  # kill: no orders and no position
 
 
 def flatten_order(net: Decimal, min_size: Decimal) -> tuple[Side, Decimal] | None:
@@ -54,12 +55,12 @@ class SettleStatus:
     """What the dashboard and GET /strategy show about the goal."""
 
     goal: SettleGoal | None
-    working: bool                      # the goal is held and not (or no longer) confirmed
+    working: bool  # the goal is held and not (or no longer) confirmed
     attempt: int
     last_error: str | None
     confirmed_at: datetime | None
-    cancelled: int                     # cancel-all requests sent for this goal
-    flatten_orders: tuple[str, ...]    # e.g. "SELL 0.001 @ 13677761"
+    cancelled: int  # cancel-all requests sent for this goal
+    flatten_orders: tuple[str, ...]  # e.g. "SELL 0.001 @ 13677761"
 
     def describe(self) -> str:
         if self.goal is None:
@@ -153,9 +154,13 @@ class SettleSupervisor:
 
     def status(self) -> SettleStatus:
         return SettleStatus(
-            goal=self._goal, working=self._goal is not None and not self._confirmed.is_set(),
-            attempt=self._attempt, last_error=self._last_error, confirmed_at=self._confirmed_at,
-            cancelled=self._cancelled, flatten_orders=tuple(self._flattens),
+            goal=self._goal,
+            working=self._goal is not None and not self._confirmed.is_set(),
+            attempt=self._attempt,
+            last_error=self._last_error,
+            confirmed_at=self._confirmed_at,
+            cancelled=self._cancelled,
+            flatten_orders=tuple(self._flattens),
         )
 
     async def aclose(self) -> None:
@@ -191,7 +196,9 @@ class SettleSupervisor:
                 if not self._confirmed.is_set():
                     self._confirmed_at = datetime.now(UTC)
                     self._confirmed.set()
-                    logger.warning("settle ({}): confirmed over REST after {} attempt(s)", goal, self._attempt)
+                    logger.warning(
+                        "settle ({}): confirmed over REST after {} attempt(s)", goal, self._attempt
+                    )
                     if self._on_confirmed is not None:
                         try:
                             await self._on_confirmed(goal)
@@ -217,16 +224,23 @@ class SettleSupervisor:
         if self._rest_available is not None and self._rest_available(self._clock()) < 3:
             self._last_error = "private REST budget exhausted; waiting"
             return False
-        active = [r for r in parse_getchildorders(await self._http.get_child_orders(state="ACTIVE"))
-                  if r.product_code in ("", self._product)]
+        active = [
+            r
+            for r in parse_getchildorders(await self._http.get_child_orders(state="ACTIVE"))
+            if r.product_code in ("", self._product)
+        ]
         net = Decimal(0)
         if goal is SettleGoal.FLAT:
             net = net_position(parse_position_rows(await self._http.get_positions(), self._product))[0]
         now = self._clock()
         in_flight = [o for o in self._tracker.open_orders() if o.state is OrderState.PENDING_NEW]
-        # a send whose answer was lost may still appear: absence from a listing right after it is weak evidence
-        unsure = [o for o in self._tracker.open_orders()
-                  if o.state is OrderState.UNKNOWN and now - o.placed_at < self._unknown_grace_ns]
+        # a send whose answer was lost may still appear: absence from a listing right after it is weak
+        # evidence
+        unsure = [
+            o
+            for o in self._tracker.open_orders()
+            if o.state is OrderState.UNKNOWN and now - o.placed_at < self._unknown_grace_ns
+        ]
         if not active and net == 0 and not in_flight and not unsure:
             for o in self._tracker.open_orders():  # the venue has nothing open: our bookkeeping agrees now
                 self._tracker.settle(o.client_id, OrderState.CANCELED)
@@ -237,7 +251,9 @@ class SettleSupervisor:
             return False
         if active or in_flight:
             self._cancelled += 1
-            await self._executor.execute([Action(ActionKind.CANCEL_ALL, Reason.MANUAL, tag="stop")], self._clock())
+            await self._executor.execute(
+                [Action(ActionKind.CANCEL_ALL, Reason.MANUAL, tag="stop")], self._clock()
+            )
         if goal is SettleGoal.FLAT and net != 0:
             if self._tracker.open_orders(tag=FLATTEN_TAG):
                 self._last_error = "a close of ours is still open; waiting for its fill"
@@ -247,13 +263,24 @@ class SettleSupervisor:
             side, size = step
             (order,) = await self._executor.execute(
                 [Action(ActionKind.CLOSE_MARKET, Reason.KILL_SWITCH, side=side, size=size, tag=FLATTEN_TAG)],
-                self._clock())
+                self._clock(),
+            )
             if order.state is OrderState.REJECTED:
                 self._last_error = f"close {side} {size} refused: {order.last_error}"
             else:
                 self._flattens.append(f"{side.value} {size}")
-                logger.warning("settle: venue position {} BTC → market {} {} ({})", net, side.value, size,
-                               order.state.value)
-        logger.info("settle ({}) attempt {}: {} active at the venue, position {}", goal, self._attempt,
-                    len(active), net)
+                logger.warning(
+                    "settle: venue position {} BTC → market {} {} ({})",
+                    net,
+                    side.value,
+                    size,
+                    order.state.value,
+                )
+        logger.info(
+            "settle ({}) attempt {}: {} active at the venue, position {}",
+            goal,
+            self._attempt,
+            len(active),
+            net,
+        )
         return False

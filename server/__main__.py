@@ -1,7 +1,8 @@
-"""`python -m server [--config configs/base.yml] [--override configs/sim.yml] [--host 127.0.0.1] [--port 8000]`
+"""`python -m server [--config configs/base.yml] [--override configs/sim.yml] [--host 127.0.0.1] [--port
+8000]`
 
-Serves the dashboard and runs the bot on one uvicorn loop. Reads STST_TOKEN and BITFLYER_API_KEY/SECRET from the
-environment or `.env`. Refuses to listen beyond this machine without a token (exit 2).
+Serves the dashboard and runs the bot on one uvicorn loop. Reads STST_TOKEN and BITFLYER_API_KEY/SECRET from
+the environment or `.env`. Refuses to listen beyond this machine without a token (exit 2).
 """
 
 from __future__ import annotations
@@ -28,16 +29,26 @@ EXIT_REFUSED = 2
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m server", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default=str(DEFAULT_BASE), help="base config (default: the project's configs/base.yml)")
+    ap.add_argument(
+        "--config", default=str(DEFAULT_BASE), help="base config (default: the project's configs/base.yml)"
+    )
     ap.add_argument("--override", default=None, help="override merged on top, e.g. configs/sim.yml")
     ap.add_argument("--host", default=None, help="bind address (default: server.host, 127.0.0.1)")
     ap.add_argument("--port", type=int, default=None, help="port (default: server.port, 8000)")
     ap.add_argument("--env-file", default=".env", help="KEY=VALUE file for secrets (default: %(default)s)")
     ap.add_argument("--log-dir", default=None, help="logs root (default: logging.dir)")
-    ap.add_argument("--venue", default=None, metavar="URL",
-                    help="trade against a simulated venue started apart (python -m bot.sim), e.g. http://127.0.0.1:8765")
-    ap.add_argument("--allowed-host", action="append", default=[],
-                    help="extra Host header name the app answers to (for a non-loopback bind); repeatable")
+    ap.add_argument(
+        "--venue",
+        default=None,
+        metavar="URL",
+        help="trade against a simulated venue started apart (python -m bot.sim), e.g. http://127.0.0.1:8765",
+    )
+    ap.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help="extra Host header name the app answers to (for a non-loopback bind); repeatable",
+    )
     return ap.parse_args(argv)
 
 
@@ -60,32 +71,48 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_REFUSED
     if not is_loopback_bind(host) and len(token.strip()) < MIN_REMOTE_TOKEN:  # type: ignore[union-attr]
-        print(f"refusing to listen on {host}: STST_TOKEN must be at least {MIN_REMOTE_TOKEN} characters "
-              "for a non-loopback address (e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')",
-              file=sys.stderr)
+        print(
+            f"refusing to listen on {host}: STST_TOKEN must be at least {MIN_REMOTE_TOKEN} characters "
+            "for a non-loopback address (e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')",
+            file=sys.stderr,
+        )
         return EXIT_REFUSED
     cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"host": host, "port": port})})
     if host in ("0.0.0.0", "::") and not args.allowed_host:
-        print("note: only loopback Host names are accepted; add --allowed-host NAME for the name or address "
-              "browsers will use to reach this machine", file=sys.stderr)
+        print(
+            "note: only loopback Host names are accepted; add --allowed-host NAME for the name or address "
+            "browsers will use to reach this machine",
+            file=sys.stderr,
+        )
     log_dir = Path(args.log_dir or cfg.logging.dir)
 
     from bot.infra.logging_runtime import setup_runtime_logging, shutdown_runtime_logging
     from server.app import create_app
 
-    setup_runtime_logging(log_dir, level=cfg.logging.level, rotation=cfg.logging.rotation,
-                          retention=cfg.logging.retention)
+    setup_runtime_logging(
+        log_dir, level=cfg.logging.level, rotation=cfg.logging.rotation, retention=cfg.logging.retention
+    )
     if loaded:
         print(f"read {', '.join(loaded)} from {args.env_file}", file=sys.stderr)
     raise_handle_limit()
     app = create_app(cfg, log_dir=log_dir, token=token, allowed_hosts=args.allowed_host, venue_url=args.venue)
-    print(f"dashboard: http://{'[' + host + ']' if ':' in host else host}:{port}/ ({cfg.env} mode)", file=sys.stderr)
-    # uvicorn shuts down gracefully on SIGTERM / Ctrl-C (streams ended, bot stopped: orders cancelled, state saved)
-    # and then re-raises the signal; by then there is nothing left to do but leave with status 0 and the log flushed
+    print(
+        f"dashboard: http://{'[' + host + ']' if ':' in host else host}:{port}/ ({cfg.env} mode)",
+        file=sys.stderr,
+    )
+    # uvicorn shuts down gracefully on SIGTERM / Ctrl-C (streams ended, bot stopped: orders cancelled, state
+    # saved) and then re-raises the signal; by then there is nothing left to do but leave with status 0 and
+    # the log flushed
     signal.signal(signal.SIGTERM, _leave)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10,
-                    **app.state.connections.uvicorn_options())
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=10,
+            **app.state.connections.uvicorn_options(),
+        )
     except KeyboardInterrupt:
         pass
     finally:

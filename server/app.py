@@ -1,7 +1,7 @@
 """The FastAPI app: the control plane and the dashboard over one BotService living in app.state.
 
-The lifespan starts the service (in sim mode the venue too) and the dashboard broadcaster on uvicorn's own loop,
-and stops both on shutdown (Ctrl-C / SIGTERM), so the bot and the web share one asyncio loop.
+The lifespan starts the service (in sim mode the venue too) and the dashboard broadcaster on uvicorn's own
+loop, and stops both on shutdown (Ctrl-C / SIGTERM), so the bot and the web share one asyncio loop.
 """
 
 from __future__ import annotations
@@ -105,16 +105,20 @@ def create_app(
     venue_url: str | None = None,
 ) -> FastAPI:
     """The app over `service` (a BotService; built from cfg when None). The lifespan starts and stops it.
-    `token` (STST_TOKEN) protects every endpoint but /healthz and /login; `allowed_hosts` adds Host header names
-    besides the loopback ones and cfg.server.host (for a non-loopback bind)."""
+    `token` (STST_TOKEN) protects every endpoint but /healthz and /login; `allowed_hosts` adds Host header
+    names besides the loopback ones and cfg.server.host (for a non-loopback bind)."""
     if service is None:
         from bot.service import BotService  # the real bot; imported here so tests can pass their own
 
         service = BotService(cfg, log_dir=Path(log_dir), venue_url=venue_url)
     if token:
         register_secret(token)  # masked in the runtime log should it ever reach a line
-    security = Security.build(token, ports=[cfg.server.port], hosts=[cfg.server.host, *allowed_hosts],
-                              revoked_file=Path(log_dir) / "revoked-sessions.json")
+    security = Security.build(
+        token,
+        ports=[cfg.server.port],
+        hosts=[cfg.server.host, *allowed_hosts],
+        revoked_file=Path(log_dir) / "revoked-sessions.json",
+    )
     templates = make_templates(TEMPLATES_DIR)
     renderer = FragmentRenderer(templates)
     broadcaster = Broadcaster(
@@ -145,7 +149,9 @@ def create_app(
         title="stall_then_strike",
         summary="Control plane and dashboard of the stall-then-strike market maker (bitFlyer FX_BTC_JPY)",
         lifespan=lifespan,
-        docs_url=None, redoc_url=None, openapi_url=None,  # the docs UI would load from a CDN; /openapi.json is served behind auth
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # the docs UI would load from a CDN; /openapi.json is served behind auth
     )
     app.state.service = service
     app.state.security = security
@@ -174,9 +180,9 @@ def create_app(
         logger.opt(exception=exc).error("{} {} failed", request.method, request.url.path)
         return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, status_code=500)
 
-    # added last = outermost: Host/Origin refusals happen before any route runs, and they carry the headers too
+    # added last = outermost: Host/Origin refusals happen before any route runs, and they carry the headers
+    # too
     app.add_middleware(BodyLimit)
     app.add_middleware(HostOriginGuard, security=security)
     app.add_middleware(SecurityHeaders)
     return app
-

@@ -1,6 +1,6 @@
-"""Request bodies are bounded while they arrive, not after: a 100 MB PATCH is refused at its Content-Length or at
-the first byte past the limit, and a body that trickles in is cut off at a deadline. The app behind sees a body
-only when it is whole and within bounds."""
+"""Request bodies are bounded while they arrive, not after: a 100 MB PATCH is refused at its Content-Length or
+at the first byte past the limit, and a body that trickles in is cut off at a deadline. The app behind sees a
+body only when it is whole and within bounds."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-MAX_BODY_BYTES = 64 * 1024          # the largest body any route takes (a config patch)
+MAX_BODY_BYTES = 64 * 1024  # the largest body any route takes (a config patch)
 BODY_TIMEOUT_SEC = 10.0
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, timeout: float = BODY_TIMEOUT_SEC) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, timeout: float = BODY_TIMEOUT_SEC
+    ) -> None:
         self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -35,7 +37,7 @@ class BodyLimit:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    return                                  # the client left: nothing to answer
+                    return  # the client left: nothing to answer
                 body = message.get("body", b"")
                 size += len(body)
                 if size > self.max_bytes:
@@ -61,4 +63,6 @@ class BodyLimit:
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
     # "connection: close": the unread rest of the body must not be parsed as the next request
-    await JSONResponse({"detail": detail}, status_code=status, headers={"connection": "close"})(scope, receive, send)
+    await JSONResponse({"detail": detail}, status_code=status, headers={"connection": "close"})(
+        scope, receive, send
+    )

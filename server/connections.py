@@ -1,20 +1,22 @@
 """The web edge's share of the process: a cap on open connections and a deadline for every request head.
 
-Why at the protocol: uvicorn's keep-alive timer starts only after a response, `limit_concurrency` counts requests,
-and an ASGI middleware never sees a connection that sends nothing — so a client that connects and stays silent
-(or trickles half a header) holds a file handle for ever, and a thousand of them leave the bot none to cancel its
-orders with. ConnectionGuard owns a subclass of uvicorn's h11 protocol, one instance per accepted connection:
+Why at the protocol: uvicorn's keep-alive timer starts only after a response, `limit_concurrency` counts
+requests, and an ASGI middleware never sees a connection that sends nothing — so a client that connects and
+stays silent (or trickles half a header) holds a file handle for ever, and a thousand of them leave the bot
+none to cancel its orders with. ConnectionGuard owns a subclass of uvicorn's h11 protocol, one instance per
+accepted connection:
 
 - at most `max_connections` are open. A connection past the cap evicts the one idle the longest (no request in
-  flight); when every one is busy, the newcomer is answered 503 and closed. Idle sockets give way, so /healthz and
-  the kill button always get in;
-- a connection must deliver a whole request head within `header_timeout` of connecting or of its last response;
-- `abort(client)` resets one connection at once. A dashboard stream that stopped reading is cut this way: a close
-  would wait for its kernel buffer to drain, which a reader that never reads never lets happen.
+  flight); when every one is busy, the newcomer is answered 503 and closed. Idle sockets give way, so /healthz
+  and the kill button always get in;
+- a connection must deliver a whole request head within `header_timeout` of connecting or of its last
+  response;
+- `abort(client)` resets one connection at once. A dashboard stream that stopped reading is cut this way: a
+  close would wait for its kernel buffer to drain, which a reader that never reads never lets happen.
 
-The listening backlog (`ACCEPT_BACKLOG`) bounds how many sockets asyncio accepts in one go before any of them is
-seen here, so the peak is `max_connections + ACCEPT_BACKLOG` handles, and `connection_cap` keeps that below the
-process's limit with `RESERVED_HANDLES` left for the bot (exchange sockets, logs, the state file).
+The listening backlog (`ACCEPT_BACKLOG`) bounds how many sockets asyncio accepts in one go before any of them
+is seen here, so the peak is `max_connections + ACCEPT_BACKLOG` handles, and `connection_cap` keeps that below
+the process's limit with `RESERVED_HANDLES` left for the bot (exchange sockets, logs, the state file).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ _BUSY_ANSWER = (
 
 
 def raise_handle_limit() -> int:
-    """Lift the soft file-handle limit to the hard one (a 1,024 default is common); returns the soft limit now."""
+    """Lift the soft file-handle limit to the hard one (a 1,024 default is common); returns the soft limit
+    now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
     if soft != resource.RLIM_INFINITY and soft < want:
@@ -53,8 +56,12 @@ def connection_cap(max_connections: int, handle_limit: int) -> int:
     room = handle_limit - RESERVED_HANDLES - ACCEPT_BACKLOG
     if room < max_connections:
         cap = max(8, room)
-        logger.warning("file-handle limit {} leaves room for {} web connections (server.max_connections {})",
-                       handle_limit, cap, max_connections)
+        logger.warning(
+            "file-handle limit {} leaves room for {} web connections (server.max_connections {})",
+            handle_limit,
+            cap,
+            max_connections,
+        )
         return cap
     return max_connections
 
@@ -111,7 +118,7 @@ class ConnectionGuard:
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self._open: set[GuardedH11Protocol] = set()
-        self._idle: OrderedDict[GuardedH11Protocol, None] = OrderedDict()   # longest idle first
+        self._idle: OrderedDict[GuardedH11Protocol, None] = OrderedDict()  # longest idle first
         self.evicted = 0
         self.refused = 0
         self.timed_out = 0
@@ -119,7 +126,9 @@ class ConnectionGuard:
         self._refusals_unlogged = 0
         self._last_refusal_log = -1e9
         # the class uvicorn instantiates per connection (`uvicorn.Config(http=guard.protocol)`)
-        self.protocol: type[GuardedH11Protocol] = type("GuardedH11Protocol", (GuardedH11Protocol,), {"guard": self})
+        self.protocol: type[GuardedH11Protocol] = type(
+            "GuardedH11Protocol", (GuardedH11Protocol,), {"guard": self}
+        )
 
     @property
     def open_count(self) -> int:
@@ -162,7 +171,8 @@ class ConnectionGuard:
         return any(conn.client == tuple(client) for conn in self._open)
 
     def abort(self, client: Any) -> bool:
-        """Reset the connection whose peer is `client` (the ASGI scope's `client`); False when none is open."""
+        """Reset the connection whose peer is `client` (the ASGI scope's `client`); False when none is
+        open."""
         if client is None:
             return False
         for conn in self._open:
@@ -178,7 +188,10 @@ class ConnectionGuard:
         loop = asyncio.get_running_loop()
         self._refusals_unlogged += 1
         if loop.time() - self._last_refusal_log >= 10:
-            logger.warning("refused {} connection(s): all {} web connections busy", self._refusals_unlogged,
-                           self.max_connections)
+            logger.warning(
+                "refused {} connection(s): all {} web connections busy",
+                self._refusals_unlogged,
+                self.max_connections,
+            )
             self._last_refusal_log = loop.time()
             self._refusals_unlogged = 0

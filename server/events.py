@@ -19,7 +19,7 @@ from loguru import logger
 from sse_starlette.event import ServerSentEvent
 
 CHART_EVENT = "chart"
-RETRY_MS = 1000                      # the browser reconnects this soon after a dropped stream
+RETRY_MS = 1000  # the browser reconnects this soon after a dropped stream
 ERROR_LOG_INTERVAL = 10.0
 
 
@@ -36,8 +36,8 @@ def encode_event(name: str, data: str) -> bytes:
 
 
 class Broadcaster:
-    """`snapshot()` and `render(snapshot) -> {panel: html}` are called once per tick, only while someone listens.
-    `chart(snapshot) -> JSON-able` is sent as the `chart` event at most about once a second."""
+    """`snapshot()` and `render(snapshot) -> {panel: html}` are called once per tick, only while someone
+    listens. `chart(snapshot) -> JSON-able` is sent as the `chart` event at most about once a second."""
 
     def __init__(
         self,
@@ -55,13 +55,13 @@ class Broadcaster:
         self._chart_every = max(1, round(hz))
         self.queue_size = queue_size
         self._clients: set[SseClient] = set()
-        self._last: dict[str, bytes] = {}            # panel → its last encoded event
+        self._last: dict[str, bytes] = {}  # panel → its last encoded event
         self._has_clients = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
         self.dropped_total = 0
         self.render_errors = 0
-        self.last_tick_ms = 0.0                       # time to snapshot + render + fan out, latest tick
+        self.last_tick_ms = 0.0  # time to snapshot + render + fan out, latest tick
         self._last_error_log = -ERROR_LOG_INTERVAL
 
     # ---- life cycle -------------------------------------------------------------------------------------

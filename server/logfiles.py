@@ -1,9 +1,9 @@
 """Which log files exist and how to hand one out safely.
 
-Only names we construct ourselves are ever opened: `<kind>/<kind>-<YYYYMMDD>.csv` for the three CSV kinds and a
-plain file name directly inside `runtime/`. Anything else — other kinds, malformed dates, encoded slashes or dots
-— is simply not found. Files still being appended are sent up to the size they had when the request arrived, so
-the Content-Length is always right.
+Only names we construct ourselves are ever opened: `<kind>/<kind>-<YYYYMMDD>.csv` for the three CSV kinds and
+a plain file name directly inside `runtime/`. Anything else — other kinds, malformed dates, encoded slashes or
+dots — is simply not found. Files still being appended are sent up to the size they had when the request
+arrived, so the Content-Length is always right.
 """
 
 from __future__ import annotations
@@ -29,14 +29,23 @@ def list_logs(log_dir: Path) -> dict[str, list[str]]:
         folder = log_dir / kind
         if folder.is_dir():
             for p in folder.glob(f"{kind}-*.csv"):
-                day = p.name[len(kind) + 1: -4]
+                day = p.name[len(kind) + 1 : -4]
                 if len(day) == 8 and day.isdigit() and p.is_file() and not p.is_symlink():
                     days.append(day)
         out[kind] = sorted(days, reverse=True)
     runtime = log_dir / RUNTIME_DIR
-    out[RUNTIME_DIR] = sorted(
-        (p.name for p in runtime.iterdir() if p.is_file() and not p.is_symlink() and _RUNTIME_NAME.match(p.name)), reverse=False
-    ) if runtime.is_dir() else []
+    out[RUNTIME_DIR] = (
+        sorted(
+            (
+                p.name
+                for p in runtime.iterdir()
+                if p.is_file() and not p.is_symlink() and _RUNTIME_NAME.match(p.name)
+            ),
+            reverse=False,
+        )
+        if runtime.is_dir()
+        else []
+    )
     return out
 
 

@@ -75,16 +75,19 @@ class RunnerCollector(Collector):
         yield mode
 
         inv = snap.get("inventory") or {}
-        yield from _gauges(inv, (
-            ("position_btc", "stst_position_btc", "net position, signed BTC (the bot's view)"),
-            ("avg_price", "stst_avg_price_jpy", "average entry price of the position"),
-            ("realized_pnl_jpy", "stst_realized_pnl_jpy", "realized PnL since start of records"),
-            ("unrealized_pnl_jpy", "stst_unrealized_pnl_jpy", "unrealized PnL marked at mid"),
-            ("pnl_today_jpy", "stst_pnl_today_jpy", "today's PnL: realized + unrealized - fees"),
-            ("fees_today_jpy", "stst_fees_today_jpy", "fees paid today"),
-            ("drawdown_jpy", "stst_drawdown_jpy", "today's drawdown from the day's PnL peak (<= 0)"),
-            ("max_drawdown_jpy", "stst_max_drawdown_jpy", "worst drawdown today (<= 0)"),
-        ))
+        yield from _gauges(
+            inv,
+            (
+                ("position_btc", "stst_position_btc", "net position, signed BTC (the bot's view)"),
+                ("avg_price", "stst_avg_price_jpy", "average entry price of the position"),
+                ("realized_pnl_jpy", "stst_realized_pnl_jpy", "realized PnL since start of records"),
+                ("unrealized_pnl_jpy", "stst_unrealized_pnl_jpy", "unrealized PnL marked at mid"),
+                ("pnl_today_jpy", "stst_pnl_today_jpy", "today's PnL: realized + unrealized - fees"),
+                ("fees_today_jpy", "stst_fees_today_jpy", "fees paid today"),
+                ("drawdown_jpy", "stst_drawdown_jpy", "today's drawdown from the day's PnL peak (<= 0)"),
+                ("max_drawdown_jpy", "stst_max_drawdown_jpy", "worst drawdown today (<= 0)"),
+            ),
+        )
         venue = _float(snap.get("venue_position_btc"))
         if venue is not None:
             yield GaugeMetricFamily("stst_venue_position_btc", "position according to the venue", value=venue)
@@ -102,18 +105,22 @@ class RunnerCollector(Collector):
         yield errors
 
         yield GaugeMetricFamily(
-            "stst_event_loop_lag_seconds", "latest measured event-loop lag",
+            "stst_event_loop_lag_seconds",
+            "latest measured event-loop lag",
             value=float(getattr(m, "loop_lag_ms", 0.0) or 0.0) / 1000,
         )
         samples = list(getattr(m, "decision_latency_ns", None) or [])
         buckets, total, _count = latency_histogram(samples)
         yield HistogramMetricFamily(
             "stst_decision_latency_seconds",
-            "board message / deadline to decision, over the runner's window of recent decisions (not cumulative)",
-            buckets=buckets, sum_value=total,
+            "board message / deadline to decision, "
+            "over the runner's window of recent decisions (not cumulative)",
+            buckets=buckets,
+            sum_value=total,
         )
         quantiles = GaugeMetricFamily(
-            "stst_decision_latency_quantile_seconds", "decision latency quantiles over the same window",
+            "stst_decision_latency_quantile_seconds",
+            "decision latency quantiles over the same window",
             labels=["quantile"],
         )
         if samples:
@@ -123,21 +130,38 @@ class RunnerCollector(Collector):
         yield quantiles
 
         health = snap.get("health") or {}
-        yield GaugeMetricFamily("stst_ws_connected", "1 when the feed is up", value=1.0 if health.get("ws_connected") else 0.0)
-        yield from _gauges(health, (
-            ("order_budget_left", "stst_order_budget_left", "order requests the client-side limiter allows now"),
-            ("private_budget_left", "stst_private_budget_left", "private REST calls the limiter allows now"),
-            ("last_message_age_ms", "stst_last_message_age_ms", "since the last feed message"),
-            ("rest_latency_ms", "stst_rest_latency_ms", "latest REST round trip"),
-        ))
+        yield GaugeMetricFamily(
+            "stst_ws_connected", "1 when the feed is up", value=1.0 if health.get("ws_connected") else 0.0
+        )
+        yield from _gauges(
+            health,
+            (
+                (
+                    "order_budget_left",
+                    "stst_order_budget_left",
+                    "order requests the client-side limiter allows now",
+                ),
+                (
+                    "private_budget_left",
+                    "stst_private_budget_left",
+                    "private REST calls the limiter allows now",
+                ),
+                ("last_message_age_ms", "stst_last_message_age_ms", "since the last feed message"),
+                ("rest_latency_ms", "stst_rest_latency_ms", "latest REST round trip"),
+            ),
+        )
 
-        yield GaugeMetricFamily("stst_sse_clients", "connected dashboard streams", value=self._broadcaster.client_count)
+        yield GaugeMetricFamily(
+            "stst_sse_clients", "connected dashboard streams", value=self._broadcaster.client_count
+        )
         yield CounterMetricFamily(
-            "stst_sse_dropped_clients", "dashboard streams dropped for being too slow",
+            "stst_sse_dropped_clients",
+            "dashboard streams dropped for being too slow",
             value=float(self._broadcaster.dropped_total),
         )
         yield GaugeMetricFamily(
-            "stst_sse_tick_seconds", "time of the latest dashboard tick (snapshot + render + fan-out)",
+            "stst_sse_tick_seconds",
+            "time of the latest dashboard tick (snapshot + render + fan-out)",
             value=self._broadcaster.last_tick_ms / 1000,
         )
 

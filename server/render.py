@@ -103,8 +103,8 @@ def _field_kind(annotation: Any) -> tuple[str, list[str]]:
 
 
 def config_fields(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """One entry per hot field: name 'strategy.stall_T_ms', kind int|decimal|bool|choice|text, the running value
-    as text, choices, help."""
+    """One entry per hot field: name 'strategy.stall_T_ms', kind int|decimal|bool|choice|text, the running
+    value as text, choices, help."""
     out = []
     for section, model in HOT_MODELS.items():
         running = config.get(section, {})
@@ -115,10 +115,17 @@ def config_fields(config: dict[str, Any]) -> list[dict[str, Any]]:
                 text = "true" if value else "false"
             else:
                 text = "" if value is None else str(value)
-            out.append({
-                "name": f"{section}.{name}", "section": section, "field": name, "kind": kind,
-                "choices": choices, "value": text, "help": info.description or "",
-            })
+            out.append(
+                {
+                    "name": f"{section}.{name}",
+                    "section": section,
+                    "field": name,
+                    "kind": kind,
+                    "choices": choices,
+                    "value": text,
+                    "help": info.description or "",
+                }
+            )
     return out
 
 
@@ -155,8 +162,8 @@ _BETWEEN_TAGS = re.compile(r">\s+<")
 
 
 def compact(html: str) -> str:
-    """Template indentation is for people; on the wire (8 times a second, to every client) it is a third of the
-    bytes. No <pre> in the fragments, so whitespace runs are insignificant."""
+    """Template indentation is for people; on the wire (8 times a second, to every client) it is a third of
+    the bytes. No <pre> in the fragments, so whitespace runs are insignificant."""
     return _BETWEEN_TAGS.sub("><", _NEWLINE_INDENT.sub(" ", html)).strip()
 
 

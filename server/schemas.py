@@ -1,4 +1,5 @@
-"""Request/response bodies of the HTTP API (pydantic), so the OpenAPI page documents what each call returns."""
+"""Request/response bodies of the HTTP API (pydantic), so the OpenAPI page documents what each call
+returns."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ class StrategyStatus(BaseModel):
     reason: str | None = Field(default=None, description="why the last transition happened")
     since: str | None = Field(default=None, description="ISO time of the last transition")
     mode: str = Field(description="sim | paper | live")
-    activity: str | None = Field(default=None, description="e.g. 'KILLED — flattening (attempt 3, last error …)'")
+    activity: str | None = Field(
+        default=None, description="e.g. 'KILLED — flattening (attempt 3, last error …)'"
+    )
     settle: dict[str, Any] | None = Field(default=None, description="the stop/kill goal being held, if any")
 
 

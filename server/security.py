@@ -3,8 +3,8 @@
 - Host header must name this app (loopback names or a configured host) — a DNS-rebinding page cannot reach us.
 - State-changing requests from another origin (a page in the user's browser posting to 127.0.0.1) are refused;
   no Origin and no Referer means a script such as curl, which cannot ride the user's cookies, so it may pass.
-- With a token configured, every endpoint but /healthz and the login page needs the Bearer token or the session
-  cookie set by POST /login. Tokens are compared in constant time and never logged or echoed.
+- With a token configured, every endpoint but /healthz and the login page needs the Bearer token or the
+  session cookie set by POST /login. Tokens are compared in constant time and never logged or echoed.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 SESSION_COOKIE = "stst_session"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-SESSION_MAX_AGE = 7 * 24 * 3600   # seconds a login lasts
+SESSION_MAX_AGE = 7 * 24 * 3600  # seconds a login lasts
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -66,7 +66,7 @@ def split_host_header(value: str) -> tuple[str, int | None] | None:
         end = value.find("]")
         if end < 0:
             return None
-        name, rest = value[: end + 1], value[end + 1:]
+        name, rest = value[: end + 1], value[end + 1 :]
     else:
         name, _, port_s = value.partition(":")
         rest = f":{port_s}" if port_s or value.endswith(":") else ""
@@ -78,15 +78,21 @@ def split_host_header(value: str) -> tuple[str, int | None] | None:
 
 
 _SESSION_SHAPE = re.compile(r"^([0-9]{1,12})\.([A-Za-z0-9_-]{8,64})\.([0-9a-f]{64})$")
-MIN_REMOTE_TOKEN = 16              # characters a token needs before the server listens beyond loopback
+MIN_REMOTE_TOKEN = 16  # characters a token needs before the server listens beyond loopback
 
 
 class FailureThrottle:
-    """Wrong tokens per client: after `limit` failures inside `window` seconds the client is answered 429 (without
-    its guess being checked) until the oldest of them ages out. Bounded: the longest-quiet clients are forgotten."""
+    """Wrong tokens per client: after `limit` failures inside `window` seconds the client is answered 429
+    (without its guess being checked) until the oldest of them ages out. Bounded: the longest-quiet clients
+    are forgotten."""
 
-    def __init__(self, limit: int = 10, window: float = 60.0, clients: int = 4096,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limit: int = 10,
+        window: float = 60.0,
+        clients: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit, self.window, self.clients, self.clock = limit, window, clients, clock
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
 
@@ -111,14 +117,15 @@ class FailureThrottle:
 
 
 class RevokedSessions:
-    """Logged-out sessions, kept until they would have expired anyway and saved to a file so a logout survives a
-    restart. Only a hash of each session's nonce is stored. Should the list ever overflow, every session issued
-    until then is ended (`not_before`): failing closed means everyone logs in again, never that one revives."""
+    """Logged-out sessions, kept until they would have expired anyway and saved to a file so a logout survives
+    a restart. Only a hash of each session's nonce is stored. Should the list ever overflow, every session
+    issued until then is ended (`not_before`): failing closed means everyone logs in again, never that one
+    revives."""
 
     def __init__(self, path: Path | None, capacity: int = 10_000) -> None:
         self.path, self.capacity = path, capacity
         self.not_before = 0
-        self._revoked: dict[str, int] = {}       # sha256(nonce) → issued
+        self._revoked: dict[str, int] = {}  # sha256(nonce) → issued
         self._io = threading.Lock()
         if path is not None:
             self._load(path)
@@ -153,8 +160,9 @@ class RevokedSessions:
         with self._io:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"not_before": self.not_before, "revoked": dict(self._revoked)}),
-                           encoding="utf-8")
+            tmp.write_text(
+                json.dumps({"not_before": self.not_before, "revoked": dict(self._revoked)}), encoding="utf-8"
+            )
             os.replace(tmp, self.path)
 
 
@@ -165,18 +173,23 @@ def _digest(nonce: str) -> str:
 @dataclass
 class Security:
     token: str | None
-    ports: frozenset[int]                          # ports this app is reached on (configured and bound)
-    extra_hosts: frozenset[str] = frozenset()      # the configured bind host, --allowed-host names
+    ports: frozenset[int]  # ports this app is reached on (configured and bound)
+    extra_hosts: frozenset[str] = frozenset()  # the configured bind host, --allowed-host names
     revoked: RevokedSessions = field(default_factory=lambda: RevokedSessions(None))
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     _last_malformed_log: float = -1e9
 
     @classmethod
-    def build(cls, token: str | None, ports: Iterable[int], hosts: Iterable[str],
-              revoked_file: Path | None = None) -> Security:
+    def build(
+        cls, token: str | None, ports: Iterable[int], hosts: Iterable[str], revoked_file: Path | None = None
+    ) -> Security:
         names = frozenset(_normalise_name(h) for h in hosts if h and h.strip())
-        return cls(token=token or None, ports=frozenset(p for p in ports if p), extra_hosts=names,
-                   revoked=RevokedSessions(revoked_file))
+        return cls(
+            token=token or None,
+            ports=frozenset(p for p in ports if p),
+            extra_hosts=names,
+            revoked=RevokedSessions(revoked_file),
+        )
 
     # ---- Host / Origin -------------------------------------------------------------------------------------
     def host_allowed(self, host_header: str, bound_port: int | None, scheme: str = "http") -> bool:
@@ -210,8 +223,9 @@ class Security:
         return hmac.compare_digest(candidate.encode("utf-8", "replace"), self.token.encode("utf-8"))
 
     def new_session(self, now: float | None = None) -> str:
-        """A signed session value: `<issued>.<nonce>.<hmac(token, issued|nonce)>`. It holds no secret, survives a
-        restart (so open dashboards reconnect), expires after SESSION_MAX_AGE and dies when the token changes."""
+        """A signed session value: `<issued>.<nonce>.<hmac(token, issued|nonce)>`. It holds no secret,
+        survives a restart (so open dashboards reconnect), expires after SESSION_MAX_AGE and dies when the
+        token changes."""
         issued = int(time.time() if now is None else now)
         nonce = secrets.token_urlsafe(12)
         return f"{issued}.{nonce}.{self._sign(issued, nonce)}"
@@ -243,7 +257,9 @@ class Security:
 
     def _sign(self, issued: int, nonce: str) -> str:
         assert self.token is not None
-        return hmac.new(self.token.encode(), f"stst-session|{issued}|{nonce}".encode(), hashlib.sha256).hexdigest()
+        return hmac.new(
+            self.token.encode(), f"stst-session|{issued}|{nonce}".encode(), hashlib.sha256
+        ).hexdigest()
 
     def _log_malformed(self) -> None:
         now = time.monotonic()
@@ -253,7 +269,8 @@ class Security:
 
     def authenticate(self, headers: Headers, cookies: dict[str, str], client: str) -> int | bool:
         """True when the request carries a valid session cookie or the Bearer token; an int (seconds to wait)
-        when this client has guessed wrong too often; False otherwise. A wrong Bearer token counts as a guess."""
+        when this client has guessed wrong too often; False otherwise. A wrong Bearer token counts as a
+        guess."""
         if self.token is None:
             return True
         session = cookies.get(SESSION_COOKIE)
@@ -289,8 +306,9 @@ def _check(request: Request, refuse: HTTPException) -> None:
     if result is True:
         return
     if result is not False:
-        raise HTTPException(429, f"too many wrong tokens; retry in {result} s",
-                            headers={"Retry-After": str(result)})
+        raise HTTPException(
+            429, f"too many wrong tokens; retry in {result} s", headers={"Retry-After": str(result)}
+        )
     raise refuse
 
 
@@ -322,9 +340,14 @@ class HostOriginGuard:
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
         host = headers.get("host", "")
         if not self.security.host_allowed(host, bound_port, scheme):
-            logger.warning("refused request with unknown Host header {!r} to {}", host[:100], scope.get("path"))
+            logger.warning(
+                "refused request with unknown Host header {!r} to {}", host[:100], scope.get("path")
+            )
             await JSONResponse(
-                {"detail": "unknown Host header (a name this server was not started for: see --allowed-host)"},
+                {
+                    "detail": "unknown Host header "
+                    "(a name this server was not started for: see --allowed-host)"
+                },
                 status_code=400,
             )(scope, receive, send)
             return
@@ -333,7 +356,10 @@ class HostOriginGuard:
             source = origin if origin is not None else headers.get("referer")
             if source is not None and not self.security.origin_allowed(source, bound_port):
                 logger.warning(
-                    "refused cross-origin {} {} from origin {!r}", scope["method"], scope["path"], source[:200]
+                    "refused cross-origin {} {} from origin {!r}",
+                    scope["method"],
+                    scope["path"],
+                    source[:200],
                 )
                 await JSONResponse({"detail": "cross-origin request refused"}, status_code=403)(
                     scope, receive, send
@@ -355,11 +381,17 @@ class AuthGuard:
             result = self.security.authenticate(request.headers, request.cookies, client_of(request.client))
             if result is not True:
                 if result is False:
-                    answer = JSONResponse({"detail": "authentication required"}, status_code=401,
-                                          headers={"WWW-Authenticate": "Bearer"})
+                    answer = JSONResponse(
+                        {"detail": "authentication required"},
+                        status_code=401,
+                        headers={"WWW-Authenticate": "Bearer"},
+                    )
                 else:
-                    answer = JSONResponse({"detail": f"too many wrong tokens; retry in {result} s"},
-                                          status_code=429, headers={"Retry-After": str(result)})
+                    answer = JSONResponse(
+                        {"detail": f"too many wrong tokens; retry in {result} s"},
+                        status_code=429,
+                        headers={"Retry-After": str(result)},
+                    )
                 await answer(scope, receive, send)
                 return
         await self.app(scope, receive, send)

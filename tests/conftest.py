@@ -1,4 +1,5 @@
-"""Shared test fixtures: a bot (BotService in sim mode, the real pybotters client over loopback) and helpers."""
+"""Shared test fixtures: a bot (BotService in sim mode, the real pybotters client over loopback) and
+helpers."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def make_config(overrides: dict[str, Any] | None = None) -> AppConfig:
 
 
 async def eventually(predicate: Callable[[], bool], within: float = 30.0, what: str = "condition") -> None:
-    """Wait until `predicate()` holds (checked on every loop turn, at most every 20 ms); fail after `within` seconds."""
+    """Wait until `predicate()` holds (checked on every loop turn, at most every 20 ms); fail after `within`
+    seconds."""
     deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
@@ -50,13 +52,18 @@ async def eventually(predicate: Callable[[], bool], within: float = 30.0, what: 
 
 @pytest.fixture
 async def make_service(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """Factory: start a BotService in sim mode (venue in-process); every service it started is stopped at the end."""
+    """Factory: start a BotService in sim mode (venue in-process); every service it started is stopped at the
+    end."""
     from bot.service import BotService
 
     started: list[BotService] = []
 
-    async def _make(overrides: dict[str, Any] | None = None, *, state_file: Path | None = None,
-                    log_dir: Path | None = None) -> BotService:
+    async def _make(
+        overrides: dict[str, Any] | None = None,
+        *,
+        state_file: Path | None = None,
+        log_dir: Path | None = None,
+    ) -> BotService:
         cfg = make_config(overrides)
         svc = BotService(cfg, log_dir=log_dir or tmp_path / "logs", state_file=state_file)
         started.append(svc)

@@ -1,5 +1,6 @@
 """Helpers for the server tests: the real app over the real BotService in sim mode, served either through
-httpx's ASGITransport (lifespan run by hand) or by a real uvicorn on a free port as a task on the test's loop."""
+httpx's ASGITransport (lifespan run by hand) or by a real uvicorn on a free port as a task on the test's
+loop."""
 
 from __future__ import annotations
 
@@ -20,18 +21,22 @@ from bot.config.loader import deep_merge, validate_config
 from server.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
-ASGI_PORT = 8000                     # the port the in-process client pretends to talk to (= cfg.server.port)
+ASGI_PORT = 8000  # the port the in-process client pretends to talk to (= cfg.server.port)
 
 
 def sim_config(log_dir: Path, **overrides: Any) -> AppConfig:
-    """configs/base.yml + configs/sim.yml with logs and the state file in `log_dir`; `overrides` deep-merged."""
+    """configs/base.yml + configs/sim.yml with logs and the state file in `log_dir`; `overrides`
+    deep-merged."""
     base = load_app_config(ROOT / "configs" / "base.yml", ROOT / "configs" / "sim.yml")
-    data = deep_merge(base.model_dump(mode="python"), {
-        "logging": {"dir": str(log_dir)},
-        "runner": {"state_file": str(log_dir / "state.json")},
-        "server": {"port": ASGI_PORT},
-        "sim": {"activity": 3.0},
-    })
+    data = deep_merge(
+        base.model_dump(mode="python"),
+        {
+            "logging": {"dir": str(log_dir)},
+            "runner": {"state_file": str(log_dir / "state.json")},
+            "server": {"port": ASGI_PORT},
+            "sim": {"activity": 3.0},
+        },
+    )
     data["sim"]["api_secret"] = base.sim.api_secret.get_secret_value()
     return validate_config(deep_merge(data, overrides), "test")
 
@@ -60,17 +65,24 @@ async def uvicorn_server(
     app: FastAPI, startup_timeout: float = 60.0, send_buffer: int | None = None
 ) -> AsyncIterator[str]:
     """A real uvicorn on 127.0.0.1 and a free port, as a task on the running loop. Yields the base URL.
-    `send_buffer` fixes SO_SNDBUF of the accepted sockets (Linux inherits it from the listener), so a client that
-    stops reading backs up within seconds instead of after megabytes of kernel autotuned buffer."""
+    `send_buffer` fixes SO_SNDBUF of the accepted sockets (Linux inherits it from the listener), so a client
+    that stops reading backs up within seconds instead of after megabytes of kernel autotuned buffer."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if send_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
-    # a real SIGTERM ends open SSE streams through sse-starlette's hook; setting should_exit (as here) does not,
-    # so bound the wait for them as `python -m server` does
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5,
-                                           **app.state.connections.uvicorn_options()))
+    # a real SIGTERM ends open SSE streams through sse-starlette's hook; setting should_exit (as here) does
+    # not, so bound the wait for them as `python -m server` does
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            lifespan="on",
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+            **app.state.connections.uvicorn_options(),
+        )
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     deadline = time.monotonic() + startup_timeout
     while not server.started:  # uvicorn offers no event for "listening"; its flag is the contract
@@ -89,7 +101,9 @@ async def uvicorn_server(
         sock.close()
 
 
-async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float = 30.0, what: str = "condition") -> None:
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], within: float = 30.0, what: str = "condition"
+) -> None:
     """Poll an outside condition (the simulated market) that offers nothing to await."""
     deadline = time.monotonic() + within
     while not await predicate():
@@ -118,12 +132,18 @@ async def ensure_state(client: httpx.AsyncClient, target: str) -> None:
     if state == target:
         return
     paths = {
-        ("KILLED", "STOPPED"): ["reset"], ("KILLED", "RUNNING"): ["reset", "start"],
+        ("KILLED", "STOPPED"): ["reset"],
+        ("KILLED", "RUNNING"): ["reset", "start"],
         ("KILLED", "PAUSED"): ["reset", "start", "pause"],
-        ("STOPPED", "RUNNING"): ["start"], ("STOPPED", "PAUSED"): ["start", "pause"],
-        ("STOPPED", "KILLED"): ["kill"], ("RUNNING", "KILLED"): ["kill"], ("PAUSED", "KILLED"): ["kill"],
-        ("RUNNING", "PAUSED"): ["pause"], ("RUNNING", "STOPPED"): ["stop"],
-        ("PAUSED", "RUNNING"): ["resume"], ("PAUSED", "STOPPED"): ["stop"],
+        ("STOPPED", "RUNNING"): ["start"],
+        ("STOPPED", "PAUSED"): ["start", "pause"],
+        ("STOPPED", "KILLED"): ["kill"],
+        ("RUNNING", "KILLED"): ["kill"],
+        ("PAUSED", "KILLED"): ["kill"],
+        ("RUNNING", "PAUSED"): ["pause"],
+        ("RUNNING", "STOPPED"): ["stop"],
+        ("PAUSED", "RUNNING"): ["resume"],
+        ("PAUSED", "STOPPED"): ["stop"],
     }
     for action in paths[(state, target)]:
         r = await client.post(f"/strategy/{action}")

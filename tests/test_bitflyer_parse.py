@@ -1,4 +1,5 @@
-"""Parsers for bitFlyer payloads, against captured-style frames (tests/data) and REST rows from the API docs."""
+"""Parsers for bitFlyer payloads, against captured-style frames (tests/data) and REST rows from the API
+docs."""
 
 from __future__ import annotations
 
@@ -45,13 +46,16 @@ def log_lines():
 
 
 # ---- timestamps ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2026-09-23T03:31:25.6491037Z", datetime(2026, 9, 23, 3, 31, 25, 649103, tzinfo=UTC)),
-    ("2026-09-23T03:31:25Z", datetime(2026, 9, 23, 3, 31, 25, tzinfo=UTC)),
-    ("2026-09-23T03:31:25", datetime(2026, 9, 23, 3, 31, 25, tzinfo=UTC)),
-    ("2015-07-07T09:57:40.397", datetime(2015, 7, 7, 9, 57, 40, 397000, tzinfo=UTC)),
-    ("2026-09-23T12:31:25.5+09:00", datetime(2026, 9, 23, 3, 31, 25, 500000, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-09-23T03:31:25.6491037Z", datetime(2026, 9, 23, 3, 31, 25, 649103, tzinfo=UTC)),
+        ("2026-09-23T03:31:25Z", datetime(2026, 9, 23, 3, 31, 25, tzinfo=UTC)),
+        ("2026-09-23T03:31:25", datetime(2026, 9, 23, 3, 31, 25, tzinfo=UTC)),
+        ("2015-07-07T09:57:40.397", datetime(2015, 7, 7, 9, 57, 40, 397000, tzinfo=UTC)),
+        ("2026-09-23T12:31:25.5+09:00", datetime(2026, 9, 23, 3, 31, 25, 500000, tzinfo=UTC)),
+    ],
+)
 def test_exec_date_formats_all_become_utc(text: str, expected: datetime) -> None:
     got = parse_exec_date(text)
     assert got == expected
@@ -89,7 +93,9 @@ def test_non_numbers_are_refused(bad: object) -> None:
 
 # ---- child_order_events ----------------------------------------------------------------------------------
 def test_lifecycle_capture_parses_every_event_type() -> None:
-    events = [ev for msg in frames("child_order_events_lifecycle.json") for ev in parse_child_order_events(msg)]
+    events = [
+        ev for msg in frames("child_order_events_lifecycle.json") for ev in parse_child_order_events(msg)
+    ]
     types = [e.event_type for e in events]
     assert set(types) == set(ChildOrderEventType)
     assert len(events) == 10
@@ -121,10 +127,24 @@ def test_lifecycle_capture_parses_every_event_type() -> None:
 
 def test_lifecycle_capture_drives_the_order_tracker_to_the_right_states() -> None:
     tracker = OrderTracker()
-    buy = tracker.new_order(tag="stall", side=Side.BUY, order_type="LIMIT", price=Decimal(13633747),
-                            size=Decimal("0.001"), now=0, ttl_ms=800)
-    sell = tracker.new_order(tag="stall", side=Side.SELL, order_type="LIMIT", price=Decimal(13633749),
-                             size=Decimal("0.001"), now=0, ttl_ms=800)
+    buy = tracker.new_order(
+        tag="stall",
+        side=Side.BUY,
+        order_type="LIMIT",
+        price=Decimal(13633747),
+        size=Decimal("0.001"),
+        now=0,
+        ttl_ms=800,
+    )
+    sell = tracker.new_order(
+        tag="stall",
+        side=Side.SELL,
+        order_type="LIMIT",
+        price=Decimal(13633749),
+        size=Decimal("0.001"),
+        now=0,
+        ttl_ms=800,
+    )
     tracker.on_accepted(buy.client_id, "JRF20260923-033125-218133")
     tracker.on_accepted(sell.client_id, "JRF20260923-033125-218134")
     fills = []
@@ -141,8 +161,9 @@ def test_lifecycle_capture_drives_the_order_tracker_to_the_right_states() -> Non
 
 def test_execution_before_our_ack_is_counted_once_and_settles_on_ack() -> None:
     tracker = OrderTracker()
-    order = tracker.new_order(tag="stall", side=Side.SELL, order_type="LIMIT", price=Decimal(13700100),
-                              size=Decimal("0.001"), now=0)
+    order = tracker.new_order(
+        tag="stall", side=Side.SELL, order_type="LIMIT", price=Decimal(13700100), size=Decimal("0.001"), now=0
+    )
     fills = []
     for msg in frames("child_order_events_early_execution.json"):  # EXECUTION, ORDER, duplicate EXECUTION
         for ev in parse_child_order_events(msg):
@@ -159,7 +180,9 @@ def test_malformed_items_are_skipped_with_a_log_line_and_the_rest_still_counts(l
     (msg,) = frames("child_order_events_malformed.json")
     events = parse_child_order_events(msg)
     assert [e.child_order_acceptance_id for e in events] == [
-        "JRF20260923-040001-300001", "JRF20260923-040001-300010", "JRF20260923-040001-300011",
+        "JRF20260923-040001-300001",
+        "JRF20260923-040001-300010",
+        "JRF20260923-040001-300011",
     ]
     assert events[1].size == Decimal("0.00012345") and events[1].outstanding_size == Decimal("0.00087655")
     assert len(log_lines) == len(msg) - 3
@@ -173,13 +196,36 @@ def test_a_message_that_is_not_a_list_yields_nothing(message: object, log_lines:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.one_of(
-    st.none(), st.integers(), st.text(max_size=5),
-    st.dictionaries(st.sampled_from(["event_type", "side", "price", "size", "exec_id", "event_date",
-                                     "child_order_acceptance_id"]),
-                    st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=8),
-                              st.sampled_from(["EXECUTION", "ORDER", "BUY", "2026-09-23T03:31:25Z", "JRF1"]))),
-), max_size=8))
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.integers(),
+            st.text(max_size=5),
+            st.dictionaries(
+                st.sampled_from(
+                    [
+                        "event_type",
+                        "side",
+                        "price",
+                        "size",
+                        "exec_id",
+                        "event_date",
+                        "child_order_acceptance_id",
+                    ]
+                ),
+                st.one_of(
+                    st.none(),
+                    st.integers(),
+                    st.floats(),
+                    st.text(max_size=8),
+                    st.sampled_from(["EXECUTION", "ORDER", "BUY", "2026-09-23T03:31:25Z", "JRF1"]),
+                ),
+            ),
+        ),
+        max_size=8,
+    )
+)
 def test_parser_never_raises_on_junk(message: list) -> None:
     logger.disable("bot.infra.bitflyer_parse")
     try:
@@ -205,7 +251,9 @@ def test_public_executions_including_itayose_blank_side() -> None:
     finally:
         logger.enable("bot.infra.bitflyer_parse")
     assert len(execs) == 2
-    assert execs[0].side is Side.BUY and execs[0].price == Decimal(13633748) and execs[0].size == Decimal("0.01")
+    assert (
+        execs[0].side is Side.BUY and execs[0].price == Decimal(13633748) and execs[0].size == Decimal("0.01")
+    )
     assert execs[1].side is None
 
 
@@ -232,13 +280,16 @@ def test_getchildorders_rows() -> None:
     assert done.average_price == Decimal(13633521)
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda r: r.pop("child_order_state"),
-    lambda r: r.update(child_order_state="PARTIAL"),
-    lambda r: r.update(side="LONG"),
-    lambda r: r.update(size="lots"),
-    lambda r: r.update(child_order_acceptance_id=""),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda r: r.pop("child_order_state"),
+        lambda r: r.update(child_order_state="PARTIAL"),
+        lambda r: r.update(side="LONG"),
+        lambda r: r.update(size="lots"),
+        lambda r: r.update(child_order_acceptance_id=""),
+    ],
+)
 def test_getchildorders_row_that_cannot_be_trusted_raises(mutate) -> None:
     row = dict(CHILD_ORDERS[0])
     mutate(row)
@@ -256,7 +307,10 @@ def test_positions_net_and_average() -> None:
        "leverage":2,"pnl":-3.0,"sfd":0}
     ]""")
     lots = parse_position_rows(rows)
-    assert lots == [(Side.BUY, Decimal(13600000), Decimal("0.003")), (Side.BUY, Decimal(13600300), Decimal("0.001"))]
+    assert lots == [
+        (Side.BUY, Decimal(13600000), Decimal("0.003")),
+        (Side.BUY, Decimal(13600300), Decimal("0.001")),
+    ]
     net, avg = net_position(lots)
     assert net == Decimal("0.004")
     assert avg == Decimal(13600075)
@@ -264,8 +318,15 @@ def test_positions_net_and_average() -> None:
     assert parse_position_rows([]) == []
 
 
-@pytest.mark.parametrize("rows", [None, {"side": "BUY"}, [{"side": "BUY", "price": 1.0}],
-                                  [{"side": "BUY", "price": 13600000.0, "size": 0.0}]])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        None,
+        {"side": "BUY"},
+        [{"side": "BUY", "price": 1.0}],
+        [{"side": "BUY", "price": 13600000.0, "size": 0.0}],
+    ],
+)
 def test_positions_that_cannot_be_trusted_raise(rows: object) -> None:
     with pytest.raises(ParseError):
         parse_position_rows(rows)

@@ -1,7 +1,8 @@
 """BoardStore: the bitFlyer board as the bot holds it (SPEC §13).
 
-Checked against pybotters' own bitFlyerDataStore where pybotters is right (first snapshot, < 9,999 levels, positive
-prices) and against a naive dict model over long sequences (resyncs, disconnects, desyncs, bad frames)."""
+Checked against pybotters' own bitFlyerDataStore where pybotters is right (first snapshot, < 9,999 levels,
+positive prices) and against a naive dict model over long sequences (resyncs, disconnects, desyncs, bad
+frames)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def book() -> BoardStore:
     return store
 
 
-# ---- pybotters as the oracle ----------------------------------------------------------------------------------
+# ---- pybotters as the oracle
+# ----------------------------------------------------------------------------------
 class _QuietWS(ClientWebSocketResponse):
     """What bitFlyerDataStore needs to accept a snapshot: a pybotters socket to unsubscribe through."""
 
@@ -82,8 +84,9 @@ def pybotters_best(pb: pybotters.bitFlyerDataStore) -> tuple[Any, ...]:
     board = pb.board.sorted({"product_code": PC})
     bids = [b for b in board["bids"] if b["price"] > 0]
     asks = board["asks"]
-    return ((bids[0]["price"], bids[0]["size"]) if bids else (None, None)) + \
-           ((asks[0]["price"], asks[0]["size"]) if asks else (None, None))
+    return ((bids[0]["price"], bids[0]["size"]) if bids else (None, None)) + (
+        (asks[0]["price"], asks[0]["size"]) if asks else (None, None)
+    )
 
 
 def our_best(store: BoardStore) -> tuple[Any, ...]:
@@ -91,7 +94,8 @@ def our_best(store: BoardStore) -> tuple[Any, ...]:
     return tuple(None if x is None else float(x) for x in (bp, bs, ap, as_))
 
 
-# ---- a naive reference model ------------------------------------------------------------------------------------
+# ---- a naive reference model
+# ------------------------------------------------------------------------------------
 class RefBoard:
     """Plain dicts, best by max/min, everything recomputed: slow and obviously right."""
 
@@ -136,8 +140,11 @@ class RefBoard:
             else:
                 book_mid = Decimal(repr(bid + ask)) / 2
                 wire_mid = Decimal(repr(mid))
-                rounded = not self.exact_mids and wire_mid == wire_mid.to_integral_value() \
+                rounded = (
+                    not self.exact_mids
+                    and wire_mid == wire_mid.to_integral_value()
                     and abs(book_mid - wire_mid) == Decimal("0.5")
+                )
                 if book_mid != wire_mid and not rounded:
                     self.stale_reason = "desync"
 
@@ -147,7 +154,8 @@ class RefBoard:
         return sorted(self.asks.items())
 
 
-# ---- stale / resync -----------------------------------------------------------------------------------------------
+# ---- stale / resync
+# -----------------------------------------------------------------------------------------------
 def test_starts_stale_and_empty() -> None:
     store = BoardStore(PC)
     assert store.stale and store.stale_reason is StaleReason.NO_SNAPSHOT
@@ -235,7 +243,8 @@ def test_a_diff_without_mid_is_applied_without_prune_or_check(book: BoardStore) 
     assert not book.stale
 
 
-# ---- levels ---------------------------------------------------------------------------------------------------
+# ---- levels
+# ---------------------------------------------------------------------------------------------------
 def test_size_zero_deletes_and_crossed_levels_are_pruned_against_mid(book: BoardStore) -> None:
     book.onmessage(diff(BASE, bids=[(BASE - 10, 0.0), (BASE, 9.0), (BASE + 3, 9.0)], asks=[(BASE - 2, 9.0)]))
     assert raw_levels(book, Side.BUY) == [(BASE - 20, 1.0)]  # deleted; bids >= mid dropped
@@ -246,7 +255,9 @@ def test_size_zero_deletes_and_crossed_levels_are_pruned_against_mid(book: Board
 
 
 def test_itayose_price_zero_levels_are_dropped(book: BoardStore) -> None:
-    book.onmessage(frame(DIFF, {"mid_price": 0.0, "bids": levels([(0, 1.5), (-1, 1.0)]), "asks": levels([(0, 2.0)])}))
+    book.onmessage(
+        frame(DIFF, {"mid_price": 0.0, "bids": levels([(0, 1.5), (-1, 1.0)]), "asks": levels([(0, 2.0)])})
+    )
     assert raw_levels(book, Side.BUY) == [(BASE - 10, 0.5), (BASE - 20, 1.0)]
     assert raw_levels(book, Side.SELL) == [(BASE + 10, 0.25), (BASE + 20, 2.0)]
     assert book.levels_dropped == 3
@@ -264,7 +275,10 @@ def test_wire_floats_come_out_as_exact_decimals() -> None:
 
 def test_levels_are_best_first_and_limited(book: BoardStore) -> None:
     assert book.levels(Side.BUY, 1) == [(Decimal(BASE - 10), Decimal("0.5"))]
-    assert book.levels(Side.SELL, 5) == [(Decimal(BASE + 10), Decimal("0.25")), (Decimal(BASE + 20), Decimal("2.0"))]
+    assert book.levels(Side.SELL, 5) == [
+        (Decimal(BASE + 10), Decimal("0.25")),
+        (Decimal(BASE + 20), Decimal("2.0")),
+    ]
     assert book.levels(Side.BUY, 0) == []
 
 
@@ -277,7 +291,8 @@ def test_version_moves_with_best_prices_not_with_sizes(book: BoardStore) -> None
 
 
 def test_twelve_thousand_levels_none_lost() -> None:
-    # pybotters keeps 9,999 items and evicts the oldest-inserted: here that would be the best ask, listed first
+    # pybotters keeps 9,999 items and evicts the oldest-inserted: here that would be the best ask, listed
+    # first
     asks = [(BASE + 1 + i, 0.001 * (1 + i % 7)) for i in range(6_000)]
     bids = [(BASE - 1 - i, 0.002) for i in range(6_000)]
     store = BoardStore(PC)
@@ -292,8 +307,13 @@ def test_twelve_thousand_levels_none_lost() -> None:
     grown = BoardStore(PC)
     grown.onmessage(snap([(BASE - 1, 1.0)], [(BASE + 1, 1.0)], mid=BASE))
     for i in range(1, 1_201):
-        grown.onmessage(diff(BASE, bids=[(BASE - 1 - 5 * i - k, 0.01) for k in range(5)],
-                             asks=[(BASE + 1 + 5 * i + k, 0.01) for k in range(5)]))
+        grown.onmessage(
+            diff(
+                BASE,
+                bids=[(BASE - 1 - 5 * i - k, 0.01) for k in range(5)],
+                asks=[(BASE + 1 + 5 * i + k, 0.01) for k in range(5)],
+            )
+        )
     assert len(grown) == 2 + 2 * 5 * 1_200 == 12_002
     assert grown.best() == (Decimal(BASE - 1), Decimal("1.0"), Decimal(BASE + 1), Decimal("1.0"))
     assert not grown.stale
@@ -314,7 +334,8 @@ def test_pybotters_itself_loses_levels_past_9999() -> None:
     assert pybotters_best(pb)[2] != BASE + 1
 
 
-# ---- frames ---------------------------------------------------------------------------------------------------
+# ---- frames
+# ---------------------------------------------------------------------------------------------------
 BAD_FRAMES = [
     frame(DIFF, None),
     frame(DIFF, []),
@@ -337,7 +358,12 @@ BAD_FRAMES = [
 ]
 
 IGNORED_FRAMES = [
-    None, 42, "junk", b"junk", [], [{"jsonrpc": "2.0", "id": 1, "result": True}],
+    None,
+    42,
+    "junk",
+    b"junk",
+    [],
+    [{"jsonrpc": "2.0", "id": 1, "result": True}],
     {"jsonrpc": "2.0", "id": 1, "result": True},
     {"jsonrpc": "2.0", "id": 2, "error": {"code": -32009, "message": "already subscribed"}},
     {"jsonrpc": "2.0", "method": "channelMessage", "params": None},
@@ -350,7 +376,9 @@ IGNORED_FRAMES = [
 
 
 @pytest.mark.parametrize("bad", BAD_FRAMES, ids=range(len(BAD_FRAMES)))
-def test_a_bad_frame_is_skipped_whole_with_a_log_line(book: BoardStore, bad: Any, warnings_logged: list[str]) -> None:
+def test_a_bad_frame_is_skipped_whole_with_a_log_line(
+    book: BoardStore, bad: Any, warnings_logged: list[str]
+) -> None:
     before = (book.find(), book.version, book.messages_applied, book.stale_reason)
     book.onmessage(bad)
     assert (book.find(), book.version, book.messages_applied, book.stale_reason) == before
@@ -358,7 +386,9 @@ def test_a_bad_frame_is_skipped_whole_with_a_log_line(book: BoardStore, bad: Any
     assert len(warnings_logged) == 1 and "bad frame" in warnings_logged[0]
 
 
-def test_other_channels_and_replies_are_ignored_silently(book: BoardStore, warnings_logged: list[str]) -> None:
+def test_other_channels_and_replies_are_ignored_silently(
+    book: BoardStore, warnings_logged: list[str]
+) -> None:
     before = book.find()
     for fr in IGNORED_FRAMES:
         book.onmessage(fr)
@@ -367,7 +397,8 @@ def test_other_channels_and_replies_are_ignored_silently(book: BoardStore, warni
 
 
 def test_a_failure_while_applying_never_escapes_and_leaves_the_book_stale(
-        book: BoardStore, monkeypatch: pytest.MonkeyPatch, warnings_logged: list[str]) -> None:
+    book: BoardStore, monkeypatch: pytest.MonkeyPatch, warnings_logged: list[str]
+) -> None:
     def broken(*args: Any) -> None:
         raise RuntimeError("bug")
 
@@ -379,13 +410,14 @@ def test_a_failure_while_applying_never_escapes_and_leaves_the_book_stale(
     assert not book.stale
 
 
-# ---- DataStore semantics ------------------------------------------------------------------------------------------
+# ---- DataStore semantics
+# ------------------------------------------------------------------------------------------
 async def test_watch_yields_one_change_per_applied_message(book: BoardStore) -> None:
     with book.watch() as stream:
         d = diff(BASE, bids=[(BASE - 5, 0.1), (BASE - 6, 0.1), (BASE - 7, 0.1)])
         book.onmessage(d)
         book.onmessage({"jsonrpc": "2.0", "id": 1, "result": True})  # not a board message: no change
-        book.onmessage(BAD_FRAMES[0])                                 # skipped: no change
+        book.onmessage(BAD_FRAMES[0])  # skipped: no change
         book.onmessage(snap([(BASE - 10, 0.5)], [(BASE + 10, 0.25)]))
         first, second = await stream.get(), await stream.get()
         assert stream._queue.empty()
@@ -425,26 +457,42 @@ def test_find_get_and_sorted_keep_the_pybotters_board_shape(book: BoardStore) ->
     assert book.sorted({"product_code": "BTC_JPY"}) == {"bids": [], "asks": []}
 
 
-# ---- property tests -----------------------------------------------------------------------------------------------
+# ---- property tests
+# -----------------------------------------------------------------------------------------------
 SIZES = st.sampled_from([0.0, 0.0, 0.001, 0.01, 0.05, 0.5, 1.23456789, 0.00000001])
 OFFSETS = st.integers(-40, 40)
 LEVEL = st.tuples(OFFSETS, SIZES, st.integers(0, 19))  # offset from BASE, size, 0 = itayose price 0
 SIDE_LEVELS = st.lists(LEVEL, max_size=6)
 MIDS = st.sampled_from(["consistent", "consistent", "consistent", "rounded", "random", "missing", "zero"])
 DIFF_OP = st.tuples(st.just("diff"), SIDE_LEVELS, SIDE_LEVELS, MIDS, st.integers(-40, 40))
-SNAP_OP = st.tuples(st.just("snapshot"), st.lists(LEVEL, max_size=30), st.lists(LEVEL, max_size=30), MIDS,
-                    st.integers(-40, 40))
+SNAP_OP = st.tuples(
+    st.just("snapshot"),
+    st.lists(LEVEL, max_size=30),
+    st.lists(LEVEL, max_size=30),
+    MIDS,
+    st.integers(-40, 40),
+)
 # mostly diffs, as on the wire; now and then a snapshot, a lost socket or a bad frame
 ANY_OP = st.integers(0, 19).flatmap(
-    lambda k: DIFF_OP if k < 15 else SNAP_OP if k < 17 else st.just(("disconnect",)) if k < 18
-    else st.sampled_from([("bad", i) for i in range(4)]))
+    lambda k: (
+        DIFF_OP
+        if k < 15
+        else SNAP_OP
+        if k < 17
+        else st.just(("disconnect",))
+        if k < 18
+        else st.sampled_from([("bad", i) for i in range(4)])
+    )
+)
 
 
 def _to_levels(raw: list[tuple[int, float, int]]) -> list[tuple[float, float]]:
     return [(0.0 if zero == 0 else float(BASE + off), size) for off, size, zero in raw]
 
 
-def _mid_for(ref: RefBoard, kind: str, bids: list, asks: list, mode: str, rand: int, pyb_safe: bool) -> float | None:
+def _mid_for(
+    ref: RefBoard, kind: str, bids: list, asks: list, mode: str, rand: int, pyb_safe: bool
+) -> float | None:
     """The frame's mid: the true mid of the book the frame leads to (consistent), rounded, or arbitrary."""
     book_b = {} if kind == "snapshot" else dict(ref.bids)
     book_a = {} if kind == "snapshot" else dict(ref.asks)
@@ -458,10 +506,16 @@ def _mid_for(ref: RefBoard, kind: str, bids: list, asks: list, mode: str, rand: 
     bb, ba = max(book_b, default=None), min(book_a, default=None)
     true_mid = (bb + ba) / 2 if bb is not None and ba is not None else BASE + rand / 2
     if pyb_safe:
-        # pybotters drops bids > mid (not >=): a whole-yen mid could tie with a bid, so keep mids off the yen grid
+        # pybotters drops bids > mid (not >=): a whole-yen mid could tie with a bid, so keep mids off the yen
+        # grid
         return true_mid if true_mid % 1 else true_mid + 0.5
-    return {"consistent": true_mid, "rounded": float(int(true_mid)), "random": BASE + rand / 2,
-            "missing": None, "zero": 0.0}[mode]
+    return {
+        "consistent": true_mid,
+        "rounded": float(int(true_mid)),
+        "random": BASE + rand / 2,
+        "missing": None,
+        "zero": 0.0,
+    }[mode]
 
 
 def _frame_for(ref: RefBoard, op: tuple, pyb_safe: bool = False) -> dict[str, Any]:
@@ -487,7 +541,9 @@ def test_same_best_as_pybotters_after_its_first_snapshot(pre: list, first: tuple
             if i >= len(pre):  # pybotters ignores diffs until its first snapshot
                 assert our_best(ours) == pybotters_best(theirs)
         await asyncio.gather(*(asyncio.all_tasks() - {asyncio.current_task()}))
-        assert ws.sent == [{"method": "unsubscribe", "params": {"channel": SNAP}}]  # pybotters' flaw; not ours
+        assert ws.sent == [
+            {"method": "unsubscribe", "params": {"channel": SNAP}}
+        ]  # pybotters' flaw; not ours
 
     asyncio.run(run())
 
@@ -513,7 +569,8 @@ def test_matches_a_naive_model_over_long_sequences(ops: list) -> None:
         assert store.version == ref.version
 
 
-# ---- replay -------------------------------------------------------------------------------------------------------
+# ---- replay
+# -------------------------------------------------------------------------------------------------------
 def _replay(store: BoardStore, frames: list[dict]) -> list[tuple[Any, ...]]:
     seq = []
     for fr in frames:
@@ -541,7 +598,12 @@ def test_replaying_a_capture_gives_a_deterministic_best_sequence() -> None:
     store = BoardStore(PC)
     _replay(store, frames)
     assert (store.snapshots_applied, store.diffs_applied, store.desyncs, store.resyncs) == (3, 111, 1, 2)
-    assert store.best() == (Decimal(13599466), Decimal("0.05623675"), Decimal(13600396), Decimal("0.12247093"))
+    assert store.best() == (
+        Decimal(13599466),
+        Decimal("0.05623675"),
+        Decimal(13600396),
+        Decimal("0.12247093"),
+    )
     changes = sum(1 for a, b in zip(first, first[1:], strict=False) if (a[0], a[2]) != (b[0], b[2]))
     assert 5 < changes < 60  # the best moves now and then, as on the real feed; mostly it stays
 

@@ -1,4 +1,5 @@
-"""The dashboard in a real browser (Debian's chromium via Playwright) against the real app and bot in sim mode."""
+"""The dashboard in a real browser (Debian's chromium via Playwright) against the real app and bot in sim
+mode."""
 
 from __future__ import annotations
 
@@ -15,8 +16,14 @@ import pytest_asyncio
 from tests.conftest_server import ROOT, build_app, ensure_state, sim_config, uvicorn_server
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
@@ -99,7 +106,9 @@ async def test_dashboard_loads_offline_with_no_console_errors(tab: Tab, served: 
     await expect(page.locator("#state")).to_have_text("RUNNING")
     await expect(page.locator("#mode")).to_have_text("SIM")
     await expect(page.locator("#ladder tbody tr")).to_have_count(20, timeout=10_000)
-    await expect(page.locator("#chart-mid .uplot")).to_have_count(1, timeout=10_000)  # the chart event arrived
+    await expect(page.locator("#chart-mid .uplot")).to_have_count(
+        1, timeout=10_000
+    )  # the chart event arrived
     assert await page.evaluate("typeof htmx === 'object' && typeof uPlot === 'function'")
     await expect(page.locator("#stream-status")).to_be_hidden()
     assert tab.console_errors == []
@@ -200,7 +209,9 @@ async def test_phone_layout_fits_the_screen(browser: Any, served: Served) -> Non
     from playwright.async_api import expect
 
     await ensure_state(served.api, "RUNNING")
-    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    context = await browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
     page = await context.new_page()
     try:
         await page.goto(served.base + "/")
@@ -210,7 +221,9 @@ async def test_phone_layout_fits_the_screen(browser: Any, served: Served) -> Non
         for button in ("#kill-btn", "#stop-btn"):
             await expect(page.locator(button)).to_be_visible()
             box = await page.locator(button).bounding_box()
-            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 36
+            assert (
+                box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 36
+            )
     finally:
         await context.close()
 
@@ -221,7 +234,8 @@ async def test_screenshot_for_the_readme(tab: Tab, served: Served, tmp_path: Pat
     await ensure_state(served.api, "RUNNING")
     page = await _open(tab, served)
     await expect(page.locator("#chart-mid .uplot")).to_have_count(1, timeout=10_000)
-    # the README's picture is refreshed only on request (STST_SCREENSHOT=1), so a test run leaves the tree clean
+    # the README's picture is refreshed only on request (STST_SCREENSHOT=1), so a test run leaves the tree
+    # clean
     target = SCREENSHOT if os.environ.get("STST_SCREENSHOT") == "1" else tmp_path / "dashboard.png"
     target.parent.mkdir(exist_ok=True)
     await page.screenshot(path=str(target), full_page=True)

@@ -1,5 +1,5 @@
-"""The config loader (bot/config/loader.py) and `python -m bot.config check`, as a trader editing YAML files and
-tuning the running bot would meet them."""
+"""The config loader (bot/config/loader.py) and `python -m bot.config check`, as a trader editing YAML files
+and tuning the running bot would meet them."""
 
 from __future__ import annotations
 
@@ -47,7 +47,10 @@ def fields_of(e: ConfigError) -> list[str]:
 def run_check(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot.config", "check", *map(str, args)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -73,7 +76,9 @@ def test_yaml_decimals_stay_exact(cfg: AppConfig) -> None:
 
 
 def test_override_merges_deeply(tmp_path: Path) -> None:
-    cfg = load_app_config(BASE, override(tmp_path, "strategy:\n  stall_T_ms: 400\nrisk:\n  max_dd_jpy: -5000\n"))
+    cfg = load_app_config(
+        BASE, override(tmp_path, "strategy:\n  stall_T_ms: 400\nrisk:\n  max_dd_jpy: -5000\n")
+    )
     assert cfg.strategy.stall_T_ms == 400 and cfg.strategy.ttl_ms == 800  # the rest of strategy kept
     assert cfg.risk.max_dd_jpy == Decimal("-5000") and cfg.risk.daily_pnl_jpy == Decimal("-30000")
 
@@ -137,11 +142,19 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         ("strategy:\n  stall_T_ms: 250.5\n", "strategy.stall_T_ms", "integer"),
         ("strategy:\n  ttl_ms: 0\n", "strategy.ttl_ms", "greater than 0"),
         ("strategy:\n  min_spread_tick: 0\n", "strategy.min_spread_tick", "greater than or equal to 1"),
-        ("strategy:\n  size_min: 0.0005\n  max_inventory_btc: 0.2\n", "strategy.size_min", "exchange.min_size"),
+        (
+            "strategy:\n  size_min: 0.0005\n  max_inventory_btc: 0.2\n",
+            "strategy.size_min",
+            "exchange.min_size",
+        ),
         ("strategy:\n  size_min: 0.0010000001\n", "strategy.size_min", "0.00000001"),
         ("strategy:\n  max_inventory_btc: 0.0005\n", "strategy.max_inventory_btc", "size_min"),
         ("strategy:\n  max_inventory_btc: 0.200000001\n", "strategy.max_inventory_btc", "0.00000001"),
-        ("strategy:\n  quote_offset_ticks: -1\n", "strategy.quote_offset_ticks", "greater than or equal to 0"),
+        (
+            "strategy:\n  quote_offset_ticks: -1\n",
+            "strategy.quote_offset_ticks",
+            "greater than or equal to 0",
+        ),
         ("strategy:\n  quote_mode: outside\n", "strategy.quote_mode", "'mid' or 'inside'"),
         ("risk:\n  daily_pnl_jpy: 0\n", "risk.daily_pnl_jpy", "less than 0"),
         ("risk:\n  daily_pnl_jpy: 5000\n", "risk.daily_pnl_jpy", "less than 0"),
@@ -164,8 +177,8 @@ def test_each_rule_names_its_field(tmp_path: Path, text: str, field: str, words:
     "text",
     [
         "strategy:\n  quote_offset_ticks: 0\n  min_spread_tick: 1\n",
-        "strategy:\n  size_min: 0.001\n  max_inventory_btc: 0.001\n",       # one order fits exactly
-        "strategy:\n  size_min: 0.00100001\n  max_inventory_btc: 0.01\n",    # on the 1e-8 grid
+        "strategy:\n  size_min: 0.001\n  max_inventory_btc: 0.001\n",  # one order fits exactly
+        "strategy:\n  size_min: 0.00100001\n  max_inventory_btc: 0.01\n",  # on the 1e-8 grid
         "risk:\n  daily_pnl_jpy: -1\n  max_dd_jpy: -1\n  trading_day_tz: UTC\n",
     ],
 )
@@ -191,19 +204,26 @@ def test_one_bad_field_rejects_the_whole_patch(cfg: AppConfig) -> None:
     assert cfg.model_dump() == before
 
 
-@pytest.mark.parametrize(("patch", "field"), [
-    ({"strategy": {"stall_T_ms": 1e303}}, "strategy.stall_T_ms"),
-    ({"strategy": {"stale_after_ms": 10**18}}, "strategy.stale_after_ms"),
-    ({"strategy": {"ttl_ms": 3_600_001}}, "strategy.ttl_ms"),
-    ({"strategy": {"max_hold_ms": 10**12}}, "strategy.max_hold_ms"),
-    ({"strategy": {"max_reverse_ticks": 10**30}}, "strategy.max_reverse_ticks"),
-    ({"risk": {"daily_pnl_jpy": "-1e400"}}, "risk.daily_pnl_jpy"),
-    ({"strategy": {"size_min": 1000, "max_inventory_btc": 1000}}, "strategy.size_min"),
-    ({"strategy": {"max_inventory_btc": "5"}}, "strategy.max_inventory_btc"),       # past the cold cap (1)
-    ({"strategy": {"size_min": "0.2", "max_inventory_btc": "0.5"}}, "strategy.size_min"),  # past max_order_btc
-])
-def test_absurd_numbers_are_refused_whole_before_anything_is_applied(cfg: AppConfig, patch: dict[str, Any],
-                                                                     field: str) -> None:
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"strategy": {"stall_T_ms": 1e303}}, "strategy.stall_T_ms"),
+        ({"strategy": {"stale_after_ms": 10**18}}, "strategy.stale_after_ms"),
+        ({"strategy": {"ttl_ms": 3_600_001}}, "strategy.ttl_ms"),
+        ({"strategy": {"max_hold_ms": 10**12}}, "strategy.max_hold_ms"),
+        ({"strategy": {"max_reverse_ticks": 10**30}}, "strategy.max_reverse_ticks"),
+        ({"risk": {"daily_pnl_jpy": "-1e400"}}, "risk.daily_pnl_jpy"),
+        ({"strategy": {"size_min": 1000, "max_inventory_btc": 1000}}, "strategy.size_min"),
+        ({"strategy": {"max_inventory_btc": "5"}}, "strategy.max_inventory_btc"),  # past the cold cap (1)
+        (
+            {"strategy": {"size_min": "0.2", "max_inventory_btc": "0.5"}},
+            "strategy.size_min",
+        ),  # past max_order_btc
+    ],
+)
+def test_absurd_numbers_are_refused_whole_before_anything_is_applied(
+    cfg: AppConfig, patch: dict[str, Any], field: str
+) -> None:
     """Edge hardening 2: stall_T_ms 1e303 was applied and then broke every decision (OverflowError arming the
     timer); size_min 1000 was accepted and a 1,000 BTC order sent. Every number has a range, and the sizes
     a cold cap (exchange.max_order_btc / max_inventory_btc) that a live patch cannot raise."""
@@ -213,7 +233,7 @@ def test_absurd_numbers_are_refused_whole_before_anything_is_applied(cfg: AppCon
     assert field in fields_of(e.value)
     assert cfg.model_dump() == before
     with pytest.raises(ConfigError) as e:
-        apply_live_patch(cfg, {"exchange": {"max_order_btc": "1000"}})    # the caps are cold
+        apply_live_patch(cfg, {"exchange": {"max_order_btc": "1000"}})  # the caps are cold
     assert fields_of(e.value) == ["exchange"]
 
 
@@ -264,7 +284,9 @@ def test_malformed_patches_are_refused(cfg: AppConfig, patch: Any) -> None:
 
 
 def test_patch_decimals_stay_exact(cfg: AppConfig) -> None:
-    body = json.loads('{"strategy": {"size_min": 0.002, "max_inventory_btc": 0.3}, "risk": {"max_dd_jpy": -0.1}}')
+    body = json.loads(
+        '{"strategy": {"size_min": 0.002, "max_inventory_btc": 0.3}, "risk": {"max_dd_jpy": -0.1}}'
+    )
     new = apply_live_patch(cfg, body)  # the floats a JSON body decodes to
     assert (new.strategy.size_min, new.strategy.max_inventory_btc) == (Decimal("0.002"), Decimal("0.3"))
     assert str(new.strategy.size_min) == "0.002" and str(new.risk.max_dd_jpy) == "-0.1"
@@ -277,7 +299,9 @@ def test_redacted_dump_masks_secrets(tmp_path: Path) -> None:
     dumped = json.dumps(redacted_dump(cfg))
     assert "my-very-own-secret" not in dumped and "SIM_SECRET" not in dumped
     assert redacted_dump(cfg)["sim"]["api_secret"] == "**********"
-    assert "my-very-own-secret" not in repr(cfg) and "my-very-own-secret" not in str(cfg.model_dump(mode="json"))
+    assert "my-very-own-secret" not in repr(cfg) and "my-very-own-secret" not in str(
+        cfg.model_dump(mode="json")
+    )
 
 
 # ---- property: a patch is applied whole or not at all ----------------------------------------------------
@@ -285,27 +309,37 @@ _HOT_FIELDS = {"strategy": StallStrategyConfig.model_fields, "risk": RiskConfig.
 
 
 def _typed_value(section: str, key: str) -> st.SearchStrategy[Any]:
-    """A value of the field's own type: mostly plausible, sometimes one validation must refuse (negative, zero,
-    off the 1e-8 grid, unknown zone)."""
+    """A value of the field's own type: mostly plausible, sometimes one validation must refuse (negative,
+    zero, off the 1e-8 grid, unknown zone)."""
     ann = _HOT_FIELDS[section][key].annotation
     if ann is int:
-        return st.one_of(st.integers(min_value=1, max_value=5000), st.integers(min_value=-10, max_value=10**7))
+        return st.one_of(
+            st.integers(min_value=1, max_value=5000), st.integers(min_value=-10, max_value=10**7)
+        )
     if ann is bool:
         return st.booleans()
     if ann is Decimal and section == "risk":
-        return st.one_of(st.integers(-100_000, -1).map(Decimal),
-                         st.decimals(min_value=-100_000, max_value=100_000, places=2))
+        return st.one_of(
+            st.integers(-100_000, -1).map(Decimal),
+            st.decimals(min_value=-100_000, max_value=100_000, places=2),
+        )
     if ann is Decimal:
-        return st.one_of(st.integers(100_000, 50_000_000).map(lambda n: Decimal(n).scaleb(-8)),
-                         *(st.decimals(min_value=-10, max_value=10, places=p) for p in (0, 3, 8, 10)))
+        return st.one_of(
+            st.integers(100_000, 50_000_000).map(lambda n: Decimal(n).scaleb(-8)),
+            *(st.decimals(min_value=-10, max_value=10, places=p) for p in (0, 3, 8, 10)),
+        )
     if key == "trading_day_tz":
         return st.sampled_from(["Asia/Tokyo", "UTC", "Europe/London", "Mars/Olympus", "America", ""])
     return st.sampled_from(["mid", "inside", "outside"])
 
 
 _junk = st.one_of(
-    st.none(), st.booleans(), st.text(max_size=6), st.floats(allow_nan=True, allow_infinity=True),
-    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.text(max_size=6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 
 
@@ -317,8 +351,11 @@ def patches(draw: st.DrawFn) -> dict[str, Any]:
         sections.append(draw(st.sampled_from(["exchange", "env", "bogus"])))
     for section in sections:
         if section not in _HOT_FIELDS:
-            patch[section] = draw(st.one_of(st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
-                                            st.text(max_size=4)))
+            patch[section] = draw(
+                st.one_of(
+                    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2), st.text(max_size=4)
+                )
+            )
             continue
         body: dict[str, Any] = {}
         keys = sorted(_HOT_FIELDS[section])
@@ -347,13 +384,15 @@ def test_any_patch_is_applied_whole_or_refused_whole(cfg: AppConfig, patch: dict
     AppConfig.model_validate(new.model_dump())  # the result is a config that validates on its own
     after = new.model_dump()
     for section, values in before.items():
-        for key, old in (values.items() if isinstance(values, dict) else [(None, values)]):
+        for key, old in values.items() if isinstance(values, dict) else [(None, values)]:
             changed = section in patch and key in patch[section]
             current = after[section] if key is None else after[section][key]
             if not changed:
                 assert current == old, f"{section}.{key} changed without being patched"
             elif patch[section][key] is None:  # JSON merge patch: null resets to the default
                 assert current == _HOT_FIELDS[section][key].default
-            elif isinstance(patch[section][key], int | Decimal | str) and not isinstance(patch[section][key], bool):
+            elif isinstance(patch[section][key], int | Decimal | str) and not isinstance(
+                patch[section][key], bool
+            ):
                 if isinstance(current, int | Decimal) and not isinstance(current, bool):
                     assert Decimal(str(current)) == Decimal(str(patch[section][key]))

@@ -1,6 +1,6 @@
-"""The web edge cannot starve the bot: silent and trickling connections are closed, past the cap the longest-idle
-connection gives way, and under a flood of idle connections at a 1,024 file-handle limit the bot still answers,
-cancels, flattens and saves its kill latch."""
+"""The web edge cannot starve the bot: silent and trickling connections are closed, past the cap the
+longest-idle connection gives way, and under a flood of idle connections at a 1,024 file-handle limit the bot
+still answers, cancels, flattens and saves its kill latch."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ async def test_silent_and_trickling_connections_are_closed_after_the_head_deadli
         silent = await _connect(port)
         trickle = await _connect(port)
         trickle[1].write(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-A: ".encode())
-        kept = await _connect(port)                      # one whole request, then half of the next
+        kept = await _connect(port)  # one whole request, then half of the next
         kept[1].write(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
         first = await kept[0].readuntil(b"\r\n\r\n")
         assert first.startswith(b"HTTP/1.1 200")
@@ -77,18 +77,20 @@ async def test_past_the_cap_the_longest_idle_connection_gives_way(tmp_path: Path
             r = await client.get("/healthz")
             assert r.status_code == 200
             assert guard.open_count <= 8 and guard.evicted >= 1
-        assert await _closed_by_server(idle[0][0], 10) == b""   # the oldest one went, not a busy one
+        assert await _closed_by_server(idle[0][0], 10) == b""  # the oldest one went, not a busy one
         for _, writer in idle:
             writer.close()
 
 
-async def test_when_every_connection_is_busy_a_newcomer_is_told_503_and_streams_are_capped(tmp_path: Path) -> None:
+async def test_when_every_connection_is_busy_a_newcomer_is_told_503_and_streams_are_capped(
+    tmp_path: Path,
+) -> None:
     app = build_app(sim_config(tmp_path, server={"max_connections": 8, "max_streams": 8}), tmp_path)
     async with uvicorn_server(app) as base:
         guard = app.state.connections
         port = _port(base)
         streams = []
-        for _ in range(8):                                       # dashboard streams: requests that never end
+        for _ in range(8):  # dashboard streams: requests that never end
             reader, writer = await _connect(port)
             writer.write(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
             assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
@@ -122,7 +124,10 @@ def _open_handles(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-async def test_a_flood_of_idle_connections_at_a_1024_handle_limit_cannot_stop_a_kill(tmp_path: Path, procs: Any) -> None:  # noqa: F811
+async def test_a_flood_of_idle_connections_at_a_1024_handle_limit_cannot_stop_a_kill(
+    tmp_path: Path,
+    procs: Any,  # noqa: F811
+) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < FLOOD + 200:
         pytest.skip(f"this test process may open only {hard} files")
@@ -135,13 +140,30 @@ async def test_a_flood_of_idle_connections_at_a_1024_handle_limit_cannot_stop_a_
     log_dir = tmp_path / "logs"
     port = free_port()
     api = f"http://127.0.0.1:{port}"
-    server = await spawn(["-m", "server", "--override", str(tmp_path / "override.yml"), "--port", str(port),
-                          "--log-dir", str(log_dir), "--env-file", str(tmp_path / "no.env"), "--venue", venue_url],
-                         tmp_path / "server.log", ROOT, handle_limit=HANDLE_LIMIT)
+    server = await spawn(
+        [
+            "-m",
+            "server",
+            "--override",
+            str(tmp_path / "override.yml"),
+            "--port",
+            str(port),
+            "--log-dir",
+            str(log_dir),
+            "--env-file",
+            str(tmp_path / "no.env"),
+            "--venue",
+            venue_url,
+        ],
+        tmp_path / "server.log",
+        ROOT,
+        handle_limit=HANDLE_LIMIT,
+    )
     procs.append(server)
     flood: list[socket.socket] = []
     try:
         async with httpx.AsyncClient(timeout=10) as client:
+
             async def reconciled() -> bool:
                 try:
                     return (await client.get(f"{api}/state")).json()["health"]["reconciled_at"] is not None
@@ -159,7 +181,7 @@ async def test_a_flood_of_idle_connections_at_a_1024_handle_limit_cannot_stop_a_
             await _until(holds_position, 30, "the bot to count the hand trade")
 
             loop = asyncio.get_running_loop()
-            for _ in range(FLOOD):                         # connect and say nothing, as an attacker would
+            for _ in range(FLOOD):  # connect and say nothing, as an attacker would
                 s = socket.socket()
                 s.setblocking(False)
                 try:
@@ -183,7 +205,9 @@ async def test_a_flood_of_idle_connections_at_a_1024_handle_limit_cannot_stop_a_
             saved = json.loads((log_dir / "state.json").read_text())
             assert saved.get("run_state", saved.get("state")) == "KILLED", saved
             assert _open_handles(server.proc.pid) < HANDLE_LIMIT - 100
-        text = server.text() + "".join(p.read_text(errors="replace") for p in (log_dir / "runtime").glob("*.log"))
+        text = server.text() + "".join(
+            p.read_text(errors="replace") for p in (log_dir / "runtime").glob("*.log")
+        )
         assert "Too many open files" not in text and "out of system resource" not in text
     finally:
         for s in flood:

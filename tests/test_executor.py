@@ -40,8 +40,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:The 'auth' parameter is deprecat
 
 S = 1_000_000_000
 MS = 1_000_000
-BID = Action(ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.BUY, Decimal(13633747), Decimal("0.001"), 800, "stall")
-ASK = Action(ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.SELL, Decimal(13633749), Decimal("0.001"), 800, "stall")
+BID = Action(
+    ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.BUY, Decimal(13633747), Decimal("0.001"), 800, "stall"
+)
+ASK = Action(
+    ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.SELL, Decimal(13633749), Decimal("0.001"), 800, "stall"
+)
 CANCEL_STALL = Action(ActionKind.CANCEL_ALL_STALL, Reason.TTL_EXPIRED)
 CANCEL_ALL = Action(ActionKind.CANCEL_ALL, Reason.KILL_SWITCH)
 CLOSE = Action(ActionKind.CLOSE_MARKET, Reason.REVERSE_STOP, Side.SELL, None, Decimal("0.001"), None, "close")
@@ -66,8 +70,14 @@ class Clock:
 
 
 class Rig:
-    def __init__(self, venue: FakeBitflyer, client: pybotters.Client, *, timeout_s: float = 2.0,
-                 budget: RateBudget | None = None) -> None:
+    def __init__(
+        self,
+        venue: FakeBitflyer,
+        client: pybotters.Client,
+        *,
+        timeout_s: float = 2.0,
+        budget: RateBudget | None = None,
+    ) -> None:
         self.venue = venue
         self.clock = Clock()
         self.log = ListLog()
@@ -120,7 +130,10 @@ async def test_strike_registers_both_orders_at_once_and_sends_them_concurrently(
     # the trading loop gets control back before any answer: both orders already count as live
     assert task is not None and not task.done()
     live = rig.orders.open_orders(tag="stall")
-    assert [(o.side, o.state) for o in live] == [(Side.BUY, OrderState.PENDING_NEW), (Side.SELL, OrderState.PENDING_NEW)]
+    assert [(o.side, o.state) for o in live] == [
+        (Side.BUY, OrderState.PENDING_NEW),
+        (Side.SELL, OrderState.PENDING_NEW),
+    ]
     assert [o.ttl_ms for o in live] == [800, 800]
     # both requests reach the venue while neither has been answered
     await arrived(rig.venue, SEND_CHILD_ORDER)
@@ -128,16 +141,32 @@ async def test_strike_registers_both_orders_at_once_and_sends_them_concurrently(
     rig.venue.release.set()
     await task
     assert sorted(rig.sends(), key=lambda b: b["side"]) == [
-        {"product_code": "FX_BTC_JPY", "child_order_type": "LIMIT", "side": "BUY", "price": 13633747,
-         "size": 0.001, "minute_to_expire": 1, "time_in_force": "GTC"},
-        {"product_code": "FX_BTC_JPY", "child_order_type": "LIMIT", "side": "SELL", "price": 13633749,
-         "size": 0.001, "minute_to_expire": 1, "time_in_force": "GTC"},
+        {
+            "product_code": "FX_BTC_JPY",
+            "child_order_type": "LIMIT",
+            "side": "BUY",
+            "price": 13633747,
+            "size": 0.001,
+            "minute_to_expire": 1,
+            "time_in_force": "GTC",
+        },
+        {
+            "product_code": "FX_BTC_JPY",
+            "child_order_type": "LIMIT",
+            "side": "SELL",
+            "price": 13633749,
+            "size": 0.001,
+            "minute_to_expire": 1,
+            "time_in_force": "GTC",
+        },
     ]
     assert all(o.state is OrderState.ACTIVE and o.acceptance_id for o in live)
     assert {rig.orders.by_acceptance(o.acceptance_id) is o for o in live} == {True}  # type: ignore[arg-type]
     assert rig.statuses("place") == ["ok", "ok"]
-    assert all(r.latency_ms is not None and r.order_id.startswith("JRF") and r.tif == "GTC" and r.tag == "stall"
-               for r in rig.log.rows)
+    assert all(
+        r.latency_ms is not None and r.order_id.startswith("JRF") and r.tif == "GTC" and r.tag == "stall"
+        for r in rig.log.rows
+    )
     assert rig.ex.orders_sent == 2 and rig.ex.orders_accepted == 2
     assert rig.venue.bad_signatures == 0
 
@@ -148,9 +177,11 @@ async def test_execute_waits_and_returns_the_orders(rig: Rig) -> None:
     assert rig.ex.running == 0
 
 
-# ---- unknown outcomes: never failed, never re-sent ----------------------------------------------------------------
-async def test_timeout_leaves_the_order_unknown_and_it_is_not_resent(venue: FakeBitflyer,
-                                                                     client: pybotters.Client) -> None:
+# ---- unknown outcomes: never failed, never re-sent
+# ----------------------------------------------------------------
+async def test_timeout_leaves_the_order_unknown_and_it_is_not_resent(
+    venue: FakeBitflyer, client: pybotters.Client
+) -> None:
     rig = Rig(venue, client, timeout_s=0.3)
     venue.then(SEND_CHILD_ORDER, Reply(hang=True))
     (order,) = await rig.ex.execute([BID], rig.now)
@@ -189,12 +220,13 @@ async def test_208_is_unknown_with_exponential_backoff_reset_by_success(rig: Rig
 
 
 async def test_html_502_is_unknown_and_backs_off(rig: Rig) -> None:
-    rig.venue.then(SEND_CHILD_ORDER, Reply(502, "<html><body>502 Bad Gateway</body></html>", content_type="text/html"))
+    rig.venue.then(
+        SEND_CHILD_ORDER, Reply(502, "<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+    )
     (order,) = await rig.ex.execute([BID], rig.now)
     assert order.state is OrderState.UNKNOWN
     assert rig.statuses("place") == ["http_502"]
     assert rig.ex.in_backoff(rig.now)
-
 
 
 async def test_shutdown_mid_request_leaves_the_order_unknown(rig: Rig) -> None:
@@ -220,7 +252,9 @@ async def test_an_unexpected_failure_below_is_unknown_not_failed() -> None:
     assert order.state is OrderState.UNKNOWN and order.state.is_open
     assert [r.status for r in log.rows] == ["unknown"] and ex.error_counts["unexpected"] == 1
 
-# ---- definite rejections ----------------------------------------------------------------------------------------
+
+# ---- definite rejections
+# ----------------------------------------------------------------------------------------
 async def test_205_rejects_and_blocks_entries_long_without_a_second_send(rig: Rig) -> None:
     rig.venue.then(SEND_CHILD_ORDER, bf_error(-205, "Margin amount is insufficient for this order.", 400))
     (order,) = await rig.ex.execute([BID], rig.now)
@@ -239,15 +273,29 @@ async def test_205_rejects_and_blocks_entries_long_without_a_second_send(rig: Ri
     assert rig.statuses("place") == ["-205", "backoff", "backoff"]
 
     # a successful cancel does not lift a margin block ...
-    rig.orders.on_accepted(rig.orders.new_order(tag="stall", side=Side.BUY, order_type="LIMIT",
-                                                price=Decimal(1), size=Decimal("0.001"), now=rig.now).client_id, "JRF9")
+    rig.orders.on_accepted(
+        rig.orders.new_order(
+            tag="stall",
+            side=Side.BUY,
+            order_type="LIMIT",
+            price=Decimal(1),
+            size=Decimal("0.001"),
+            now=rig.now,
+        ).client_id,
+        "JRF9",
+    )
     await rig.ex.execute([CANCEL_STALL], rig.now)
     assert rig.ex.in_backoff(rig.now)
     # ... but a protective close still goes out during it
     (close,) = await rig.ex.execute([CLOSE], rig.now)
     assert close.state is OrderState.ACTIVE
-    assert rig.sends()[-1] == {"product_code": "FX_BTC_JPY", "child_order_type": "MARKET", "side": "SELL",
-                               "size": 0.001, "time_in_force": "GTC"}
+    assert rig.sends()[-1] == {
+        "product_code": "FX_BTC_JPY",
+        "child_order_type": "MARKET",
+        "side": "SELL",
+        "size": 0.001,
+        "time_in_force": "GTC",
+    }
 
     rig.clock.t += int(margin_s * S)
     (later,) = await rig.ex.execute([BID], rig.now)
@@ -269,16 +317,20 @@ async def test_plain_rejection_is_counted_without_backoff(rig: Rig) -> None:
 
 
 async def test_invalid_actions_never_reach_the_venue_or_the_tracker(rig: Rig) -> None:
-    half_yen = Action(ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.BUY, Decimal("13633747.5"), Decimal("0.001"))
+    half_yen = Action(
+        ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.BUY, Decimal("13633747.5"), Decimal("0.001")
+    )
     no_price = Action(ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.BUY, None, Decimal("0.001"))
     assert rig.ex.submit([half_yen, no_price], rig.now) is None
     assert list(rig.orders.all_orders()) == [] and rig.sends() == []
     assert rig.statuses("place") == ["invalid", "invalid"]
 
 
-# ---- cancels ----------------------------------------------------------------------------------------------------
+# ---- cancels
+# ----------------------------------------------------------------------------------------------------
 def _event(kind: ChildOrderEventType, aid: str) -> ChildOrderEvent:
     from datetime import UTC, datetime
+
     return ChildOrderEvent(kind, aid, "JFX1", datetime(2026, 9, 23, tzinfo=UTC))
 
 
@@ -308,7 +360,8 @@ async def test_cancel_stall_cancels_each_live_order_once(rig: Rig) -> None:
     bid, ask = await rig.ex.execute([BID, ASK], rig.now)
     await rig.ex.execute([CANCEL_STALL], rig.now)
     assert sorted(c.json["child_order_acceptance_id"] for c in rig.venue.calls(CANCEL_CHILD_ORDER)) == sorted(
-        [bid.acceptance_id, ask.acceptance_id])
+        [bid.acceptance_id, ask.acceptance_id]
+    )
     assert bid.state is ask.state is OrderState.PENDING_CANCEL
     # asked again before the CANCEL events: no duplicate requests
     assert rig.ex.submit([CANCEL_STALL], rig.now) is None
@@ -357,11 +410,14 @@ async def test_cancel_all_also_catches_an_order_still_in_flight(rig: Rig) -> Non
     assert place is not None
     await place
     (order,) = rig.orders.open_orders(tag="stall")
-    assert [c.json["child_order_acceptance_id"] for c in rig.venue.calls(CANCEL_CHILD_ORDER)] == [order.acceptance_id]
+    assert [c.json["child_order_acceptance_id"] for c in rig.venue.calls(CANCEL_CHILD_ORDER)] == [
+        order.acceptance_id
+    ]
 
 
 async def test_deferred_cancel_of_an_unknown_send_goes_out_once_reconciliation_learns_its_id(
-    venue: FakeBitflyer, client: pybotters.Client,
+    venue: FakeBitflyer,
+    client: pybotters.Client,
 ) -> None:
     rig = Rig(venue, client, timeout_s=0.3)
     venue.then(SEND_CHILD_ORDER, Reply(hang=True))
@@ -373,14 +429,17 @@ async def test_deferred_cancel_of_an_unknown_send_goes_out_once_reconciliation_l
     assert task is not None
     await task
     assert [c.json["child_order_acceptance_id"] for c in venue.calls(CANCEL_CHILD_ORDER)] == [
-        "JRF20260923-000000-777777"]
+        "JRF20260923-000000-777777"
+    ]
     venue.release.set()
     await rig.ex.drain()
 
 
-# ---- rate budget --------------------------------------------------------------------------------------------------
-async def test_executor_respects_the_order_budget_and_the_exchange_count(venue: FakeBitflyer,
-                                                                         client: pybotters.Client) -> None:
+# ---- rate budget
+# --------------------------------------------------------------------------------------------------
+async def test_executor_respects_the_order_budget_and_the_exchange_count(
+    venue: FakeBitflyer, client: pybotters.Client
+) -> None:
     budget = RateBudget(limit=3, period_s=60)
     rig = Rig(venue, client, budget=budget)
     await rig.ex.execute([BID, ASK], rig.now)
@@ -417,7 +476,7 @@ def test_budget_header_cap_is_conservative() -> None:
     assert b.take(0, 2) and b.available(0) == 3  # our own requests count against the venue's figure
     b.update_from_headers(remaining=4, reset_epoch=1_000_030, now_ns=S, wall_now=1_000_001)  # a late answer
     assert b.available(S) == 3
-    assert b.available(30 * S) == 3   # the reset is whole seconds, rounded down: it may be up to 1 s later
+    assert b.available(30 * S) == 3  # the reset is whole seconds, rounded down: it may be up to 1 s later
     assert b.available(31 * S) == 98  # the venue's window reset: back to our own count
     b.update_from_headers(remaining=500, reset_epoch=None, now_ns=31 * S)
     assert b.available(31 * S) == 98
@@ -450,7 +509,8 @@ def test_budget_never_allows_more_than_limit_in_any_window(steps: list[tuple[int
         assert len(in_window) <= limit
 
 
-# ---- end to end against the project's simulated venue ----------------------------------------------------------
+# ---- end to end against the project's simulated venue
+# ----------------------------------------------------------
 @pytest.mark.integration
 async def test_strike_cancel_close_against_the_sim_venue_keeps_position_equal_to_the_venue() -> None:
     from bot.infra.bitflyer_parse import net_position, parse_child_order_events, parse_position_rows
@@ -472,8 +532,11 @@ async def test_strike_cancel_close_against_the_sim_venue_keeps_position_equal_to
                 changed.set()
 
         async with pybotters.Client(apis={"bitflyer": [sim.api_key, sim.api_secret]}) as c:
-            c.ws_connect(sim.ws_url, hdlr_json=on_message,
-                         send_json={"method": "subscribe", "params": {"channel": "child_order_events"}, "id": 1})
+            c.ws_connect(
+                sim.ws_url,
+                hdlr_json=on_message,
+                send_json={"method": "subscribe", "params": {"channel": "child_order_events"}, "id": 1},
+            )
             cfg = ExchangeConfig(base_url=sim.base_url)
             http = BitflyerHttp(c, cfg, timeout_s=2)
             ex = OrderExecutor(http, cfg, ListLog(), tracker, budget=RateBudget(60, 60))
@@ -481,8 +544,12 @@ async def test_strike_cancel_close_against_the_sim_venue_keeps_position_equal_to
             bid, ask = int(board["bids"][0]["price"]), int(board["asks"][0]["price"])
             assert ask - bid > 2
             strike = [
-                Action(ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.BUY, Decimal(bid + 1), Decimal("0.001"), 800),
-                Action(ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.SELL, Decimal(ask - 1), Decimal("0.001"), 800),
+                Action(
+                    ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.BUY, Decimal(bid + 1), Decimal("0.001"), 800
+                ),
+                Action(
+                    ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.SELL, Decimal(ask - 1), Decimal("0.001"), 800
+                ),
             ]
             placed = await ex.execute(strike, time.monotonic_ns())
             assert all(o.acceptance_id for o in placed)
@@ -520,16 +587,16 @@ async def test_refused_closes_back_off_exponentially_so_retries_never_storm(rig:
     assert await close_once() == 1
     assert rig.ex.close_hold_until(rig.now) == rig.now + 1 * S
     rig.clock.t += 500 * MS
-    assert await close_once() == 0                                 # the strategy's paced retry: held here
+    assert await close_once() == 0  # the strategy's paced retry: held here
     assert rig.statuses("close")[-1] == "close_backoff"
     rig.clock.t += 500 * MS
-    assert await close_once() == 1                                 # 1 s later: sent, refused again → 2 s
+    assert await close_once() == 1  # 1 s later: sent, refused again → 2 s
     assert rig.ex.close_hold_until(rig.now) == rig.now + 2 * S
     sent = 2
-    for _ in range(118):                                           # the rest of a minute, every 500 ms
+    for _ in range(118):  # the rest of a minute, every 500 ms
         rig.clock.t += 500 * MS
         sent += await close_once()
-    assert 5 <= sent <= 7                                          # at 0, 1, 3, 7, 15, 31 s: never 100
+    assert 5 <= sent <= 7  # at 0, 1, 3, 7, 15, 31 s: never 100
     # an accepted close resets it: the next close goes at once
     rig.venue.script[SEND_CHILD_ORDER].clear()
     rig.clock.t += 31 * S

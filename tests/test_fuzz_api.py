@@ -1,6 +1,7 @@
-"""The HTTP API under schemathesis: calls generated from the app's own /openapi.json (the config patch's schema
-carries every hot field's type and range, so absurd and out-of-range numbers are among them), sent over real
-sockets to the real uvicorn app with the bot trading against the simulated venue, with and without a token.
+"""The HTTP API under schemathesis: calls generated from the app's own /openapi.json (the config patch's
+schema carries every hot field's type and range, so absurd and out-of-range numbers are among them), sent over
+real sockets to the real uvicorn app with the bot trading against the simulated venue, with and without a
+token.
 
 Every answer is below 500 and comes within the timeout; a refused call changes nothing (config and run state
 read before and after). The crowd is frozen so no fill (and so no kill switch) can change the state by itself.
@@ -44,7 +45,9 @@ class LiveServer:
 
 
 @pytest.fixture(scope="module", params=[None, TOKEN], ids=["no-token", "token"])
-def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     """The real app on a real uvicorn (the suite's `uvicorn_server`) on a loop in a thread of its own:
     schemathesis' client is synchronous."""
     from server.app import create_app
@@ -87,17 +90,23 @@ def operations(api_schema: Any) -> list[Any]:
     return ops
 
 
-def fuzz(live_server: LiveServer, api_schema: Any, headers: dict[str, str],
-         examples: int = 40) -> dict[int, int]:
-    """Every operation, valid and invalid inputs (hypothesis drives schemathesis' strategies directly: its pytest
-    plugin does not run under pytest 9). Returns how many answers of each status were seen."""
+def fuzz(
+    live_server: LiveServer, api_schema: Any, headers: dict[str, str], examples: int = 40
+) -> dict[int, int]:
+    """Every operation, valid and invalid inputs (hypothesis drives schemathesis' strategies directly: its
+    pytest plugin does not run under pytest 9). Returns how many answers of each status were seen."""
     calls: dict[int, int] = {}
     for op, mode in [(op, mode) for op in operations(api_schema) for mode in GenerationMode]:
         if mode is GenerationMode.NEGATIVE and not (op.body or op.query or op.path_parameters):
             continue  # nothing to get wrong
 
-        @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=op.as_strategy(generation_mode=mode))
         def call(case: Any) -> None:
             before = live_server.snapshot()
@@ -105,23 +114,30 @@ def fuzz(live_server: LiveServer, api_schema: Any, headers: dict[str, str],
             calls[response.status_code] = calls.get(response.status_code, 0) + 1
             case.validate_response(response, checks=[not_a_server_error])
             if response.status_code >= 300 or headers != live_server.headers:
-                assert live_server.snapshot() == before, f"{case.method} {case.formatted_path} answered " \
-                                                         f"{response.status_code} but changed the bot"
+                assert live_server.snapshot() == before, (
+                    f"{case.method} {case.formatted_path} answered {response.status_code} but changed the bot"
+                )
 
         try:
             call()
         except Unsatisfiable:
-            assert mode is GenerationMode.NEGATIVE, op.path   # e.g. a free string path parameter: no wrong value
+            assert mode is GenerationMode.NEGATIVE, (
+                op.path
+            )  # e.g. a free string path parameter: no wrong value
     return calls
 
 
-def test_no_generated_call_answers_500_hangs_or_half_applies(live_server: LiveServer, api_schema: Any) -> None:
+def test_no_generated_call_answers_500_hangs_or_half_applies(
+    live_server: LiveServer, api_schema: Any
+) -> None:
     calls = fuzz(live_server, api_schema, live_server.headers)
     assert sum(calls.values()) >= 150 and calls.get(422, 0) >= 20, calls
 
 
 @pytest.mark.parametrize("live_server", [TOKEN], ids=["token"], indirect=True)
-def test_without_the_token_no_generated_call_changes_anything(live_server: LiveServer, api_schema: Any) -> None:
+def test_without_the_token_no_generated_call_changes_anything(
+    live_server: LiveServer, api_schema: Any
+) -> None:
     calls = fuzz(live_server, api_schema, {}, examples=15)
     refused = calls.get(401, 0) + calls.get(303, 0)
-    assert refused >= 0.9 * sum(calls.values()), calls   # all but /healthz, /login, /logout
+    assert refused >= 0.9 * sum(calls.values()), calls  # all but /healthz, /login, /logout

@@ -1,7 +1,8 @@
-"""BitflyerHttp and pyb_auth against a local bitFlyer look-alike that checks signatures exactly as bitFlyer does.
+"""BitflyerHttp and pyb_auth against a local bitFlyer look-alike that checks signatures exactly as bitFlyer
+does.
 
-The real `pybotters.Client` (apis={"bitflyer": [key, secret]}) talks to an aiohttp.web server on 127.0.0.1 made
-to sign-check by `register_bitflyer_hosts`. The server is also used by tests/test_executor.py.
+The real `pybotters.Client` (apis={"bitflyer": [key, secret]}) talks to an aiohttp.web server on 127.0.0.1
+made to sign-check by `register_bitflyer_hosts`. The server is also used by tests/test_executor.py.
 """
 
 from __future__ import annotations
@@ -132,8 +133,11 @@ class FakeBitflyer:
         self.arrivals.put_nowait(path)
         if path.startswith("/v1/me/") and not self._signature_ok(request, body):
             self.bad_signatures += 1
-            return web.json_response({"status": -500, "error_message": "Invalid signature", "data": None},
-                                     status=401, headers=self._headers())
+            return web.json_response(
+                {"status": -500, "error_message": "Invalid signature", "data": None},
+                status=401,
+                headers=self._headers(),
+            )
         if self.script[path]:
             reply = self.script[path].popleft()
             if reply.hang or reply.hold:
@@ -144,29 +148,53 @@ class FakeBitflyer:
             if reply.body is None:
                 return web.Response(status=reply.status, headers=self._headers())
             text = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
-            return web.Response(status=reply.status, text=text, content_type=reply.content_type,
-                                headers=self._headers())
+            return web.Response(
+                status=reply.status, text=text, content_type=reply.content_type, headers=self._headers()
+            )
         return await self.default(request, path, body)
 
     async def default(self, request: web.Request, path: str, body: bytes) -> web.StreamResponse:
         h = self._headers()
         if path == SEND_CHILD_ORDER:
             self._seq += 1
-            return web.json_response({"child_order_acceptance_id": f"JRF20260923-033125-{self._seq:06d}"},
-                                     headers=h)
+            return web.json_response(
+                {"child_order_acceptance_id": f"JRF20260923-033125-{self._seq:06d}"}, headers=h
+            )
         if path in (CANCEL_CHILD_ORDER, CANCEL_ALL_CHILD_ORDERS):
             return web.Response(status=200, headers=h)  # bitFlyer: 200, empty body
         if path == GET_CHILD_ORDERS:
             return web.json_response([], headers=h)
         if path == "/v1/me/getpositions":
-            return web.json_response([{"product_code": "FX_BTC_JPY", "side": "BUY", "price": 13600000.0,
-                                       "size": 0.001, "commission": 0, "swap_point_accumulate": 0,
-                                       "require_collateral": 2720.0, "open_date": "2026-09-23T03:31:25.643",
-                                       "leverage": 5, "pnl": 0.0, "sfd": 0}], headers=h)
+            return web.json_response(
+                [
+                    {
+                        "product_code": "FX_BTC_JPY",
+                        "side": "BUY",
+                        "price": 13600000.0,
+                        "size": 0.001,
+                        "commission": 0,
+                        "swap_point_accumulate": 0,
+                        "require_collateral": 2720.0,
+                        "open_date": "2026-09-23T03:31:25.643",
+                        "leverage": 5,
+                        "pnl": 0.0,
+                        "sfd": 0,
+                    }
+                ],
+                headers=h,
+            )
         if path == "/v1/me/getcollateral":
-            return web.json_response({"collateral": 100000, "open_position_pnl": 0, "require_collateral": 0,
-                                      "keep_rate": 0, "margin_call_amount": 0,
-                                      "margin_call_due_date": None}, headers=h)
+            return web.json_response(
+                {
+                    "collateral": 100000,
+                    "open_position_pnl": 0,
+                    "require_collateral": 0,
+                    "keep_rate": 0,
+                    "margin_call_amount": 0,
+                    "margin_call_due_date": None,
+                },
+                headers=h,
+            )
         if path == "/v1/me/getexecutions":
             return web.json_response([], headers=h)
         if path == "/v1/gethealth":
@@ -212,27 +240,37 @@ def make_http(client: pybotters.Client, venue: FakeBitflyer, timeout_s: float = 
     return BitflyerHttp(client, ExchangeConfig(base_url=venue.base_url), timeout_s=timeout_s)
 
 
-# ---- signing: pybotters' own vectors, recomputed by hand ----------------------------------------------------------
+# ---- signing: pybotters' own vectors, recomputed by hand
+# ----------------------------------------------------------
 class _FakeSession:
     def __init__(self, key: str, secret: str) -> None:
         self.__dict__["_apis"] = {"bitflyer": (key, secret.encode(), "")}
 
 
 def test_rest_signature_matches_a_hand_computed_hmac(monkeypatch: pytest.MonkeyPatch) -> None:
-    """pybotters' Auth.bitflyer for a fixed clock: ACCESS-TIMESTAMP in ms, HMAC over ts+METHOD+path?query+body."""
+    """pybotters' Auth.bitflyer for a fixed clock: ACCESS-TIMESTAMP in ms, HMAC over
+    ts+METHOD+path?query+body."""
     monkeypatch.setattr(pybotters.auth.time, "time", lambda: 2085848896.0)
     secret = "AKHZlv3PoAXZ0KXIKIVKOmS4ji3rV7ZIVIJRstwyplaw0FQ4"
     session = _FakeSession("Pcm1rbtSRqKxTvirZDDOct1k", secret)
 
-    data = {"product_code": "FX_BTC_JPY", "child_order_type": "LIMIT", "side": "BUY", "price": 13633747,
-            "size": 0.001}
+    data = {
+        "product_code": "FX_BTC_JPY",
+        "child_order_type": "LIMIT",
+        "side": "BUY",
+        "price": 13633747,
+        "size": 0.001,
+    }
     kwargs: dict[str, Any] = {"data": data, "headers": CIMultiDict(), "session": session}
     pybotters.auth.Auth.bitflyer(("POST", URL("https://api.bitflyer.com/v1/me/sendchildorder")), kwargs)
-    body = ('{"product_code": "FX_BTC_JPY", "child_order_type": "LIMIT", "side": "BUY", '
-            '"price": 13633747, "size": 0.001}')
+    body = (
+        '{"product_code": "FX_BTC_JPY", "child_order_type": "LIMIT", "side": "BUY", '
+        '"price": 13633747, "size": 0.001}'
+    )
     assert kwargs["data"]._value == body.encode()
-    by_hand = hmac.new(secret.encode(), b"2085848896000POST/v1/me/sendchildorder" + body.encode(),
-                       hashlib.sha256).hexdigest()
+    by_hand = hmac.new(
+        secret.encode(), b"2085848896000POST/v1/me/sendchildorder" + body.encode(), hashlib.sha256
+    ).hexdigest()
     # computed independently with `openssl dgst -sha256 -hmac` over the same text
     assert by_hand == "c6d03d70c0cd49bd45b650a67ef35a861129dfac3df3719f448e22ac48f6133a"
     assert kwargs["headers"]["ACCESS-KEY"] == "Pcm1rbtSRqKxTvirZDDOct1k"
@@ -240,7 +278,9 @@ def test_rest_signature_matches_a_hand_computed_hmac(monkeypatch: pytest.MonkeyP
     assert kwargs["headers"]["ACCESS-SIGN"] == by_hand
 
     get_kwargs: dict[str, Any] = {"data": None, "headers": CIMultiDict(), "session": session}
-    url = URL("https://api.bitflyer.com/v1/me/getchildorders?product_code=FX_BTC_JPY&child_order_state=ACTIVE")
+    url = URL(
+        "https://api.bitflyer.com/v1/me/getchildorders?product_code=FX_BTC_JPY&child_order_state=ACTIVE"
+    )
     pybotters.auth.Auth.bitflyer(("GET", url), get_kwargs)
     assert get_kwargs["headers"]["ACCESS-SIGN"] == (
         "7413e237eee917f1a2a276f6d1553a82fc8ca7b1b3353ff02a070b5e3c3deda5"  # openssl, query included, no body
@@ -257,7 +297,9 @@ async def test_ws_auth_signature_is_pybotters_own_vector(monkeypatch: pytest.Mon
     class FakeWs:
         class _response:  # noqa: N801 - mimics aiohttp's attribute
             url = URL("wss://ws.lightstream.bitflyer.com/json-rpc")
-            _session = _FakeSession("Pcm1rbtSRqKxTvirZDDOct1k", "AKHZlv3PoAXZ0KXIKIVKOmS4ji3rV7ZIVIJRstwyplaw0FQ4")
+            _session = _FakeSession(
+                "Pcm1rbtSRqKxTvirZDDOct1k", "AKHZlv3PoAXZ0KXIKIVKOmS4ji3rV7ZIVIJRstwyplaw0FQ4"
+            )
 
         async def send_json(self, msg: dict) -> None:
             sent.append(msg)
@@ -270,15 +312,26 @@ async def test_ws_auth_signature_is_pybotters_own_vector(monkeypatch: pytest.Mon
                 @staticmethod
                 def json() -> dict:
                     return {"jsonrpc": "2.0", "id": "auth", "result": True}
+
             return Msg()
 
     await pybotters.ws.Auth.bitflyer(FakeWs())  # type: ignore[arg-type]
-    assert sent == [{"method": "auth", "id": "auth", "params": {
-        "api_key": "Pcm1rbtSRqKxTvirZDDOct1k", "timestamp": 2085848896, "nonce": "d73b41172d6deca2285e8e58533db082",
-        "signature": "62781062bd2edd3ece50fa5adca3987869f7446ab7af0f47c9679d76a6cbeb73"}}]
+    assert sent == [
+        {
+            "method": "auth",
+            "id": "auth",
+            "params": {
+                "api_key": "Pcm1rbtSRqKxTvirZDDOct1k",
+                "timestamp": 2085848896,
+                "nonce": "d73b41172d6deca2285e8e58533db082",
+                "signature": "62781062bd2edd3ece50fa5adca3987869f7446ab7af0f47c9679d76a6cbeb73",
+            },
+        }
+    ]
 
 
-# ---- host registration -------------------------------------------------------------------------------------------
+# ---- host registration
+# -------------------------------------------------------------------------------------------
 @pytest.fixture
 def fresh_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     """pybotters' host tables as shipped, restored after the test (registration is process-global)."""
@@ -289,7 +342,9 @@ def fresh_tables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_unregistered_local_host_is_not_signed_and_registration_fixes_it(
-    fresh_tables: None, venue: FakeBitflyer, client: pybotters.Client,
+    fresh_tables: None,
+    venue: FakeBitflyer,
+    client: pybotters.Client,
 ) -> None:
     # the venue fixture registered 127.0.0.1 in the fresh tables: take it out again to see the unsigned case
     pybotters.auth.Hosts.items.pop("127.0.0.1", None)
@@ -343,8 +398,9 @@ async def test_ws_auth_is_sent_to_the_registered_local_host_before_subscriptions
             received.append(req)
             if req.get("method") == "auth":
                 p = req["params"]
-                good = hmac.new(SECRET.encode(), f"{p['timestamp']}{p['nonce']}".encode(),
-                                hashlib.sha256).hexdigest()
+                good = hmac.new(
+                    SECRET.encode(), f"{p['timestamp']}{p['nonce']}".encode(), hashlib.sha256
+                ).hexdigest()
                 ok = p["api_key"] == KEY and p["signature"] == good and 16 <= len(p["nonce"]) <= 255
                 if ok:
                     auth_ok.set()
@@ -364,8 +420,10 @@ async def test_ws_auth_is_sent_to_the_registered_local_host_before_subscriptions
     register_bitflyer_hosts(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/json-rpc")
     try:
         async with pybotters.Client(apis={"bitflyer": [KEY, SECRET]}) as c:
-            c.ws_connect(f"ws://127.0.0.1:{port}/json-rpc",
-                         send_json={"method": "subscribe", "params": {"channel": "child_order_events"}, "id": 1})
+            c.ws_connect(
+                f"ws://127.0.0.1:{port}/json-rpc",
+                send_json={"method": "subscribe", "params": {"channel": "child_order_events"}, "id": 1},
+            )
             async with asyncio.timeout(5):
                 await subscribed.wait()
     finally:
@@ -374,14 +432,19 @@ async def test_ws_auth_is_sent_to_the_registered_local_host_before_subscriptions
     assert [r["method"] for r in received] == ["auth", "subscribe"]
 
 
-# ---- orders on the wire ----------------------------------------------------------------------------------------
+# ---- orders on the wire
+# ----------------------------------------------------------------------------------------
 async def test_limit_order_json_on_the_wire(venue: FakeBitflyer, client: pybotters.Client) -> None:
     http = make_http(client, venue)
-    aid = await http.send_child_order(Side.BUY, Decimal("0.001"), price=Decimal("13633747"), minute_to_expire=1)
+    aid = await http.send_child_order(
+        Side.BUY, Decimal("0.001"), price=Decimal("13633747"), minute_to_expire=1
+    )
     assert aid == "JRF20260923-033125-000001"
     (seen,) = venue.calls(SEND_CHILD_ORDER)
-    assert seen.body == (b'{"product_code": "FX_BTC_JPY", "child_order_type": "LIMIT", "side": "BUY", '
-                         b'"price": 13633747, "size": 0.001, "minute_to_expire": 1, "time_in_force": "GTC"}')
+    assert seen.body == (
+        b'{"product_code": "FX_BTC_JPY", "child_order_type": "LIMIT", "side": "BUY", '
+        b'"price": 13633747, "size": 0.001, "minute_to_expire": 1, "time_in_force": "GTC"}'
+    )
     assert venue.bad_signatures == 0
 
 
@@ -389,29 +452,44 @@ async def test_market_order_has_no_price(venue: FakeBitflyer, client: pybotters.
     http = make_http(client, venue)
     await http.send_child_order(Side.SELL, Decimal("0.00012345"), order_type="MARKET")
     body = venue.calls(SEND_CHILD_ORDER)[0].json
-    assert body == {"product_code": "FX_BTC_JPY", "child_order_type": "MARKET", "side": "SELL",
-                    "size": 0.00012345, "time_in_force": "GTC"}
+    assert body == {
+        "product_code": "FX_BTC_JPY",
+        "child_order_type": "MARKET",
+        "side": "SELL",
+        "size": 0.00012345,
+        "time_in_force": "GTC",
+    }
     assert b'"size": 0.00012345' in venue.calls(SEND_CHILD_ORDER)[0].body
 
 
-async def test_cancel_and_cancel_all_accept_200_with_empty_body(venue: FakeBitflyer, client: pybotters.Client) -> None:
+async def test_cancel_and_cancel_all_accept_200_with_empty_body(
+    venue: FakeBitflyer, client: pybotters.Client
+) -> None:
     http = make_http(client, venue)
     assert await http.cancel_child_order("JRF20260923-033125-000001") is None
     assert await http.cancel_all_child_orders() is None
     assert venue.calls(CANCEL_CHILD_ORDER)[0].json == {
-        "product_code": "FX_BTC_JPY", "child_order_acceptance_id": "JRF20260923-033125-000001"}
+        "product_code": "FX_BTC_JPY",
+        "child_order_acceptance_id": "JRF20260923-033125-000001",
+    }
     assert venue.calls(CANCEL_ALL_CHILD_ORDERS)[0].json == {"product_code": "FX_BTC_JPY"}
 
 
-@pytest.mark.parametrize(("size", "price"), [
-    (Decimal("0.000000001"), Decimal(13633747)),   # finer than 8 decimals
-    (Decimal(0), Decimal(13633747)),
-    (Decimal("-0.001"), Decimal(13633747)),
-    (Decimal("0.001"), Decimal("13633747.5")),    # not a whole yen
-    (Decimal("0.001"), Decimal(0)),
-])
+@pytest.mark.parametrize(
+    ("size", "price"),
+    [
+        (Decimal("0.000000001"), Decimal(13633747)),  # finer than 8 decimals
+        (Decimal(0), Decimal(13633747)),
+        (Decimal("-0.001"), Decimal(13633747)),
+        (Decimal("0.001"), Decimal("13633747.5")),  # not a whole yen
+        (Decimal("0.001"), Decimal(0)),
+    ],
+)
 async def test_bad_sizes_and_prices_never_leave(
-    venue: FakeBitflyer, client: pybotters.Client, size: Decimal, price: Decimal,
+    venue: FakeBitflyer,
+    client: pybotters.Client,
+    size: Decimal,
+    price: Decimal,
 ) -> None:
     http = make_http(client, venue)
     with pytest.raises(ValueError):
@@ -426,25 +504,57 @@ def test_wire_numbers() -> None:
     assert price_on_wire(Decimal("13633747.00")) == 13633747
 
 
-# ---- errors ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("reply", "kind", "code", "http_status", "label"), [
-    (bf_error(-205, "Margin amount is insufficient for this order.", 400), ErrorKind.REJECTED, -205, 400, "-205"),
-    (bf_error(-208, "Order is not accepted. Please try again later.", 500),
-     ErrorKind.RETRYABLE_UNKNOWN, -208, 500, "-208"),
-    (bf_error(-204, "Market state is closed.", 400), ErrorKind.MARKET_CLOSED, -204, 400, "-204"),
-    (bf_error(-1, "Over API limit per minute", 400), ErrorKind.RATE_LIMITED, -1, 400, "-1"),
-    (bf_error(-509, "Ordering is limited.", 400), ErrorKind.RATE_LIMITED, -509, 400, "-509"),
-    (bf_error(-110, "The minimum order size is 0.001 BTC.", 400), ErrorKind.REJECTED, -110, 400, "-110"),
-    (Reply(502, HTML_502, content_type="text/html"), ErrorKind.BAD_RESPONSE, None, 502, "http_502"),
-    (Reply(429, "Too Many Requests", content_type="text/plain"), ErrorKind.RATE_LIMITED, None, 429, "http_429"),
-    (Reply(503, {"message": "maintenance"}), ErrorKind.RETRYABLE_UNKNOWN, None, 503, "http_503"),
-    (Reply(200, "<html>ok?</html>", content_type="text/html"), ErrorKind.BAD_RESPONSE, None, 200, "bad_response"),
-    (Reply(200, {"acceptance": "JRF1"}), ErrorKind.BAD_RESPONSE, None, 200, "bad_response"),
-    (Reply(200, None), ErrorKind.BAD_RESPONSE, None, 200, "bad_response"),
-])
+# ---- errors
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("reply", "kind", "code", "http_status", "label"),
+    [
+        (
+            bf_error(-205, "Margin amount is insufficient for this order.", 400),
+            ErrorKind.REJECTED,
+            -205,
+            400,
+            "-205",
+        ),
+        (
+            bf_error(-208, "Order is not accepted. Please try again later.", 500),
+            ErrorKind.RETRYABLE_UNKNOWN,
+            -208,
+            500,
+            "-208",
+        ),
+        (bf_error(-204, "Market state is closed.", 400), ErrorKind.MARKET_CLOSED, -204, 400, "-204"),
+        (bf_error(-1, "Over API limit per minute", 400), ErrorKind.RATE_LIMITED, -1, 400, "-1"),
+        (bf_error(-509, "Ordering is limited.", 400), ErrorKind.RATE_LIMITED, -509, 400, "-509"),
+        (bf_error(-110, "The minimum order size is 0.001 BTC.", 400), ErrorKind.REJECTED, -110, 400, "-110"),
+        (Reply(502, HTML_502, content_type="text/html"), ErrorKind.BAD_RESPONSE, None, 502, "http_502"),
+        (
+            Reply(429, "Too Many Requests", content_type="text/plain"),
+            ErrorKind.RATE_LIMITED,
+            None,
+            429,
+            "http_429",
+        ),
+        (Reply(503, {"message": "maintenance"}), ErrorKind.RETRYABLE_UNKNOWN, None, 503, "http_503"),
+        (
+            Reply(200, "<html>ok?</html>", content_type="text/html"),
+            ErrorKind.BAD_RESPONSE,
+            None,
+            200,
+            "bad_response",
+        ),
+        (Reply(200, {"acceptance": "JRF1"}), ErrorKind.BAD_RESPONSE, None, 200, "bad_response"),
+        (Reply(200, None), ErrorKind.BAD_RESPONSE, None, 200, "bad_response"),
+    ],
+)
 async def test_every_failure_is_a_typed_exchange_error(
-    venue: FakeBitflyer, client: pybotters.Client, reply: Reply, kind: ErrorKind, code: int | None,
-    http_status: int, label: str,
+    venue: FakeBitflyer,
+    client: pybotters.Client,
+    reply: Reply,
+    kind: ErrorKind,
+    code: int | None,
+    http_status: int,
+    label: str,
 ) -> None:
     venue.then(SEND_CHILD_ORDER, reply)
     http = make_http(client, venue)
@@ -489,21 +599,37 @@ async def test_connection_refused_is_connect_failed(client: pybotters.Client) ->
     assert ei.value.kind is ErrorKind.CONNECT_FAILED and ei.value.definite
 
 
-@pytest.mark.parametrize(("http_status", "code", "kind"), [
-    (400, -106, ErrorKind.REJECTED), (400, -200, ErrorKind.REJECTED), (400, -100, ErrorKind.REJECTED),
-    (500, -208, ErrorKind.RETRYABLE_UNKNOWN), (400, -208, ErrorKind.RETRYABLE_UNKNOWN),
-    (401, -500, ErrorKind.AUTH), (403, None, ErrorKind.AUTH), (400, -508, ErrorKind.RATE_LIMITED),
-    (429, None, ErrorKind.RATE_LIMITED), (504, None, ErrorKind.RETRYABLE_UNKNOWN), (200, -204, ErrorKind.MARKET_CLOSED),
-    (404, None, ErrorKind.BAD_RESPONSE), (400, -999, ErrorKind.REJECTED),
-    # -1 on a 4xx/429 is the rate limit; on a 5xx it is also bitFlyer's "unexpected error": outcome unknown
-    (400, -1, ErrorKind.RATE_LIMITED), (429, -1, ErrorKind.RATE_LIMITED), (500, -1, ErrorKind.RETRYABLE_UNKNOWN),
-    (500, -999, ErrorKind.RETRYABLE_UNKNOWN), (500, -205, ErrorKind.REJECTED),
-])
+@pytest.mark.parametrize(
+    ("http_status", "code", "kind"),
+    [
+        (400, -106, ErrorKind.REJECTED),
+        (400, -200, ErrorKind.REJECTED),
+        (400, -100, ErrorKind.REJECTED),
+        (500, -208, ErrorKind.RETRYABLE_UNKNOWN),
+        (400, -208, ErrorKind.RETRYABLE_UNKNOWN),
+        (401, -500, ErrorKind.AUTH),
+        (403, None, ErrorKind.AUTH),
+        (400, -508, ErrorKind.RATE_LIMITED),
+        (429, None, ErrorKind.RATE_LIMITED),
+        (504, None, ErrorKind.RETRYABLE_UNKNOWN),
+        (200, -204, ErrorKind.MARKET_CLOSED),
+        (404, None, ErrorKind.BAD_RESPONSE),
+        (400, -999, ErrorKind.REJECTED),
+        # -1 on a 4xx/429 is the rate limit; on a 5xx it is also bitFlyer's "unexpected error": outcome
+        # unknown
+        (400, -1, ErrorKind.RATE_LIMITED),
+        (429, -1, ErrorKind.RATE_LIMITED),
+        (500, -1, ErrorKind.RETRYABLE_UNKNOWN),
+        (500, -999, ErrorKind.RETRYABLE_UNKNOWN),
+        (500, -205, ErrorKind.REJECTED),
+    ],
+)
 def test_classification_table(http_status: int, code: int | None, kind: ErrorKind) -> None:
     assert classify(http_status, code) is kind
 
 
-# ---- headers, latency, queries ------------------------------------------------------------------------------------
+# ---- headers, latency, queries
+# ------------------------------------------------------------------------------------
 async def test_rate_headers_and_latency_are_recorded(venue: FakeBitflyer, client: pybotters.Client) -> None:
     http = make_http(client, venue)
     heard: list[tuple[str, int | None]] = []
@@ -524,7 +650,8 @@ async def test_queries(venue: FakeBitflyer, client: pybotters.Client) -> None:
     http = make_http(client, venue)
     assert await http.get_child_orders(state="ACTIVE", count=50) == []
     assert venue.calls(GET_CHILD_ORDERS)[0].path_qs == (
-        "/v1/me/getchildorders?product_code=FX_BTC_JPY&count=50&child_order_state=ACTIVE")
+        "/v1/me/getchildorders?product_code=FX_BTC_JPY&count=50&child_order_state=ACTIVE"
+    )
     await http.get_child_orders(acceptance_id="JRF20260923-033125-000001")
     assert "child_order_acceptance_id=JRF20260923-033125-000001" in venue.calls(GET_CHILD_ORDERS)[1].path_qs
     assert (await http.get_positions())[0]["size"] == 0.001
@@ -535,14 +662,20 @@ async def test_queries(venue: FakeBitflyer, client: pybotters.Client) -> None:
     assert venue.bad_signatures == 0
 
 
-@pytest.mark.parametrize(("path", "call"), [
-    ("/v1/me/getpositions", lambda h: h.get_positions()),
-    ("/v1/gethealth", lambda h: h.get_health()),
-    ("/v1/getboardstate", lambda h: h.get_board_state()),
-    ("/v1/me/getchildorders", lambda h: h.get_child_orders()),
-])
+@pytest.mark.parametrize(
+    ("path", "call"),
+    [
+        ("/v1/me/getpositions", lambda h: h.get_positions()),
+        ("/v1/gethealth", lambda h: h.get_health()),
+        ("/v1/getboardstate", lambda h: h.get_board_state()),
+        ("/v1/me/getchildorders", lambda h: h.get_child_orders()),
+    ],
+)
 async def test_odd_shapes_from_queries_are_bad_responses(
-    venue: FakeBitflyer, client: pybotters.Client, path: str, call: Callable[[BitflyerHttp], Any],
+    venue: FakeBitflyer,
+    client: pybotters.Client,
+    path: str,
+    call: Callable[[BitflyerHttp], Any],
 ) -> None:
     venue.then(path, Reply(200, {"unexpected": True} if "getboard" not in path else [1, 2]))
     if path == "/v1/gethealth":

@@ -14,12 +14,43 @@ from tests.conftest import eventually
 pytestmark = pytest.mark.integration
 
 SEED_HEADERS = {
-    "trades": ["ts", "order_id", "side", "price", "size", "fee", "strategy", "tag", "pnl_jpy", "pnl_cum_jpy",
-               "inventory_after"],
-    "orders": ["ts", "action", "order_id", "client_order_id", "side", "price", "size", "tif", "ttl_ms", "tag",
-               "reason"],
-    "decisions": ["ts", "best_age_ms", "spread_ticks", "inventory_btc", "decision_type", "entry_bid_px",
-                  "entry_ask_px", "actions", "reason"],
+    "trades": [
+        "ts",
+        "order_id",
+        "side",
+        "price",
+        "size",
+        "fee",
+        "strategy",
+        "tag",
+        "pnl_jpy",
+        "pnl_cum_jpy",
+        "inventory_after",
+    ],
+    "orders": [
+        "ts",
+        "action",
+        "order_id",
+        "client_order_id",
+        "side",
+        "price",
+        "size",
+        "tif",
+        "ttl_ms",
+        "tag",
+        "reason",
+    ],
+    "decisions": [
+        "ts",
+        "best_age_ms",
+        "spread_ticks",
+        "inventory_btc",
+        "decision_type",
+        "entry_bid_px",
+        "entry_ask_px",
+        "actions",
+        "reason",
+    ],
 }
 
 
@@ -28,23 +59,31 @@ def venue_key(svc) -> str:
 
 
 async def assert_ledgers_equal(svc) -> None:
-    """Stop (orders cancelled and confirmed), let the last events land, then compare with the venue's truth."""
+    """Stop (orders cancelled and confirmed), let the last events land, then compare with the venue's
+    truth."""
     runner = svc.runner
     if runner.state in (RunState.RUNNING, RunState.PAUSED):
         await runner.stop("test")
     venue = svc.venue
     key = venue_key(svc)
-    await eventually(lambda: runner.inventory.position_btc == venue.ledger.position(key), 10,
-                     "bot position == venue position")
+    await eventually(
+        lambda: runner.inventory.position_btc == venue.ledger.position(key),
+        10,
+        "bot position == venue position",
+    )
     assert venue.ledger.open_orders(key) == []
-    await eventually(lambda: runner.inventory.realized_pnl_jpy == venue.ledger.realized_pnl(key), 10,
-                     "bot realized PnL == venue realized PnL")
+    await eventually(
+        lambda: runner.inventory.realized_pnl_jpy == venue.ledger.realized_pnl(key),
+        10,
+        "bot realized PnL == venue realized PnL",
+    )
 
 
 async def test_run_strikes_cancels_fills_and_matches_the_venue_ledger(service):
     runner = service.runner
-    await eventually(lambda: runner.metrics.fills >= 4 and runner.metrics.orders_cancelled >= 2, 90,
-                     "fills and cancels")
+    await eventually(
+        lambda: runner.metrics.fills >= 4 and runner.metrics.orders_cancelled >= 2, 90, "fills and cancels"
+    )
     assert runner.metrics.orders_sent >= 4
     assert runner.metrics.exchange_errors == {}
     await assert_ledgers_equal(service)
@@ -74,10 +113,14 @@ async def test_board_seen_by_the_bot_equals_the_venue_book_top(make_service):
         book = venue.exchange.board(limit=1)
         bid, _, ask, _ = runner.store.best()
         if book["bids"] and book["asks"] and bid is not None:
-            if (Decimal(repr(book["bids"][0]["price"])) == bid
-                    and Decimal(repr(book["asks"][0]["price"])) == ask):
+            if (
+                Decimal(repr(book["bids"][0]["price"])) == bid
+                and Decimal(repr(book["asks"][0]["price"])) == ask
+            ):
                 matches += 1
-        await eventually(lambda n=runner.metrics.board_messages: runner.metrics.board_messages > n, 5, "a message")
+        await eventually(
+            lambda n=runner.metrics.board_messages: runner.metrics.board_messages > n, 5, "a message"
+        )
     # between a venue change and its diff reaching the bot the two can differ for a moment; mostly they agree
     assert matches >= 30, f"only {matches}/40 samples agreed"
 
@@ -90,8 +133,11 @@ async def test_snapshot_heals_a_missed_deletion(make_service):
     depth_before = sum(runner.store.depth())
     n = runner.metrics.board_messages
     await eventually(lambda: runner.metrics.board_messages > n + 10, 15, "diffs")
-    await eventually(lambda: sum(runner.store.depth()) <= svc.cfg.sim.levels_per_side * 2 + 50, 10,
-                     "a snapshot trimming the book")
+    await eventually(
+        lambda: sum(runner.store.depth()) <= svc.cfg.sim.levels_per_side * 2 + 50,
+        10,
+        "a snapshot trimming the book",
+    )
     assert depth_before > 0
 
 
@@ -100,7 +146,9 @@ async def test_dropped_websocket_reconnects_resyncs_and_ledgers_still_equal(serv
     await eventually(lambda: runner.metrics.fills >= 1, 90, "a first fill")
     assert await venue.drop_ws() >= 1
     await eventually(lambda: runner.metrics.reconnects >= 1, 20, "reconnect")
-    await eventually(lambda: runner.session.feed_up and not runner._reconcile_needed, 20, "resubscribe + reconcile")
+    await eventually(
+        lambda: runner.session.feed_up and not runner._reconcile_needed, 20, "resubscribe + reconcile"
+    )
     await eventually(lambda: not runner.store.stale, 15, "a fresh snapshot")
     fills = runner.metrics.fills
     await eventually(lambda: runner.metrics.fills > fills, 90, "trading goes on")
@@ -122,15 +170,21 @@ async def test_send_failure_never_duplicates_and_reconciliation_settles_it(make_
     assert len(failed) == 1, "the failed send is tracked, once"
     f = failed[0]
     # reconciliation settles the order's fate: no order stays UNKNOWN
-    await eventually(lambda: not [o for o in runner.tracker.open_orders() if o.state is OrderState.UNKNOWN], 30,
-                     "the unknown order settled")
+    await eventually(
+        lambda: not [o for o in runner.tracker.open_orders() if o.state is OrderState.UNKNOWN],
+        30,
+        "the unknown order settled",
+    )
     # never re-sent blindly: the venue holds at most one order for that side and price, and every order the
     # venue accepted maps to exactly one order the bot tracks (a timed-out send that did land is found)
     venue_orders = list(venue.ledger.account(key).orders.values())
     assert len([o for o in venue_orders if o.side.value == f.side.value and o.price == int(f.price)]) <= 1
     # (a send still in flight rests at the venue before its answer reaches the bot: it may be untracked by id)
-    untracked = [vo for vo in venue_orders
-                 if vo.state.value == "ACTIVE" and runner.tracker.by_acceptance(vo.acceptance_id) is None]
+    untracked = [
+        vo
+        for vo in venue_orders
+        if vo.state.value == "ACTIVE" and runner.tracker.by_acceptance(vo.acceptance_id) is None
+    ]
     in_flight = [o for o in runner.tracker.open_orders() if o.state is OrderState.PENDING_NEW]
     assert len(untracked) <= len(in_flight), (untracked, in_flight)
     assert runner.metrics.orders_sent > sent_before
@@ -168,17 +222,30 @@ async def test_maintenance_window_blocks_orders_then_trading_resumes(make_servic
 
 async def test_silent_feed_cancels_stall_orders_and_no_strike_until_a_new_snapshot(make_service):
     # snapshots far apart: after the silence, diffs come back long before the next snapshot does
-    svc = await make_service({"strategy": {"ttl_ms": 60_000, "cancel_on_best_change": False,
-                                           "stale_after_ms": 800}, "sim": {"snapshot_interval_ms": 12_000}})
+    svc = await make_service(
+        {
+            "strategy": {"ttl_ms": 60_000, "cancel_on_best_change": False, "stale_after_ms": 800},
+            "sim": {"snapshot_interval_ms": 12_000},
+        }
+    )
     runner, venue = svc.runner, svc.venue
     key = venue_key(svc)
-    await eventually(lambda: any(o.state is OrderState.ACTIVE for o in runner.tracker.open_orders("stall")), 90,
-                     "a resting stall order")
-    venue.freeze_market()  # no fill may empty the venue's book for the stale rule (the race this test once lost)
+    await eventually(
+        lambda: any(o.state is OrderState.ACTIVE for o in runner.tracker.open_orders("stall")),
+        90,
+        "a resting stall order",
+    )
+    # no fill may empty the venue's book for the stale rule (the race this test once lost)
+    venue.freeze_market()
     venue.silence(30)
     live = [o for o in runner.tracker.open_orders("stall") if o.state is OrderState.ACTIVE]
-    stale_cancel = lambda: any(d["reason"] == "stale_data" and "cancel_all_stall" in d["actions"]  # noqa: E731
-                               for d in runner.recent_decisions)
+
+    def stale_cancel() -> bool:
+        return any(
+            d["reason"] == "stale_data" and "cancel_all_stall" in d["actions"]
+            for d in runner.recent_decisions
+        )
+
     await eventually(stale_cancel, 8, "the stale rule's cancel decision")
     await eventually(lambda: venue.ledger.open_orders(key) == [], 8, "stall orders cancelled at the venue")
     assert runner.snapshot()["health"]["block_reason"] == "stale_data"
@@ -199,21 +266,27 @@ async def test_silent_feed_cancels_stall_orders_and_no_strike_until_a_new_snapsh
         return submit(actions, now)
 
     runner.executor.submit = spy
-    venue.silence(0)            # the feed is back (the next snapshot is seconds away) ...
+    venue.silence(0)  # the feed is back (the next snapshot is seconds away) ...
     venue.freeze_market(False)  # ... and the book did not move meanwhile: its diffs apply without a desync
-    await eventually(lambda: runner._last_board_at is not None and runner._last_board_at > last_msg, 20,
-                     "the feed back")
+    await eventually(
+        lambda: runner._last_board_at is not None and runner._last_board_at > last_msg, 20, "the feed back"
+    )
     await eventually(lambda: bool(strikes), 60, "a strike after the silence")
     assert all(n > resyncs for n in strikes), f"struck before a new snapshot: resyncs {strikes} vs {resyncs}"
 
 
 async def test_kill_flattens_at_the_venue_and_survives_restart(make_service, tmp_path):
     state_file = tmp_path / "state.json"
-    svc = await make_service({"strategy": {"max_reverse_ticks": 100000, "ttl_ms": 2000}}, state_file=state_file)
+    svc = await make_service(
+        {"strategy": {"max_reverse_ticks": 100000, "ttl_ms": 2000}}, state_file=state_file
+    )
     runner, venue = svc.runner, svc.venue
     key = venue_key(svc)
-    await eventually(lambda: runner.inventory.position_btc != 0 and runner.tracker.open_orders(), 120,
-                     "a position and a live order")
+    await eventually(
+        lambda: runner.inventory.position_btc != 0 and runner.tracker.open_orders(),
+        120,
+        "a position and a live order",
+    )
     assert await runner.kill("test") is True
     assert runner.state is RunState.KILLED
     assert venue.ledger.open_orders(key) == []
@@ -234,20 +307,29 @@ async def test_signing_refused_with_a_wrong_secret_and_private_channel_needs_aut
     from bot.infra.pyb_auth import register_bitflyer_hosts
 
     register_bitflyer_hosts(venue.base_url, venue.ws_url)
-    async with pybotters.Client(apis={"bitflyer": [venue.api_key, "WRONG"]}, base_url=venue.base_url) as client:
+    async with pybotters.Client(
+        apis={"bitflyer": [venue.api_key, "WRONG"]}, base_url=venue.base_url
+    ) as client:
         r = await client.get("/v1/me/getpositions", params={"product_code": "FX_BTC_JPY"})
         assert r.status == 401
         assert (await r.json())["status"] == -500
-    async with pybotters.Client(apis={"bitflyer": [venue.api_key, venue.api_secret]},
-                                base_url=venue.base_url) as client:
+    async with pybotters.Client(
+        apis={"bitflyer": [venue.api_key, venue.api_secret]}, base_url=venue.base_url
+    ) as client:
         r = await client.get("/v1/me/getpositions", params={"product_code": "FX_BTC_JPY"})
         assert r.status == 200
     async with pybotters.Client(base_url=venue.base_url) as client:  # no keys: no auth sent
         replies: list[dict] = []
         ws = await client.ws_connect(
-            venue.ws_url, send_json={"jsonrpc": "2.0", "method": "subscribe",
-                                     "params": {"channel": "child_order_events"}, "id": 1},
-            hdlr_json=lambda m, ws: replies.append(m))
+            venue.ws_url,
+            send_json={
+                "jsonrpc": "2.0",
+                "method": "subscribe",
+                "params": {"channel": "child_order_events"},
+                "id": 1,
+            },
+            hdlr_json=lambda m, ws: replies.append(m),
+        )
         await eventually(lambda: any(m.get("id") == 1 for m in replies), 5, "a reply")
         reply = next(m for m in replies if m.get("id") == 1)
         assert reply["error"]["code"] == -32007
@@ -278,6 +360,8 @@ async def test_exchange_health_stop_blocks_new_orders_until_normal(make_service)
     await eventually(lambda: runner.metrics.board_messages > n + 40, 30, "40 more board messages")
     # only cancels of orders already live may go out; no new entry
     places = [o for o in runner.tracker.all_orders() if o.tag == "stall"]
-    assert runner.metrics.orders_sent == sent, f"{len(places)} stall orders, sent {runner.metrics.orders_sent - sent}"
+    assert runner.metrics.orders_sent == sent, (
+        f"{len(places)} stall orders, sent {runner.metrics.orders_sent - sent}"
+    )
     venue.set_health("NORMAL")
     await eventually(lambda: runner.metrics.orders_sent > sent, 60, "trading to resume")

@@ -22,15 +22,27 @@ from bot.types.dto import Fill, Reason, Side
 
 D = Decimal
 SAT = D("0.00000001")
-T0 = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)          # 12:00 JST, trading day 20260105
+T0 = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)  # 12:00 JST, trading day 20260105
 _ids = itertools.count(1)
 
 
-def fill(side: Side, price: str | int, size: str, *, exec_id: str | None = None, commission: str = "0",
-         at: datetime = T0) -> Fill:
+def fill(
+    side: Side,
+    price: str | int,
+    size: str,
+    *,
+    exec_id: str | None = None,
+    commission: str = "0",
+    at: datetime = T0,
+) -> Fill:
     return Fill(
-        exec_id=exec_id or f"e{next(_ids)}", child_order_acceptance_id="JRF1", side=side, price=D(price),
-        size=D(size), commission=D(commission), exec_date=at,
+        exec_id=exec_id or f"e{next(_ids)}",
+        child_order_acceptance_id="JRF1",
+        side=side,
+        price=D(price),
+        size=D(size),
+        commission=D(commission),
+        exec_date=at,
     )
 
 
@@ -53,6 +65,7 @@ def inv() -> InventoryManager:
 
 # ---- worked examples a trader can check by hand ----------------------------------------------------------
 
+
 def test_round_trip_of_one_hundred_yen_on_a_hundredth_of_a_btc_makes_one_yen(inv: InventoryManager) -> None:
     inv.apply_fill(buy(10_000_000, "0.01"))
     r = inv.apply_fill(sell(10_000_100, "0.01"))
@@ -73,13 +86,13 @@ def test_short_round_trip_profits_when_price_falls(inv: InventoryManager) -> Non
 def test_sell_three_times_the_long_flips_to_a_short_at_the_sell_price(inv: InventoryManager) -> None:
     inv.apply_fill(buy(10_000_000, "0.01"), now=100)
     r = inv.apply_fill(sell(10_000_500, "0.03"), now=200)
-    assert r.realized_pnl_jpy == D(5)                  # the 0.01 long closed 500 yen higher
+    assert r.realized_pnl_jpy == D(5)  # the 0.01 long closed 500 yen higher
     assert r.closed_btc == D("0.01") and r.opened_btc == D("0.02") and r.flipped
     assert inv.position_btc == D("-0.02")
     assert inv.avg_price == D(10_000_500)
     assert inv.lots == ((Side.SELL, D(10_000_500), D("0.02")),)
     assert inv.state().side == "short" and inv.state().size == D("0.02")
-    assert inv.opened_at == 200                        # the short is a new position
+    assert inv.opened_at == 200  # the short is a new position
 
 
 def test_partial_closes_realize_piece_by_piece_and_keep_the_entry(inv: InventoryManager) -> None:
@@ -96,7 +109,7 @@ def test_partial_closes_realize_piece_by_piece_and_keep_the_entry(inv: Inventory
 def test_reducing_fill_closes_the_oldest_lot_first_as_the_venue_does(inv: InventoryManager) -> None:
     inv.apply_fill(buy(10_000_000, "0.01"))
     inv.apply_fill(buy(10_001_000, "0.01"))
-    assert inv.avg_price == D(10_000_500)              # what the dashboard shows as average entry
+    assert inv.avg_price == D(10_000_500)  # what the dashboard shows as average entry
     r = inv.apply_fill(sell(10_000_500, "0.01"))
     # FIFO closes the 10,000,000 lot: +5 JPY (an average-cost book would say 0)
     assert r.realized_pnl_jpy == D(5)
@@ -130,18 +143,20 @@ def test_unrealized_pnl_is_marked_at_mid(inv: InventoryManager) -> None:
     inv.mark(D(10_000_250))
     assert inv.unrealized_pnl_jpy == D(5)
     assert inv.pnl_today_jpy == D(5)
-    inv.apply_fill(sell(10_000_000, "0.03"))       # now short 0.01 @ 10,000,000
-    inv.mark(D("9999000.5"))                       # a mid between two whole-yen bests
+    inv.apply_fill(sell(10_000_000, "0.03"))  # now short 0.01 @ 10,000,000
+    inv.mark(D("9999000.5"))  # a mid between two whole-yen bests
     assert inv.unrealized_pnl_jpy == D("9.995")
     assert inv.state().unrealized_pnl_jpy == D("9.995")
 
 
-def test_unrealized_is_zero_until_a_mid_is_known_and_a_missing_mid_keeps_the_last(inv: InventoryManager) -> None:
+def test_unrealized_is_zero_until_a_mid_is_known_and_a_missing_mid_keeps_the_last(
+    inv: InventoryManager,
+) -> None:
     inv.apply_fill(buy(10_000_000, "0.1"))
     assert inv.unrealized_pnl_jpy == 0
     inv.mark(D(9_990_000))
     assert inv.unrealized_pnl_jpy == D(-1000)
-    inv.mark(None)                                 # no book for a moment: the loss must not vanish
+    inv.mark(None)  # no book for a moment: the loss must not vanish
     assert inv.unrealized_pnl_jpy == D(-1000)
     assert inv.mark_price == D(9_990_000)
 
@@ -175,10 +190,10 @@ def test_a_realized_loss_is_drawdown_too(inv: InventoryManager) -> None:
 
 
 def test_day_rolls_at_midnight_tokyo_resetting_today_but_keeping_the_position(inv: InventoryManager) -> None:
-    before = datetime(2026, 1, 5, 14, 59, 59, 999999, tzinfo=UTC)   # 23:59:59.999999 JST
+    before = datetime(2026, 1, 5, 14, 59, 59, 999999, tzinfo=UTC)  # 23:59:59.999999 JST
     inv.apply_fill(buy(10_000_000, "0.02", at=before, commission="1"))
-    inv.apply_fill(sell(9_990_000, "0.01", at=before))             # realized -100
-    inv.mark(D(9_980_000))                                          # unrealized -200 on the 0.01 left
+    inv.apply_fill(sell(9_990_000, "0.01", at=before))  # realized -100
+    inv.mark(D(9_980_000))  # unrealized -200 on the 0.01 left
     assert inv.trading_day == "20260105"
     assert (inv.realized_today_jpy, inv.fees_today_jpy, inv.pnl_today_jpy) == (D(-100), D(1), D(-301))
     assert inv.roll_day(before) is False
@@ -188,35 +203,35 @@ def test_day_rolls_at_midnight_tokyo_resetting_today_but_keeping_the_position(in
     assert s.trading_day == "20260106"
     assert (s.realized_today_jpy, s.fees_today_jpy) == (D(0), D(0))
     assert s.position_btc == D("0.01") and s.avg_price == D(10_000_000)
-    assert s.realized_pnl_jpy == D(-100)                    # the record since start is kept
-    assert s.unrealized_pnl_jpy == D(-200)                  # the open position's loss carries...
-    assert s.pnl_today_jpy == 0                             # ...but today opens at 0 (mark-to-market)
+    assert s.realized_pnl_jpy == D(-100)  # the record since start is kept
+    assert s.unrealized_pnl_jpy == D(-200)  # the open position's loss carries...
+    assert s.pnl_today_jpy == 0  # ...but today opens at 0 (mark-to-market)
     assert s.drawdown_jpy == 0 and s.max_drawdown_jpy == 0
-    inv.mark(D(9_975_000))                                  # today's move: -5,000 on 0.01
+    inv.mark(D(9_975_000))  # today's move: -5,000 on 0.01
     assert inv.pnl_today_jpy == D(-50) and inv.drawdown_jpy == D(-50)
 
 
 def test_day_roll_does_not_count_a_carried_loss_again() -> None:
-    """Defect 8: yesterday's unrealized loss reappeared in today's PnL and drawdown, so a 5,000 JPY move on the
-    new day tripped the 20,000 JPY drawdown kill."""
+    """Defect 8: yesterday's unrealized loss reappeared in today's PnL and drawdown, so a 5,000 JPY move on
+    the new day tripped the 20,000 JPY drawdown kill."""
     inv = InventoryManager(RiskConfig(daily_pnl_jpy=D(-30000), max_dd_jpy=D(-20000)))
     inv.apply_fill(buy(10_000_000, "1", at=datetime(2026, 1, 5, 10, 0, tzinfo=UTC)))
-    inv.mark(D(9_980_000))                                  # -20,000 carried (but not yet a kill: day 1 peak 0)
-    inv.roll_day(datetime(2026, 1, 5, 15, 0, tzinfo=UTC))   # 00:00 JST
+    inv.mark(D(9_980_000))  # -20,000 carried (but not yet a kill: day 1 peak 0)
+    inv.roll_day(datetime(2026, 1, 5, 15, 0, tzinfo=UTC))  # 00:00 JST
     assert inv.pnl_today_jpy == 0
-    assert inv.kill_check(D(9_975_000)) is None             # -5,000 today: no kill
+    assert inv.kill_check(D(9_975_000)) is None  # -5,000 today: no kill
     assert inv.pnl_today_jpy == D(-5000) and inv.drawdown_jpy == D(-5000)
     r = inv.apply_fill(sell(9_975_000, "1", at=datetime(2026, 1, 5, 16, 0, tzinfo=UTC)))
-    assert r.realized_pnl_jpy == D(-25000)                  # the lot's whole loss is realized...
-    assert inv.pnl_today_jpy == D(-5000)                    # ...but today's PnL is still today's move only
+    assert r.realized_pnl_jpy == D(-25000)  # the lot's whole loss is realized...
+    assert inv.pnl_today_jpy == D(-5000)  # ...but today's PnL is still today's move only
     restored = InventoryManager.from_dict(inv.to_dict(), inv.risk)
     assert restored.pnl_today_jpy == D(-5000)
 
 
 def test_yesterdays_peak_does_not_count_against_today(inv: InventoryManager) -> None:
     inv.apply_fill(buy(10_000_000, "0.1"))
-    inv.mark(D(10_020_000))                                 # +2,000: yesterday's peak
-    inv.mark(D(10_010_000))                                 # +1,000: drawdown -1,000 yesterday
+    inv.mark(D(10_020_000))  # +2,000: yesterday's peak
+    inv.mark(D(10_010_000))  # +1,000: drawdown -1,000 yesterday
     assert (inv.peak_pnl_today_jpy, inv.max_drawdown_jpy) == (D(2000), D(-1000))
     inv.roll_day(datetime(2026, 1, 5, 15, 0, tzinfo=UTC))
     # today opens at 0 (the carried +1,000 is yesterday's); the peak restarts from 0, so no drawdown yet
@@ -240,7 +255,7 @@ def test_a_late_fill_from_yesterday_never_rolls_the_day_back(inv: InventoryManag
 
 
 def test_bitflyer_dates_without_a_zone_are_read_as_utc(inv: InventoryManager) -> None:
-    inv.roll_day(datetime(2026, 1, 5, 15, 0))              # naive, as REST getexecutions writes it
+    inv.roll_day(datetime(2026, 1, 5, 15, 0))  # naive, as REST getexecutions writes it
     assert inv.trading_day == "20260106"
 
 
@@ -253,7 +268,7 @@ def test_trading_day_zone_is_configurable() -> None:
 def test_kill_switch_fires_exactly_at_the_daily_loss_limit() -> None:
     inv = InventoryManager(risk(daily=-30000, dd=-50000))
     inv.apply_fill(buy(10_000_000, "1"))
-    assert inv.kill_check(D(9_970_001)) is None            # -29,999
+    assert inv.kill_check(D(9_970_001)) is None  # -29,999
     assert inv.kill_detail == ""
     assert inv.kill_check(D(9_970_000)) is Reason.KILL_SWITCH  # -30,000: at the limit is enough
     assert "-30,000" in inv.kill_detail and "daily limit" in inv.kill_detail
@@ -262,24 +277,24 @@ def test_kill_switch_fires_exactly_at_the_daily_loss_limit() -> None:
 def test_kill_switch_fires_exactly_at_the_drawdown_limit() -> None:
     inv = InventoryManager(risk(daily=-30000, dd=-20000))
     inv.apply_fill(buy(10_000_000, "1"))
-    assert inv.kill_check(D(10_010_000)) is None           # +10,000: the peak
-    assert inv.kill_check(D(9_990_001)) is None            # -9,999: drawdown -19,999
+    assert inv.kill_check(D(10_010_000)) is None  # +10,000: the peak
+    assert inv.kill_check(D(9_990_001)) is None  # -9,999: drawdown -19,999
     assert inv.kill_check(D(9_990_000)) is Reason.KILL_SWITCH  # drawdown -20,000
     assert "drawdown -20,000" in inv.kill_detail and "peak 10,000" in inv.kill_detail
-    assert "daily limit" not in inv.kill_detail            # today's PnL (-10,000) is far from -30,000
+    assert "daily limit" not in inv.kill_detail  # today's PnL (-10,000) is far from -30,000
 
 
 def test_kill_switch_counts_fees_and_realized_losses() -> None:
     inv = InventoryManager(risk(daily=-100, dd=-1000))
     inv.apply_fill(buy(10_000_000, "0.01", commission="50"))
-    inv.apply_fill(sell(9_995_000, "0.01", commission="0"))   # realized -50, fees 50
+    inv.apply_fill(sell(9_995_000, "0.01", commission="0"))  # realized -50, fees 50
     assert inv.kill_check(None) is Reason.KILL_SWITCH
 
 
 def test_update_risk_moves_the_limits_live() -> None:
     inv = InventoryManager(risk(daily=-30000, dd=-20000))
     inv.apply_fill(buy(10_000_000, "1"))
-    assert inv.kill_check(D(9_995_000)) is None            # -5,000
+    assert inv.kill_check(D(9_995_000)) is None  # -5,000
     inv.update_risk(risk(daily=-5000, dd=-20000))
     assert inv.kill_check(D(9_995_000)) is Reason.KILL_SWITCH
 
@@ -303,12 +318,26 @@ def test_a_duplicate_is_still_recognised_after_a_restart(inv: InventoryManager) 
 def test_float_inputs_are_refused_and_change_nothing(inv: InventoryManager) -> None:
     inv.apply_fill(buy(10_000_000, "0.01"))
     before = inv.to_dict()
-    bad = Fill(exec_id="F", child_order_acceptance_id="", side=Side.SELL, price=10_000_000.0,  # type: ignore[arg-type]
-               size=D("0.01"), commission=D(0), exec_date=T0)
+    bad = Fill(
+        exec_id="F",
+        child_order_acceptance_id="",
+        side=Side.SELL,
+        price=10_000_000.0,  # type: ignore[arg-type]
+        size=D("0.01"),
+        commission=D(0),
+        exec_date=T0,
+    )
     with pytest.raises(TypeError, match="Decimal"):
         inv.apply_fill(bad)
-    bad_size = Fill(exec_id="G", child_order_acceptance_id="", side=Side.SELL, price=D(10_000_000),
-                    size=0.01, commission=D(0), exec_date=T0)  # type: ignore[arg-type]
+    bad_size = Fill(
+        exec_id="G",
+        child_order_acceptance_id="",
+        side=Side.SELL,
+        price=D(10_000_000),
+        size=0.01,
+        commission=D(0),
+        exec_date=T0,
+    )  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="Decimal"):
         inv.apply_fill(bad_size)
     with pytest.raises(TypeError, match="Decimal"):
@@ -316,7 +345,7 @@ def test_float_inputs_are_refused_and_change_nothing(inv: InventoryManager) -> N
     with pytest.raises(ValueError):
         inv.apply_fill(sell(10_000_000, "0"))
     assert inv.to_dict() == before
-    assert not inv.has_seen("F")                            # a refused fill can still arrive correctly
+    assert not inv.has_seen("F")  # a refused fill can still arrive correctly
 
 
 def test_every_figure_is_decimal_never_float(inv: InventoryManager) -> None:
@@ -324,8 +353,18 @@ def test_every_figure_is_decimal_never_float(inv: InventoryManager) -> None:
     inv.apply_fill(buy(10_000_001, "0.02"))
     inv.mark(D("10000000.5"))
     s = inv.state()
-    for name in ("size", "position_btc", "avg_price", "realized_pnl_jpy", "realized_today_jpy",
-                 "unrealized_pnl_jpy", "fees_today_jpy", "pnl_today_jpy", "drawdown_jpy", "max_drawdown_jpy"):
+    for name in (
+        "size",
+        "position_btc",
+        "avg_price",
+        "realized_pnl_jpy",
+        "realized_today_jpy",
+        "unrealized_pnl_jpy",
+        "fees_today_jpy",
+        "pnl_today_jpy",
+        "drawdown_jpy",
+        "max_drawdown_jpy",
+    ):
         assert type(getattr(s, name)) is Decimal, name
     assert all(type(p) is Decimal and type(q) is Decimal for _, p, q in inv.lots)
     assert "float" not in json.dumps(inv.to_dict())
@@ -333,8 +372,8 @@ def test_every_figure_is_decimal_never_float(inv: InventoryManager) -> None:
 
 def test_opened_at_is_set_on_open_kept_while_held_and_cleared_when_flat(inv: InventoryManager) -> None:
     inv.apply_fill(buy(10_000_000, "0.02"), now=1_000)
-    inv.apply_fill(buy(10_000_000, "0.01"), now=2_000)     # adding keeps the opening time
-    inv.apply_fill(sell(10_000_000, "0.01"), now=3_000)    # reducing too
+    inv.apply_fill(buy(10_000_000, "0.01"), now=2_000)  # adding keeps the opening time
+    inv.apply_fill(sell(10_000_000, "0.01"), now=3_000)  # reducing too
     assert inv.opened_at == 1_000
     inv.apply_fill(sell(10_000_000, "0.02"), now=4_000)
     assert inv.opened_at is None and inv.state().opened_at is None
@@ -344,28 +383,34 @@ def test_opened_at_is_set_on_open_kept_while_held_and_cleared_when_flat(inv: Inv
 
 # ---- reconciliation with getpositions ------------------------------------------------------------------
 
+
 def test_venue_lots_equal_to_ours_change_nothing(inv: InventoryManager) -> None:
     inv.apply_fill(buy(10_000_000, "0.01"))
-    inv.apply_fill(buy(10_000_000, "0.02"))                # one order filled in two pieces
+    inv.apply_fill(buy(10_000_000, "0.02"))  # one order filled in two pieces
     inv.apply_fill(buy(10_000_100, "0.01"))
     # the venue may keep the two same-price pieces as one row: FIFO PnL cannot tell the difference
-    assert inv.replace_lots_from_venue([(Side.BUY, D("10000000.0"), D("0.03")),
-                                        (Side.BUY, D(10_000_100), D("0.01"))]) is False
+    assert (
+        inv.replace_lots_from_venue(
+            [(Side.BUY, D("10000000.0"), D("0.03")), (Side.BUY, D(10_000_100), D("0.01"))]
+        )
+        is False
+    )
     assert len(inv.lots) == 3
 
 
 def test_venue_lots_that_differ_are_adopted_and_realized_is_kept(inv: InventoryManager) -> None:
     inv.apply_fill(buy(10_000_000, "0.01"), now=1)
-    inv.apply_fill(sell(10_000_100, "0.005"), now=2)       # realized +0.5
+    inv.apply_fill(sell(10_000_100, "0.005"), now=2)  # realized +0.5
     inv.mark(D(10_000_000))
-    changed = inv.replace_lots_from_venue([(Side.BUY, D(10_000_000), D("0.005")),
-                                           (Side.BUY, D(9_999_000), D("0.01"))])   # a fill we missed
+    changed = inv.replace_lots_from_venue(
+        [(Side.BUY, D(10_000_000), D("0.005")), (Side.BUY, D(9_999_000), D("0.01"))]
+    )  # a fill we missed
     assert changed is True
     assert inv.position_btc == D("0.015")
     assert inv.lots == ((Side.BUY, D(10_000_000), D("0.005")), (Side.BUY, D(9_999_000), D("0.01")))
     assert inv.realized_pnl_jpy == D("0.5")
-    assert inv.unrealized_pnl_jpy == D(10)                 # re-marked with the venue's lots
-    assert inv.opened_at == 1                              # still the same long
+    assert inv.unrealized_pnl_jpy == D(10)  # re-marked with the venue's lots
+    assert inv.opened_at == 1  # still the same long
 
 
 def test_venue_says_flat_or_flipped(inv: InventoryManager) -> None:
@@ -391,6 +436,7 @@ def test_impossible_venue_lots_are_refused_and_change_nothing(inv: InventoryMana
 
 # ---- persistence -------------------------------------------------------------------------------------------
 
+
 def test_state_file_round_trip_keeps_today_peak_drawdown_and_day(inv: InventoryManager) -> None:
     inv.apply_fill(buy(10_000_000, "0.1", commission="2"), now=77)
     inv.mark(D(10_010_000))
@@ -402,15 +448,18 @@ def test_state_file_round_trip_keeps_today_peak_drawdown_and_day(inv: InventoryM
     assert restored.peak_pnl_today_jpy == D(998) and restored.max_drawdown_jpy == D(-1500)
 
 
-@pytest.mark.parametrize("corrupt", [
-    {"lots": [["abc", "0.1"]]},
-    {"lots": [["10000000", "-1"]]},
-    {"side": "UP"},
-    {"side": None},                     # lots without a side
-    {"trading_day": "2026-01-05"},
-    {"version": 99},
-    {"peak": None},
-])
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        {"lots": [["abc", "0.1"]]},
+        {"lots": [["10000000", "-1"]]},
+        {"side": "UP"},
+        {"side": None},  # lots without a side
+        {"trading_day": "2026-01-05"},
+        {"version": 99},
+        {"peak": None},
+    ],
+)
 def test_a_corrupt_state_file_is_refused_with_a_clear_error(inv: InventoryManager, corrupt: dict) -> None:
     inv.apply_fill(buy(10_000_000, "0.1"))
     with pytest.raises(ValueError):
@@ -427,8 +476,10 @@ def test_seen_exec_ids_are_bounded() -> None:
 
 # ---- properties against naive ledgers ----------------------------------------------------------------------
 
+
 def naive_fifo(fills: list[tuple[int, int, int]]) -> tuple[list[list[int]], int]:
-    """Per-fill lots in integers: (sign, yen, satoshi) → open lots [sign, yen, sat] and realized in yen·sat."""
+    """Per-fill lots in integers: (sign, yen, satoshi) → open lots [sign, yen, sat] and realized in
+    yen·sat."""
     lots: list[list[int]] = []
     realized = 0
     for sign, price, sats in fills:
@@ -460,15 +511,22 @@ def naive_satoshi_ledger(fills: list[tuple[int, int, int]]) -> tuple[list[tuple[
 
 prices = st.integers(min_value=9_990_000, max_value=10_010_000)
 sizes_sat = st.one_of(
-    st.integers(min_value=1, max_value=5_000_000),                        # any size on the 1e-8 grid
-    st.integers(min_value=1, max_value=50).map(lambda n: n * 100_000),   # multiples of the 0.001 minimum
+    st.integers(min_value=1, max_value=5_000_000),  # any size on the 1e-8 grid
+    st.integers(min_value=1, max_value=50).map(lambda n: n * 100_000),  # multiples of the 0.001 minimum
 )
 raw_fills = st.lists(st.tuples(st.sampled_from([1, -1]), prices, sizes_sat), min_size=1, max_size=40)
 
 
 def to_fill(i: int, sign: int, price: int, sats: int, commission: int = 0, at: datetime = T0) -> Fill:
-    return Fill(exec_id=f"p{i}", child_order_acceptance_id="", side=Side.BUY if sign > 0 else Side.SELL,
-                price=D(price), size=D(sats) * SAT, commission=D(commission), exec_date=at)
+    return Fill(
+        exec_id=f"p{i}",
+        child_order_acceptance_id="",
+        side=Side.BUY if sign > 0 else Side.SELL,
+        price=D(price),
+        size=D(sats) * SAT,
+        commission=D(commission),
+        exec_date=at,
+    )
 
 
 def check_invariants(inv: InventoryManager, applied: list[tuple[int, int, int]]) -> None:
@@ -499,8 +557,11 @@ def test_fifo_matches_a_naive_integer_ledger_exactly(fills: list[tuple[int, int,
     assert inv.realized_pnl_jpy + inv.unrealized_pnl_jpy == cash_flow
 
 
-small_fills = st.lists(st.tuples(st.sampled_from([1, -1]), prices, st.integers(min_value=1, max_value=300)),
-                       min_size=1, max_size=30)
+small_fills = st.lists(
+    st.tuples(st.sampled_from([1, -1]), prices, st.integers(min_value=1, max_value=300)),
+    min_size=1,
+    max_size=30,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -524,7 +585,8 @@ ops = st.lists(
         st.tuples(st.just("next_day")),
         st.tuples(st.just("dup")),
     ),
-    min_size=1, max_size=30,
+    min_size=1,
+    max_size=30,
 )
 
 
@@ -553,7 +615,9 @@ def run_ops(inv: InventoryManager, seq: list[tuple], start: int = 0) -> list[Fil
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops, st.data())
-def test_state_file_round_trip_at_any_point_is_indistinguishable(seq: list[tuple], data: st.DataObject) -> None:
+def test_state_file_round_trip_at_any_point_is_indistinguishable(
+    seq: list[tuple], data: st.DataObject
+) -> None:
     k = data.draw(st.integers(min_value=0, max_value=len(seq)), label="restart after op")
     inv = InventoryManager(risk())
     run_ops(inv, seq[:k])
@@ -571,13 +635,13 @@ def test_state_file_round_trip_at_any_point_is_indistinguishable(seq: list[tuple
 @settings(max_examples=200, deadline=None)
 @given(ops)
 def test_drawdown_is_never_positive_and_max_drawdown_is_its_minimum(seq: list[tuple]) -> None:
-    inv = InventoryManager(risk(daily=-10**9, dd=-10**9))
+    inv = InventoryManager(risk(daily=-(10**9), dd=-(10**9)))
     lowest = D(0)
     day = inv.trading_day
     for i in range(len(seq)):
         run_ops(inv, seq[: i + 1], i)
         if inv.trading_day != day:
-            if day:                                     # a new day: the peak restarts from 0
+            if day:  # a new day: the peak restarts from 0
                 assert inv.peak_pnl_today_jpy == max(D(0), inv.pnl_today_jpy)
             day, lowest = inv.trading_day, D(0)
         assert inv.drawdown_jpy <= 0
@@ -586,5 +650,6 @@ def test_drawdown_is_never_positive_and_max_drawdown_is_its_minimum(seq: list[tu
         lowest = min(lowest, inv.drawdown_jpy)
         assert inv.max_drawdown_jpy == lowest
         s = inv.state()
-        assert s.pnl_today_jpy == (s.realized_today_jpy + s.unrealized_pnl_jpy - inv.day_open_unrealized_jpy
-                                   - s.fees_today_jpy)
+        assert s.pnl_today_jpy == (
+            s.realized_today_jpy + s.unrealized_pnl_jpy - inv.day_open_unrealized_jpy - s.fees_today_jpy
+        )

@@ -40,12 +40,43 @@ from bot.types.dto import (
     TradeLogRow,
 )
 
-SEED_TRADE = ["ts", "order_id", "side", "price", "size", "fee", "strategy", "tag", "pnl_jpy", "pnl_cum_jpy",
-              "inventory_after"]
-SEED_ORDER = ["ts", "action", "order_id", "client_order_id", "side", "price", "size", "tif", "ttl_ms", "tag",
-              "reason"]
-SEED_DECISION = ["ts", "best_age_ms", "spread_ticks", "inventory_btc", "decision_type", "entry_bid_px",
-                 "entry_ask_px", "actions", "reason"]
+SEED_TRADE = [
+    "ts",
+    "order_id",
+    "side",
+    "price",
+    "size",
+    "fee",
+    "strategy",
+    "tag",
+    "pnl_jpy",
+    "pnl_cum_jpy",
+    "inventory_after",
+]
+SEED_ORDER = [
+    "ts",
+    "action",
+    "order_id",
+    "client_order_id",
+    "side",
+    "price",
+    "size",
+    "tif",
+    "ttl_ms",
+    "tag",
+    "reason",
+]
+SEED_DECISION = [
+    "ts",
+    "best_age_ms",
+    "spread_ticks",
+    "inventory_btc",
+    "decision_type",
+    "entry_bid_px",
+    "entry_ask_px",
+    "actions",
+    "reason",
+]
 
 # 2026-01-05 12:00 JST
 T0 = datetime(2026, 1, 5, 3, 0, 0, 123000, tzinfo=UTC)
@@ -54,9 +85,18 @@ DAY = "20260105"
 
 def trade(ts: datetime = T0, order_id: str = "JRF20260105-1", **kw: object) -> TradeLogRow:
     base: dict[str, object] = dict(
-        ts=ts, order_id=order_id, side=Side.BUY, price=Decimal("13600000"), size=Decimal("0.001"),
-        fee=Decimal("0"), strategy="", tag="stall", pnl_jpy=Decimal("0"), pnl_cum_jpy=Decimal("-12.5"),
-        inventory_after=Decimal("0.001"), exec_id="E1",
+        ts=ts,
+        order_id=order_id,
+        side=Side.BUY,
+        price=Decimal("13600000"),
+        size=Decimal("0.001"),
+        fee=Decimal("0"),
+        strategy="",
+        tag="stall",
+        pnl_jpy=Decimal("0"),
+        pnl_cum_jpy=Decimal("-12.5"),
+        inventory_after=Decimal("0.001"),
+        exec_id="E1",
     )
     base.update(kw)
     return TradeLogRow(**base)  # type: ignore[arg-type]
@@ -64,18 +104,41 @@ def trade(ts: datetime = T0, order_id: str = "JRF20260105-1", **kw: object) -> T
 
 def order(ts: datetime = T0, **kw: object) -> OrderLogRow:
     base: dict[str, object] = dict(
-        ts=ts, action="place", order_id="JRF1", client_order_id="c1", side=Side.SELL, price=Decimal("13600001"),
-        size=Decimal("0.001"), tif="GTC", ttl_ms=800, tag="stall", reason="strike", status="ok", latency_ms=12.5,
+        ts=ts,
+        action="place",
+        order_id="JRF1",
+        client_order_id="c1",
+        side=Side.SELL,
+        price=Decimal("13600001"),
+        size=Decimal("0.001"),
+        tif="GTC",
+        ttl_ms=800,
+        tag="stall",
+        reason="strike",
+        status="ok",
+        latency_ms=12.5,
     )
     base.update(kw)
     return OrderLogRow(**base)  # type: ignore[arg-type]
 
 
-def decision(ts: datetime = T0, reason: str = "not_stalled", decision_type: str = "no_action",
-             best_age_ms: int = 10, **kw: object) -> DecisionLogRow:
+def decision(
+    ts: datetime = T0,
+    reason: str = "not_stalled",
+    decision_type: str = "no_action",
+    best_age_ms: int = 10,
+    **kw: object,
+) -> DecisionLogRow:
     base: dict[str, object] = dict(
-        ts=ts, best_age_ms=best_age_ms, spread_ticks=3, inventory_btc=Decimal("0"), decision_type=decision_type,
-        entry_bid_px=None, entry_ask_px=None, actions="", reason=reason,
+        ts=ts,
+        best_age_ms=best_age_ms,
+        spread_ticks=3,
+        inventory_btc=Decimal("0"),
+        decision_type=decision_type,
+        entry_bid_px=None,
+        entry_ask_px=None,
+        actions="",
+        reason=reason,
     )
     base.update(kw)
     return DecisionLogRow(**base)  # type: ignore[arg-type]
@@ -108,10 +171,13 @@ def test_headers_follow_the_seed_column_order(tmp_path: Path, writer: CsvLogWrit
     trades = read_csv(tmp_path / "trades" / f"trades-{DAY}.csv")
     orders = read_csv(tmp_path / "orders" / f"orders-{DAY}.csv")
     decisions = read_csv(tmp_path / "decisions" / f"decisions-{DAY}.csv")
-    assert trades[0][: len(SEED_TRADE)] == SEED_TRADE and trades[0][len(SEED_TRADE):] == ["exec_id"]
-    assert orders[0][: len(SEED_ORDER)] == SEED_ORDER and orders[0][len(SEED_ORDER):] == ["status", "latency_ms"]
+    assert trades[0][: len(SEED_TRADE)] == SEED_TRADE and trades[0][len(SEED_TRADE) :] == ["exec_id"]
+    assert orders[0][: len(SEED_ORDER)] == SEED_ORDER and orders[0][len(SEED_ORDER) :] == [
+        "status",
+        "latency_ms",
+    ]
     assert decisions[0][: len(SEED_DECISION)] == SEED_DECISION
-    assert decisions[0][len(SEED_DECISION):] == ["count", "detail"]
+    assert decisions[0][len(SEED_DECISION) :] == ["count", "detail"]
     # the empty strategy cell is the logger's strategy name
     row = dict(zip(trades[0], trades[1], strict=True))
     assert row["strategy"] == "stall_then_strike"
@@ -121,15 +187,25 @@ def test_headers_follow_the_seed_column_order(tmp_path: Path, writer: CsvLogWrit
 def test_values_are_exact_and_none_is_empty(tmp_path: Path, writer: CsvLogWriter) -> None:
     t = TradeLogger(tmp_path, "s", writer=writer)
     o = OrderLogger(tmp_path, writer=writer)
-    t.log(trade(size=Decimal("1E-8"), price=Decimal("1.36E+7"), pnl_cum_jpy=Decimal("-0.10"),
-                inventory_after=Decimal("0.00100000")))
+    t.log(
+        trade(
+            size=Decimal("1E-8"),
+            price=Decimal("1.36E+7"),
+            pnl_cum_jpy=Decimal("-0.10"),
+            inventory_after=Decimal("0.00100000"),
+        )
+    )
     o.log(order(side=None, price=None, size=None, ttl_ms=None, latency_ms=None, action="cancel_all"))
     t.close()
     o.close()
     header, row = read_csv(t.path_for(DAY))
     got = dict(zip(header, row, strict=True))
     assert (got["size"], got["price"], got["pnl_cum_jpy"], got["inventory_after"]) == (
-        "0.00000001", "13600000", "-0.10", "0.00100000")
+        "0.00000001",
+        "13600000",
+        "-0.10",
+        "0.00100000",
+    )
     header, row = read_csv(o.path_for(DAY))
     got = dict(zip(header, row, strict=True))
     assert [got[c] for c in ("side", "price", "size", "ttl_ms", "latency_ms")] == ["", "", "", "", ""]
@@ -147,14 +223,15 @@ def test_appending_across_restarts_keeps_one_header(tmp_path: Path, writer: CsvL
     assert [r[1] for r in rows[1:]] == ["run0-a", "run0-b", "run1-a", "run1-b", "run2-a", "run2-b"]
 
 
-def test_torn_last_line_from_a_crash_is_cut_and_next_row_starts_clean(tmp_path: Path,
-                                                                       writer: CsvLogWriter) -> None:
+def test_torn_last_line_from_a_crash_is_cut_and_next_row_starts_clean(
+    tmp_path: Path, writer: CsvLogWriter
+) -> None:
     t = TradeLogger(tmp_path, "s", writer=writer)
     t.log(trade(order_id="before-crash"))
     t.close()
     path = t.path_for(DAY)
     with path.open("ab") as f:  # the process died half-way through a row
-        f.write(b'2026-01-05T12:00:01.000+09:00,JRF-torn,BUY,136000')
+        f.write(b"2026-01-05T12:00:01.000+09:00,JRF-torn,BUY,136000")
 
     t2 = TradeLogger(tmp_path, "s", writer=writer)
     t2.log(trade(order_id="after-restart"))
@@ -201,22 +278,34 @@ def test_commas_quotes_and_newlines_stay_one_parseable_row(tmp_path: Path, write
     got = dict(zip(header, first, strict=True))
     assert (got["actions"], got["detail"]) == (actions, detail)
     assert dict(zip(header, second, strict=True))["detail"] == "line one line two three"
-    assert len(path.read_text().splitlines()) == 3  # one physical line per row: a torn tail is one row at most
+    assert (
+        len(path.read_text().splitlines()) == 3
+    )  # one physical line per row: a torn tail is one row at most
 
 
 def test_decision_row_from_meta_lists_the_actions(tmp_path: Path, writer: CsvLogWriter) -> None:
     meta = DecisionMeta(
-        ts=1, reason=Reason.STRIKE, best_age_ms=300, spread_ticks=4, inventory_btc=Decimal("0"),
-        entry_bid_px=Decimal("13599999"), entry_ask_px=Decimal("13600001"),
+        ts=1,
+        reason=Reason.STRIKE,
+        best_age_ms=300,
+        spread_ticks=4,
+        inventory_btc=Decimal("0"),
+        entry_bid_px=Decimal("13599999"),
+        entry_ask_px=Decimal("13600001"),
         actions=(
-            Action(ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.BUY, Decimal("13599999"), Decimal("0.001"), 800),
-            Action(ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.SELL, Decimal("13600001"), Decimal("0.001"), 800),
+            Action(
+                ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.BUY, Decimal("13599999"), Decimal("0.001"), 800
+            ),
+            Action(
+                ActionKind.PLACE_LIMIT, Reason.STRIKE, Side.SELL, Decimal("13600001"), Decimal("0.001"), 800
+            ),
         ),
     )
     row = decision_row(meta, T0)
     assert row.decision_type == "action" and row.reason == "strike"
-    assert row.actions == ("place_limit BUY 0.001@13599999 ttl=800 tag=stall; "
-                           "place_limit SELL 0.001@13600001 ttl=800 tag=stall")
+    assert row.actions == (
+        "place_limit BUY 0.001@13599999 ttl=800 tag=stall; place_limit SELL 0.001@13600001 ttl=800 tag=stall"
+    )
 
 
 # ---- collapsing of repeated no-action decisions ----------------------------------------------------------
@@ -229,22 +318,33 @@ def test_ten_identical_no_action_decisions_become_one_row(tmp_path: Path, writer
     assert len(rows) == 1
     got = dict(zip(header, rows[0], strict=True))
     assert got["count"] == "10"
-    assert got["ts"] == "2026-01-05T12:00:00.123+09:00"   # the first decision's time
-    assert got["best_age_ms"] == "19"                      # the latest best age
+    assert got["ts"] == "2026-01-05T12:00:00.123+09:00"  # the first decision's time
+    assert got["best_age_ms"] == "19"  # the latest best age
 
 
 def test_an_action_or_another_reason_splits_the_run(tmp_path: Path, writer: CsvLogWriter) -> None:
     d = DecisionLogger(tmp_path, "s", writer=writer)
-    seq = (["not_stalled"] * 3 + ["strike"] + ["not_stalled"] * 2 + ["spread_too_narrow"] * 4
-           + ["strike", "strike"])
+    seq = (
+        ["not_stalled"] * 3
+        + ["strike"]
+        + ["not_stalled"] * 2
+        + ["spread_too_narrow"] * 4
+        + ["strike", "strike"]
+    )
     for i, reason in enumerate(seq):
         kind = "action" if reason == "strike" else "no_action"
         d.log(decision(ts=T0 + timedelta(seconds=i), reason=reason, decision_type=kind))
     d.close()
     header, *rows = read_csv(d.path_for(DAY))
     got = [(r[header.index("reason")], r[header.index("count")]) for r in rows]
-    assert got == [("not_stalled", "3"), ("strike", "1"), ("not_stalled", "2"), ("spread_too_narrow", "4"),
-                   ("strike", "1"), ("strike", "1")]
+    assert got == [
+        ("not_stalled", "3"),
+        ("strike", "1"),
+        ("not_stalled", "2"),
+        ("spread_too_narrow", "4"),
+        ("strike", "1"),
+        ("strike", "1"),
+    ]
 
 
 def test_a_long_quiet_period_is_written_without_flush(tmp_path: Path, writer: CsvLogWriter) -> None:
@@ -291,12 +391,12 @@ def test_a_merged_row_is_cut_when_it_has_been_open_too_long(tmp_path: Path) -> N
 def test_rows_roll_over_to_a_new_file_at_midnight_tokyo(tmp_path: Path, writer: CsvLogWriter) -> None:
     t = TradeLogger(tmp_path, "s", writer=writer)
     d = DecisionLogger(tmp_path, "s", writer=writer)
-    before = datetime(2026, 1, 5, 14, 59, 59, 999000, tzinfo=UTC)   # 23:59:59.999 JST
-    after = datetime(2026, 1, 5, 15, 0, 0, tzinfo=UTC)               # 00:00:00.000 JST, next day
+    before = datetime(2026, 1, 5, 14, 59, 59, 999000, tzinfo=UTC)  # 23:59:59.999 JST
+    after = datetime(2026, 1, 5, 15, 0, 0, tzinfo=UTC)  # 00:00:00.000 JST, next day
     t.log(trade(ts=before, order_id="late"))
     t.log(trade(ts=after, order_id="early"))
     d.log(decision(ts=before))
-    d.log(decision(ts=after))   # same no-action reason, but a new day: not merged across files
+    d.log(decision(ts=after))  # same no-action reason, but a new day: not merged across files
     t.close()
     d.close()
     old, new = read_csv(t.path_for("20260105")), read_csv(t.path_for("20260106"))
@@ -304,8 +404,11 @@ def test_rows_roll_over_to_a_new_file_at_midnight_tokyo(tmp_path: Path, writer: 
     assert [r[1] for r in new[1:]] == ["early"] and new[1][0] == "2026-01-06T00:00:00.000+09:00"
     assert new[0] == old[0]
     assert len(read_csv(d.path_for("20260105"))) == 2 and len(read_csv(d.path_for("20260106"))) == 2
-    assert list_days(tmp_path) == {"trades": ["20260105", "20260106"], "orders": [],
-                                   "decisions": ["20260105", "20260106"]}
+    assert list_days(tmp_path) == {
+        "trades": ["20260105", "20260106"],
+        "orders": [],
+        "decisions": ["20260105", "20260106"],
+    }
 
 
 def test_the_trading_day_zone_is_configurable(tmp_path: Path, writer: CsvLogWriter) -> None:
@@ -318,12 +421,22 @@ def test_the_trading_day_zone_is_configurable(tmp_path: Path, writer: CsvLogWrit
 
 def test_list_days_ignores_foreign_files_and_csv_path_refuses_traversal(tmp_path: Path) -> None:
     (tmp_path / "orders").mkdir()
-    for name in ("orders-20260101.csv", "orders-20251231.csv", "orders-2026.csv", "trades-20260101.csv",
-                 "orders-20260101.csv.1", "notes.txt"):
+    for name in (
+        "orders-20260101.csv",
+        "orders-20251231.csv",
+        "orders-2026.csv",
+        "trades-20260101.csv",
+        "orders-20260101.csv.1",
+        "notes.txt",
+    ):
         (tmp_path / "orders" / name).write_text("x\n")
     assert list_days(tmp_path) == {"trades": [], "orders": ["20251231", "20260101"], "decisions": []}
-    for kind, day in (("../etc", "20260101"), ("orders", "../../x"), ("runtime", "20260101"),
-                      ("orders", "2026010")):
+    for kind, day in (
+        ("../etc", "20260101"),
+        ("orders", "../../x"),
+        ("runtime", "20260101"),
+        ("orders", "2026010"),
+    ):
         with pytest.raises(ValueError):
             csv_path(tmp_path, kind, day)
 
@@ -424,7 +537,9 @@ def test_secrets_never_reach_app_log(runtime_log: Path) -> None:
         raise ConnectionError(f"auth failed for {api_key} using {api_secret}")
     except ConnectionError:
         logger.exception("ws auth error")
-    logging.getLogger("aiohttp.client").error("request headers ACCESS-KEY=%s ACCESS-SIGN=%s", api_key, "abcdef12")
+    logging.getLogger("aiohttp.client").error(
+        "request headers ACCESS-KEY=%s ACCESS-SIGN=%s", api_key, "abcdef12"
+    )
     logger.info("unregistered but looks like one: api_secret: hunter2-value")
     logger.complete()
     shutdown_runtime_logging()  # drains the enqueued lines
@@ -474,8 +589,8 @@ def test_unregistered_credentials_that_look_like_one_are_masked(line: str, expec
 
 
 def test_a_flood_of_one_stdlib_error_is_one_line_not_thousands(runtime_log: Path) -> None:
-    """Under a connection flood asyncio logs 'socket.accept() out of system resource' thousands of times a second;
-    35,700 such lines once rotated the log twice in a minute."""
+    """Under a connection flood asyncio logs 'socket.accept() out of system resource' thousands of times a
+    second; 35,700 such lines once rotated the log twice in a minute."""
     noisy = logging.getLogger("asyncio")
     for _ in range(5000):
         noisy.error("socket.accept() out of system resource")

@@ -48,20 +48,28 @@ class Market:
         self.orders = OrderTracker()
         self.view = OrderBookView(self.store, PC, tick, self.orders)
         # bids 13,599,900 (0.5) / 13,599,800 (1.0); asks 13,600,100 (0.3) / 13,600,200 (2.0): spread 200 ticks
-        self.store.onmessage(snap([(BASE - 100, 0.5), (BASE - 200, 1.0)], [(BASE + 100, 0.3), (BASE + 200, 2.0)]))
+        self.store.onmessage(
+            snap([(BASE - 100, 0.5), (BASE - 200, 1.0)], [(BASE + 100, 0.3), (BASE + 200, 2.0)])
+        )
 
     def our_limit(self, side: Side, price: int, size: str, now: int = 0) -> str:
         """Place one of our orders: the tracker knows it and, like the exchange, the board shows it."""
-        order = self.orders.new_order(tag="stall", side=side, order_type="LIMIT", price=D(price), size=D(size),
-                                      now=now, ttl_ms=800)
+        order = self.orders.new_order(
+            tag="stall", side=side, order_type="LIMIT", price=D(price), size=D(size), now=now, ttl_ms=800
+        )
         self.orders.on_accepted(order.client_id, f"JRF{order.client_id}")
         market = dict(self.store.levels(side, 10**6)).get(D(price), D(0))
         level = [(price, float(market + D(size)))]
         bp, _, ap, _ = self.store.best()
         assert bp is not None and ap is not None
         bp, ap = (max(bp, D(price)), ap) if side is Side.BUY else (bp, min(ap, D(price)))
-        self.store.onmessage(diff(float((bp + ap) / 2), bids=level if side is Side.BUY else [],
-                                  asks=level if side is Side.SELL else []))
+        self.store.onmessage(
+            diff(
+                float((bp + ap) / 2),
+                bids=level if side is Side.BUY else [],
+                asks=level if side is Side.SELL else [],
+            )
+        )
         assert not self.store.stale  # the exchange's mid agrees with our rebuilt book
         return order.client_id
 
@@ -71,11 +79,16 @@ def m() -> Market:
     return Market()
 
 
-# ---- own-order exclusion -------------------------------------------------------------------------------------------
+# ---- own-order exclusion
+# -------------------------------------------------------------------------------------------
 def test_market_best_without_own_orders(m: Market) -> None:
     s = m.view.snapshot(now=5 * MS)
-    assert (s.best_bid_price, s.best_bid_size, s.best_ask_price, s.best_ask_size) == \
-        (D(BASE - 100), D("0.5"), D(BASE + 100), D("0.3"))
+    assert (s.best_bid_price, s.best_bid_size, s.best_ask_price, s.best_ask_size) == (
+        D(BASE - 100),
+        D("0.5"),
+        D(BASE + 100),
+        D("0.3"),
+    )
     assert s.spread_ticks == 200 and s.mid_price == D(BASE) and s.ts == 5 * MS
 
 
@@ -96,7 +109,7 @@ def test_our_order_at_the_best_with_more_size_there_leaves_the_best_with_less_si
 
 def test_our_order_making_up_the_whole_level_hands_the_best_to_the_next_level(m: Market) -> None:
     m.store.onmessage(diff(BASE + 50, asks=[(BASE + 100, 0.0)]))  # the 0.3 at the best ask leaves
-    m.our_limit(Side.SELL, BASE + 100, "0.3")                # and ours takes its place
+    m.our_limit(Side.SELL, BASE + 100, "0.3")  # and ours takes its place
     s = m.view.snapshot(now=0)
     assert s.best_ask_price == D(BASE + 200) and s.best_ask_size == D("2.0")
 
@@ -105,10 +118,20 @@ def test_a_partly_filled_order_only_hides_what_is_still_outstanding(m: Market) -
     cid = m.our_limit(Side.SELL, BASE + 50, "0.01")
     order = m.orders.get(cid)
     assert order is not None and order.acceptance_id is not None
-    m.orders.on_event(ChildOrderEvent(
-        event_type=ChildOrderEventType.EXECUTION, child_order_acceptance_id=order.acceptance_id,
-        child_order_id="JOR1", event_date=WHEN, side=Side.SELL,
-        price=D(BASE + 50), size=D("0.004"), exec_id="1", commission=D(0), outstanding_size=D("0.006")))
+    m.orders.on_event(
+        ChildOrderEvent(
+            event_type=ChildOrderEventType.EXECUTION,
+            child_order_acceptance_id=order.acceptance_id,
+            child_order_id="JOR1",
+            event_date=WHEN,
+            side=Side.SELL,
+            price=D(BASE + 50),
+            size=D("0.004"),
+            exec_id="1",
+            commission=D(0),
+            outstanding_size=D("0.006"),
+        )
+    )
     # the exchange's level still shows our full 0.01 (a stale board): 0.004 of it is not ours any more
     s = m.view.snapshot(now=0)
     assert s.best_ask_price == D(BASE + 50) and s.best_ask_size == D("0.004")
@@ -118,9 +141,14 @@ def test_a_cancelled_order_is_not_subtracted(m: Market) -> None:
     cid = m.our_limit(Side.BUY, BASE - 100, "0.2")
     order = m.orders.get(cid)
     assert order is not None and order.acceptance_id is not None
-    m.orders.on_event(ChildOrderEvent(
-        event_type=ChildOrderEventType.CANCEL, child_order_acceptance_id=order.acceptance_id,
-        child_order_id="JOR2", event_date=WHEN))
+    m.orders.on_event(
+        ChildOrderEvent(
+            event_type=ChildOrderEventType.CANCEL,
+            child_order_acceptance_id=order.acceptance_id,
+            child_order_id="JOR2",
+            event_date=WHEN,
+        )
+    )
     # the board has not caught up yet: the 0.7 is all market size as far as we know
     assert m.view.snapshot(now=0).best_bid_size == D("0.7")
 
@@ -129,7 +157,12 @@ def test_an_empty_side_has_no_best_and_no_spread() -> None:
     store, orders = BoardStore(PC), OrderTracker()
     view = OrderBookView(store, PC, D(1), orders)
     s = view.snapshot(now=0)
-    assert s.best_bid_price is None and s.best_ask_price is None and s.spread_ticks is None and s.mid_price is None
+    assert (
+        s.best_bid_price is None
+        and s.best_ask_price is None
+        and s.spread_ticks is None
+        and s.mid_price is None
+    )
     assert s.stale and s.best_age_ms == 0
     store.onmessage(snap([(BASE - 1, 0.1)], [(BASE + 1, 0.1)]))
     orders.new_order(tag="stall", side=Side.SELL, order_type="LIMIT", price=D(BASE + 1), size=D("0.1"), now=0)
@@ -150,11 +183,14 @@ def test_the_view_must_be_for_the_store_product() -> None:
 
 def test_the_ladder_marks_our_share(m: Market) -> None:
     m.our_limit(Side.BUY, BASE - 100, "0.2")
-    assert m.view.ladder(Side.BUY, 2) == [LadderLevel(D(BASE - 100), D("0.7"), D("0.2")),
-                                          LadderLevel(D(BASE - 200), D("1.0"), D(0))]
+    assert m.view.ladder(Side.BUY, 2) == [
+        LadderLevel(D(BASE - 100), D("0.7"), D("0.2")),
+        LadderLevel(D(BASE - 200), D("1.0"), D(0)),
+    ]
 
 
-# ---- the stall clock -----------------------------------------------------------------------------------------------
+# ---- the stall clock
+# -----------------------------------------------------------------------------------------------
 def test_the_first_snapshot_with_a_book_starts_the_clock(m: Market) -> None:
     s = m.view.snapshot(now=1_000 * MS)
     assert s.best_changed_at == 1_000 * MS and s.best_age_ms == 0
@@ -209,15 +245,27 @@ def test_a_desync_is_reported_stale(m: Market) -> None:
     assert m.view.snapshot(now=0).stale
 
 
-# ---- property: the view against a brute-force own-excluded best ------------------------------------------------------
-OWN = st.lists(st.tuples(st.sampled_from([Side.BUY, Side.SELL]), st.integers(1, 8),
-                         st.sampled_from(["0.001", "0.01", "0.1", "0.5", "1"])), max_size=6)
+# ---- property: the view against a brute-force own-excluded best
+# ------------------------------------------------------
+OWN = st.lists(
+    st.tuples(
+        st.sampled_from([Side.BUY, Side.SELL]),
+        st.integers(1, 8),
+        st.sampled_from(["0.001", "0.01", "0.1", "0.5", "1"]),
+    ),
+    max_size=6,
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(bid_sizes=st.lists(st.sampled_from([0.001, 0.01, 0.1, 0.5]), min_size=0, max_size=8),
-       ask_sizes=st.lists(st.sampled_from([0.001, 0.01, 0.1, 0.5]), min_size=0, max_size=8), own=OWN)
-def test_own_excluded_best_matches_brute_force(bid_sizes: list[float], ask_sizes: list[float], own: list) -> None:
+@given(
+    bid_sizes=st.lists(st.sampled_from([0.001, 0.01, 0.1, 0.5]), min_size=0, max_size=8),
+    ask_sizes=st.lists(st.sampled_from([0.001, 0.01, 0.1, 0.5]), min_size=0, max_size=8),
+    own=OWN,
+)
+def test_own_excluded_best_matches_brute_force(
+    bid_sizes: list[float], ask_sizes: list[float], own: list
+) -> None:
     store, orders = BoardStore(PC), OrderTracker()
     view = OrderBookView(store, PC, D(1), orders)
     bids = {BASE - 10 * (i + 1): D(repr(s)) for i, s in enumerate(bid_sizes)}
@@ -227,10 +275,16 @@ def test_own_excluded_best_matches_brute_force(bid_sizes: list[float], ask_sizes
         price = BASE - 10 * k if side is Side.BUY else BASE + 10 * k
         orders.new_order(tag="stall", side=side, order_type="LIMIT", price=D(price), size=D(size), now=0)
         mine[(side, price)] = mine.get((side, price), D(0)) + D(size)
-    store.onmessage(frame(f"lightning_board_snapshot_{PC}", {
-        "mid_price": float(BASE),
-        "bids": [{"price": float(p), "size": float(s)} for p, s in bids.items()],
-        "asks": [{"price": float(p), "size": float(s)} for p, s in asks.items()]}))
+    store.onmessage(
+        frame(
+            f"lightning_board_snapshot_{PC}",
+            {
+                "mid_price": float(BASE),
+                "bids": [{"price": float(p), "size": float(s)} for p, s in bids.items()],
+                "asks": [{"price": float(p), "size": float(s)} for p, s in asks.items()],
+            },
+        )
+    )
 
     def expect(book: dict[int, Decimal], side: Side) -> tuple[Decimal, Decimal] | None:
         for p in sorted(book, reverse=side is Side.BUY):

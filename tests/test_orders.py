@@ -14,18 +14,29 @@ T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 
 
 def ev(kind: ChildOrderEventType, aid: str, **kw) -> ChildOrderEvent:
-    return ChildOrderEvent(event_type=kind, child_order_acceptance_id=aid, child_order_id=f"C{aid}", event_date=T0,
-                           **kw)
+    return ChildOrderEvent(
+        event_type=kind, child_order_acceptance_id=aid, child_order_id=f"C{aid}", event_date=T0, **kw
+    )
 
 
 def execution(aid: str, exec_id: str, side: Side, price: int, size: str, outstanding: str) -> ChildOrderEvent:
-    return ev(ChildOrderEventType.EXECUTION, aid, exec_id=exec_id, side=side, price=Decimal(price),
-              size=Decimal(size), commission=Decimal(0), outstanding_size=Decimal(outstanding))
+    return ev(
+        ChildOrderEventType.EXECUTION,
+        aid,
+        exec_id=exec_id,
+        side=side,
+        price=Decimal(price),
+        size=Decimal(size),
+        commission=Decimal(0),
+        outstanding_size=Decimal(outstanding),
+    )
 
 
 def test_events_before_the_acceptance_id_are_replayed_and_the_fill_counts_at_once():
     t = OrderTracker()
-    o = t.new_order(tag="stall", side=Side.BUY, order_type="LIMIT", price=Decimal(100), size=Decimal("0.002"), now=0)
+    o = t.new_order(
+        tag="stall", side=Side.BUY, order_type="LIMIT", price=Decimal(100), size=Decimal("0.002"), now=0
+    )
     assert t.on_event(ev(ChildOrderEventType.ORDER, "JRF1")) is None
     fill = t.on_event(execution("JRF1", "1", Side.BUY, 100, "0.002", "0"))
     assert fill is not None and fill.size == Decimal("0.002")  # position must move now, not at the ack
@@ -38,9 +49,12 @@ def test_events_before_the_acceptance_id_are_replayed_and_the_fill_counts_at_onc
 def test_duplicate_execution_event_is_ignored_but_a_self_trade_counts_both_sides():
     t = OrderTracker()
     inv = InventoryManager(RiskConfig())
-    buy = t.new_order(tag="stall", side=Side.BUY, order_type="LIMIT", price=Decimal(100), size=Decimal("0.001"),
-                      now=0)
-    sell = t.new_order(tag="close", side=Side.SELL, order_type="MARKET", price=None, size=Decimal("0.001"), now=0)
+    buy = t.new_order(
+        tag="stall", side=Side.BUY, order_type="LIMIT", price=Decimal(100), size=Decimal("0.001"), now=0
+    )
+    sell = t.new_order(
+        tag="close", side=Side.SELL, order_type="MARKET", price=None, size=Decimal("0.001"), now=0
+    )
     t.on_accepted(buy.client_id, "A")
     t.on_accepted(sell.client_id, "B")
     # our market sell hits our own resting bid: one exec id, two executions of ours
@@ -56,7 +70,9 @@ def test_duplicate_execution_event_is_ignored_but_a_self_trade_counts_both_sides
 
 def test_cancel_and_expire_close_orders_and_untracked_fills_still_count():
     t = OrderTracker()
-    a = t.new_order(tag="stall", side=Side.SELL, order_type="LIMIT", price=Decimal(200), size=Decimal("0.001"), now=0)
+    a = t.new_order(
+        tag="stall", side=Side.SELL, order_type="LIMIT", price=Decimal(200), size=Decimal("0.001"), now=0
+    )
     t.on_accepted(a.client_id, "A")
     t.on_cancel_requested(a.client_id)
     assert a.state is OrderState.PENDING_CANCEL and a in t.open_orders("stall")
@@ -71,8 +87,9 @@ def test_cancel_and_expire_close_orders_and_untracked_fills_still_count():
 def test_resting_levels_sum_our_open_limit_orders_by_price():
     t = OrderTracker()
     for _ in range(2):
-        o = t.new_order(tag="stall", side=Side.BUY, order_type="LIMIT", price=Decimal(100), size=Decimal("0.001"),
-                        now=0)
+        o = t.new_order(
+            tag="stall", side=Side.BUY, order_type="LIMIT", price=Decimal(100), size=Decimal("0.001"), now=0
+        )
         t.on_accepted(o.client_id, f"A{o.client_id}")
     m = t.new_order(tag="close", side=Side.SELL, order_type="MARKET", price=None, size=Decimal("0.5"), now=0)
     assert t.resting_levels() == {(Side.BUY, Decimal(100)): Decimal("0.002")}

@@ -24,10 +24,17 @@ async def test_a_failing_disconnect_callback_does_not_end_the_watcher() -> None:
 
     async with SimVenue(SimConfig(seed=2)) as venue:
         session = PyBotterSession(
-            rest_base_url=venue.base_url, public_ws_url=venue.ws_url, private_ws_url=None,
-            channels=["lightning_board_FX_BTC_JPY", "child_order_events"], api_label="bitflyer",
-            api_key=venue.api_key, api_secret=venue.api_secret, timeout_sec=2,
-            on_json=lambda m: None, on_connect=lambda link: None, on_disconnect=on_disconnect,
+            rest_base_url=venue.base_url,
+            public_ws_url=venue.ws_url,
+            private_ws_url=None,
+            channels=["lightning_board_FX_BTC_JPY", "child_order_events"],
+            api_label="bitflyer",
+            api_key=venue.api_key,
+            api_secret=venue.api_secret,
+            timeout_sec=2,
+            on_json=lambda m: None,
+            on_connect=lambda link: None,
+            on_disconnect=on_disconnect,
             reconnect_backoff=(0.05, 0.5, 1.5, 0.0),
         )
         async with session:

@@ -59,8 +59,9 @@ async def spawn(args: list[str], log: Path, cwd: Path, handle_limit: int | None 
             resource.setrlimit(resource.RLIMIT_NOFILE, (handle_limit, handle_limit))
 
     f = open(log, "ab")  # noqa: ASYNC230 - a local file opened once per process start
-    proc = await asyncio.create_subprocess_exec(sys.executable, *args, cwd=cwd, env=env, stdout=f, stderr=f,
-                                                preexec_fn=limit)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *args, cwd=cwd, env=env, stdout=f, stderr=f, preexec_fn=limit
+    )
     f.close()
     return Proc(proc, log)
 
@@ -79,7 +80,9 @@ async def get_json(client: httpx.AsyncClient, url: str) -> Any:
     return r.json()
 
 
-async def test_hard_restarts_keep_position_and_pnl_equal_to_the_venue_and_killed_stays_killed(tmp_path, procs):
+async def test_hard_restarts_keep_position_and_pnl_equal_to_the_venue_and_killed_stays_killed(
+    tmp_path, procs
+):
     venue_log = tmp_path / "venue.log"
     venue = await spawn(["-m", "bot.sim", "--port", "0", "--seed", "5"], venue_log, ROOT)
     procs.append(venue)
@@ -92,13 +95,29 @@ async def test_hard_restarts_keep_position_and_pnl_equal_to_the_venue_and_killed
     api = f"http://127.0.0.1:{port}"
 
     async def start_server(n: int) -> Proc:
-        p = await spawn(["-m", "server", "--override", str(cfg), "--port", str(port), "--log-dir", str(log_dir),
-                         "--env-file", str(tmp_path / "no.env"), "--venue", venue_url], tmp_path / f"server{n}.log",
-                        ROOT)
+        p = await spawn(
+            [
+                "-m",
+                "server",
+                "--override",
+                str(cfg),
+                "--port",
+                str(port),
+                "--log-dir",
+                str(log_dir),
+                "--env-file",
+                str(tmp_path / "no.env"),
+                "--venue",
+                venue_url,
+            ],
+            tmp_path / f"server{n}.log",
+            ROOT,
+        )
         procs.append(p)
         return p
 
     async with httpx.AsyncClient(timeout=5) as client:
+
         async def state() -> dict:
             return await get_json(client, f"{api}/state")
 
@@ -133,8 +152,9 @@ async def test_hard_restarts_keep_position_and_pnl_equal_to_the_venue_and_killed
 
         async def equal_to_venue() -> bool:
             s, v = await state(), await ledger()
-            return (D(s["inventory"]["position_btc"]) == D(v["position"])
-                    and D(s["inventory"]["realized_pnl_jpy"]) == D(v["realized_pnl"]))
+            return D(s["inventory"]["position_btc"]) == D(v["position"]) and D(
+                s["inventory"]["realized_pnl_jpy"]
+            ) == D(v["realized_pnl"])
 
         s1 = await start_server(1)
         await until(reconciled, 60, "server 1 up and reconciled")
@@ -142,9 +162,9 @@ async def test_hard_restarts_keep_position_and_pnl_equal_to_the_venue_and_killed
         await until(lambda: _position_is(state, "0.003"), 20, "the bot to count the hand trade")
         state_file = log_dir / "state.json"
         await until(lambda: _saved_lots(state_file), 20, "the position saved in the state file")
-        await s1.kill()                                              # SIGKILL: no shutdown at all
+        await s1.kill()  # SIGKILL: no shutdown at all
 
-        for side, size in (("SELL", "0.002"), ("BUY", "0.001"), ("SELL", "0.003")):   # trades while it is down
+        for side, size in (("SELL", "0.002"), ("BUY", "0.001"), ("SELL", "0.003")):  # trades while it is down
             await hand(side, size)
         v = await ledger()
         assert D(v["position"]) == D("-0.001") and D(v["realized_pnl"]) != 0
@@ -159,8 +179,8 @@ async def test_hard_restarts_keep_position_and_pnl_equal_to_the_venue_and_killed
         assert r.status_code == 200, r.text
         await until(lambda: _venue_flat(ledger), 30, "flat after the kill")
         s2 = procs[-1]
-        await s2.kill()                                              # SIGKILL while KILLED
-        await hand("BUY", "0.001")                                   # a position opened while it is down
+        await s2.kill()  # SIGKILL while KILLED
+        await hand("BUY", "0.001")  # a position opened while it is down
 
         await start_server(3)
         await until(reconciled, 60, "server 3 up")

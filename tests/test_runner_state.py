@@ -18,21 +18,26 @@ D = Decimal
 def runner(tmp_path: Path, *, env: str = "sim", key: str = "SIM_KEY", clock=time.monotonic_ns) -> BotRunner:
     cfg = make_config({"env": env})
     ep = Endpoints("http://127.0.0.1:1", "ws://127.0.0.1:1/json-rpc", None, key, "secret")
-    return BotRunner(cfg, endpoints=ep, log_dir=tmp_path / "logs", state_file=tmp_path / "state.json", clock=clock)
+    return BotRunner(
+        cfg, endpoints=ep, log_dir=tmp_path / "logs", state_file=tmp_path / "state.json", clock=clock
+    )
 
 
 def killed_state(tmp_path: Path, mode: str, account: str) -> None:
-    (tmp_path / "state.json").write_text(json.dumps({
-        "mode": mode, "account": account, "state": "KILLED", "reason": "kill switch", "inventory": None}))
+    (tmp_path / "state.json").write_text(
+        json.dumps(
+            {"mode": mode, "account": account, "state": "KILLED", "reason": "kill switch", "inventory": None}
+        )
+    )
 
 
 def test_a_kill_latch_of_another_mode_or_account_is_never_restored(tmp_path: Path) -> None:
-    """A sim kill latch or sim PnL must never reach a live start, where a latched KILLED would flatten the real
-    account at boot."""
+    """A sim kill latch or sim PnL must never reach a live start, where a latched KILLED would flatten the
+    real account at boot."""
     killed_state(tmp_path, "sim", account_id("SIM_KEY"))
     assert runner(tmp_path, env="live", key="REAL_KEY").state is RunState.STOPPED
-    assert runner(tmp_path, env="sim", key="OTHER_KEY").state is RunState.RUNNING   # another account
-    assert runner(tmp_path, env="sim", key="SIM_KEY").state is RunState.KILLED      # its own: restored
+    assert runner(tmp_path, env="sim", key="OTHER_KEY").state is RunState.RUNNING  # another account
+    assert runner(tmp_path, env="sim", key="SIM_KEY").state is RunState.KILLED  # its own: restored
     (tmp_path / "state.json").write_text(json.dumps({"state": "KILLED", "inventory": None}))  # no owner
     assert runner(tmp_path).state is RunState.RUNNING
 
@@ -50,6 +55,6 @@ def test_the_hold_timer_survives_a_restart_on_another_monotonic_clock(tmp_path: 
     first = runner(tmp_path, clock=lambda: 5_000_000_000_000)
     first.inventory.apply_fill(buy(10_000_000, "0.001"), now=5_000_000_000_000 - 10_000_000_000)
     first.state_store.save_sync(first._persisted())
-    after_reboot = runner(tmp_path, clock=lambda: 42_000_000_000)             # a fresh monotonic clock
-    held_ns = 42_000_000_000 - after_reboot.inventory.opened_at                # type: ignore[operator]
+    after_reboot = runner(tmp_path, clock=lambda: 42_000_000_000)  # a fresh monotonic clock
+    held_ns = 42_000_000_000 - after_reboot.inventory.opened_at  # type: ignore[operator]
     assert 10_000_000_000 <= held_ns < 12_000_000_000

@@ -62,7 +62,8 @@ async def _post(client: httpx.AsyncClient, action: str, **kw: Any) -> httpx.Resp
     return await client.post(f"/strategy/{action}", **kw)
 
 
-# ---- status and snapshot ------------------------------------------------------------------------------------
+# ---- status and snapshot
+# ------------------------------------------------------------------------------------
 async def test_status_says_state_reason_since_and_mode(client: httpx.AsyncClient) -> None:
     await ensure_state(client, "RUNNING")
     body = (await client.get("/strategy")).json()
@@ -74,8 +75,21 @@ async def test_status_says_state_reason_since_and_mode(client: httpx.AsyncClient
 
 async def test_state_snapshot_has_everything_the_dashboard_shows(client: httpx.AsyncClient) -> None:
     snap = await wait_for_board(client)
-    for key in ("state", "mode", "since", "board", "orders", "inventory", "limits", "health", "counters",
-                "decisions", "fills", "chart", "config"):
+    for key in (
+        "state",
+        "mode",
+        "since",
+        "board",
+        "orders",
+        "inventory",
+        "limits",
+        "health",
+        "counters",
+        "decisions",
+        "fills",
+        "chart",
+        "config",
+    ):
         assert key in snap, key
     board = snap["board"]
     assert int(board["best_ask"]) > int(board["best_bid"])
@@ -105,13 +119,26 @@ async def test_dashboard_page_and_its_assets_come_from_this_app(client: httpx.As
     assert 'sse-connect="/events"' in page
     for panel in ("banner", "board", "orders", "inventory", "decisions", "fills", "health", "config"):
         assert f'sse-swap="{panel}"' in page, panel
-    for el in ('id="kill-btn"', 'id="pause-btn"', 'id="best-age"', 'name="strategy.stall_T_ms"', 'id="config-errors"'):
+    for el in (
+        'id="kill-btn"',
+        'id="pause-btn"',
+        'id="best-age"',
+        'name="strategy.stall_T_ms"',
+        'id="config-errors"',
+    ):
         assert el in page, el
-    assert "http://" not in page.replace("http://127.0.0.1", "") and "https://" not in page  # nothing off-site
+    assert (
+        "http://" not in page.replace("http://127.0.0.1", "") and "https://" not in page
+    )  # nothing off-site
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
-    for asset in ("/static/vendor/htmx/htmx.min.js", "/static/vendor/htmx-ext-sse/sse.js",
-                  "/static/vendor/uplot/uPlot.iife.min.js", "/static/vendor/uplot/uPlot.min.css",
-                  "/static/dashboard.js", "/static/app.css"):
+    for asset in (
+        "/static/vendor/htmx/htmx.min.js",
+        "/static/vendor/htmx-ext-sse/sse.js",
+        "/static/vendor/uplot/uPlot.iife.min.js",
+        "/static/vendor/uplot/uPlot.min.css",
+        "/static/dashboard.js",
+        "/static/app.css",
+    ):
         assert f'"{asset}"' in page, asset
         got = await client.get(asset)
         assert got.status_code == 200 and len(got.content) > 500, asset
@@ -119,7 +146,8 @@ async def test_dashboard_page_and_its_assets_come_from_this_app(client: httpx.As
         assert (await client.get(escape)).status_code == 404, escape
 
 
-# ---- life cycle ---------------------------------------------------------------------------------------------
+# ---- life cycle
+# ---------------------------------------------------------------------------------------------
 async def test_pause_resume_and_idempotent_repeats(client: httpx.AsyncClient, runtime_log: list[str]) -> None:
     await ensure_state(client, "RUNNING")
     r = await _post(client, "pause")
@@ -140,28 +168,37 @@ async def test_pause_resume_and_idempotent_repeats(client: httpx.AsyncClient, ru
     r = await _post(client, "start")
     assert r.status_code == 200 and r.json()["state"] == "RUNNING" and r.json()["changed"] is False
     # who / what / old → new in the runtime log
-    assert any("control pause by api 127.0.0.1" in line and "RUNNING → PAUSED" in line for line in runtime_log)
+    assert any(
+        "control pause by api 127.0.0.1" in line and "RUNNING → PAUSED" in line for line in runtime_log
+    )
     assert any("control start by api" in line and "refused in PAUSED" in line for line in runtime_log)
 
 
-async def test_stop_cancels_everything_and_keeps_running_data(client: httpx.AsyncClient, service: Any) -> None:
+async def test_stop_cancels_everything_and_keeps_running_data(
+    client: httpx.AsyncClient, service: Any
+) -> None:
     await ensure_state(client, "RUNNING")
     r = await _post(client, "stop")
     assert r.status_code == 200 and r.json()["state"] == "STOPPED" and r.json()["changed"] is True
     key = service.cfg.sim.api_key
-    assert service.venue.ledger.open_orders(key) == []   # confirmed before the answer came back
+    assert service.venue.ledger.open_orders(key) == []  # confirmed before the answer came back
     assert (await _post(client, "stop")).json()["changed"] is False
     paused = await _post(client, "pause")
     assert paused.status_code == 409 and paused.json()["detail"]
     assert (await _post(client, "resume")).status_code == 409
-    assert (await _post(client, "reset")).json() == {**(await client.get("/strategy")).json(), "changed": False}
+    assert (await _post(client, "reset")).json() == {
+        **(await client.get("/strategy")).json(),
+        "changed": False,
+    }
     snap = (await client.get("/state")).json()
     assert snap["state"] == "STOPPED" and snap["board"]["best_bid"] is not None  # market data keeps flowing
     r = await _post(client, "start")
     assert r.status_code == 200 and r.json()["state"] == "RUNNING"
 
 
-async def test_kill_flattens_latches_and_only_reset_clears_it(client: httpx.AsyncClient, service: Any) -> None:
+async def test_kill_flattens_latches_and_only_reset_clears_it(
+    client: httpx.AsyncClient, service: Any
+) -> None:
     await ensure_state(client, "RUNNING")
     before = (await client.get("/strategy")).json()
     r = await _post(client, "kill")
@@ -187,7 +224,9 @@ async def test_unknown_action_and_wrong_method(client: httpx.AsyncClient) -> Non
     assert await _state(client) == "RUNNING"
 
 
-async def test_dashboard_calls_are_logged_as_dashboard(client: httpx.AsyncClient, runtime_log: list[str]) -> None:
+async def test_dashboard_calls_are_logged_as_dashboard(
+    client: httpx.AsyncClient, runtime_log: list[str]
+) -> None:
     await ensure_state(client, "RUNNING")
     await _post(client, "pause", headers={"HX-Request": "true"})
     await _post(client, "resume", headers={"HX-Request": "true"})
@@ -213,8 +252,10 @@ async def test_patch_applies_to_the_running_bot(
     assert (await client.get("/config")).json()["strategy"]["stall_T_ms"] == 400
     assert service.runner.config.strategy.stall_T_ms == 400
     assert (await client.get("/state")).json()["config"]["strategy"]["stall_T_ms"] == 400
-    assert any("config change by api" in line and "strategy.stall_T_ms" in line and "→ 400" in line
-               for line in runtime_log)
+    assert any(
+        "config change by api" in line and "strategy.stall_T_ms" in line and "→ 400" in line
+        for line in runtime_log
+    )
 
     # application/json works too; decimals stay exact
     r = await client.patch("/config", json={"strategy": {"size_min": 0.002}, "risk": {"max_dd_jpy": -15000}})
@@ -272,14 +313,26 @@ async def test_malformed_patch_changes_nothing(
 
 
 _values = st.one_of(
-    st.integers(-10_000, 10_000), st.sampled_from(["0.001", "0.002", "-1", "x", "", "0.0015", "mid", "inside"]),
-    st.booleans(), st.none(),
+    st.integers(-10_000, 10_000),
+    st.sampled_from(["0.001", "0.002", "-1", "x", "", "0.0015", "mid", "inside"]),
+    st.booleans(),
+    st.none(),
 )
-_fields = st.sampled_from([
-    ("strategy", "stall_T_ms"), ("strategy", "ttl_ms"), ("strategy", "min_spread_tick"), ("strategy", "size_min"),
-    ("strategy", "max_inventory_btc"), ("strategy", "quote_mode"), ("strategy", "cancel_on_best_change"),
-    ("risk", "daily_pnl_jpy"), ("risk", "max_dd_jpy"), ("exchange", "tick_size"), ("strategy", "bogus"),
-])
+_fields = st.sampled_from(
+    [
+        ("strategy", "stall_T_ms"),
+        ("strategy", "ttl_ms"),
+        ("strategy", "min_spread_tick"),
+        ("strategy", "size_min"),
+        ("strategy", "max_inventory_btc"),
+        ("strategy", "quote_mode"),
+        ("strategy", "cancel_on_best_change"),
+        ("risk", "daily_pnl_jpy"),
+        ("risk", "max_dd_jpy"),
+        ("exchange", "tick_size"),
+        ("strategy", "bogus"),
+    ]
+)
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -296,7 +349,8 @@ async def restore_hot_config(client: httpx.AsyncClient) -> AsyncIterator[None]:
 async def test_any_patch_is_all_or_nothing(
     client: httpx.AsyncClient, service: Any, restore_hot_config: None, edits: list
 ) -> None:
-    """Whatever the patch, the running config afterwards is exactly what validating it whole gives, or unchanged."""
+    """Whatever the patch, the running config afterwards is exactly what validating it whole gives, or
+    unchanged."""
     patch: dict[str, dict[str, Any]] = {}
     for (section, name), value in edits:
         patch.setdefault(section, {})[name] = value
@@ -304,7 +358,9 @@ async def test_any_patch_is_all_or_nothing(
     before = (await client.get("/config")).json()
     assert before == redacted_dump(running)
     try:
-        expected = redacted_dump(apply_live_patch(running, json.loads(json.dumps(patch), parse_float=Decimal)))
+        expected = redacted_dump(
+            apply_live_patch(running, json.loads(json.dumps(patch), parse_float=Decimal))
+        )
     except ConfigError:
         expected = None
     r = await client.patch("/config", json=patch, headers=MERGE)
@@ -398,10 +454,18 @@ async def test_metrics_name_the_series(client: httpx.AsyncClient) -> None:
     assert 'stst_state{state="RUNNING"} 1.0' in text
     assert 'stst_state{state="KILLED"} 0.0' in text
     for series in (
-        "stst_position_btc ", "stst_pnl_today_jpy ", "stst_realized_pnl_jpy ", "stst_drawdown_jpy ",
-        "stst_orders_sent_total ", "stst_orders_cancelled_total ", "stst_fills_total ",
-        "stst_board_messages_total ", "stst_event_loop_lag_seconds ", "stst_decision_latency_seconds_bucket{",
-        "stst_decision_latency_seconds_count ", "stst_sse_clients ",
+        "stst_position_btc ",
+        "stst_pnl_today_jpy ",
+        "stst_realized_pnl_jpy ",
+        "stst_drawdown_jpy ",
+        "stst_orders_sent_total ",
+        "stst_orders_cancelled_total ",
+        "stst_fills_total ",
+        "stst_board_messages_total ",
+        "stst_event_loop_lag_seconds ",
+        "stst_decision_latency_seconds_bucket{",
+        "stst_decision_latency_seconds_count ",
+        "stst_sse_clients ",
     ):
         assert series in text, series
     assert "# TYPE stst_exchange_errors_total counter" in text
@@ -409,7 +473,9 @@ async def test_metrics_name_the_series(client: httpx.AsyncClient) -> None:
     assert float(board_messages.split()[1]) > 0
 
 
-async def test_each_app_has_its_own_registry(app_client: tuple[Any, httpx.AsyncClient], log_dir: Path) -> None:
+async def test_each_app_has_its_own_registry(
+    app_client: tuple[Any, httpx.AsyncClient], log_dir: Path
+) -> None:
     from prometheus_client import REGISTRY, generate_latest
 
     other = build_app(sim_config(log_dir / "other"), log_dir / "other")  # not started: just built

@@ -1,5 +1,5 @@
-"""The last of the hostile-client findings: symlinked downloads, huge and trickled bodies, frames whose channel is
-not a name, and a missing scripts folder — each a clear refusal, never a 500 or a crash."""
+"""The last of the hostile-client findings: symlinked downloads, huge and trickled bodies, frames whose
+channel is not a name, and a missing scripts folder — each a clear refusal, never a 500 or a crash."""
 
 from __future__ import annotations
 
@@ -30,32 +30,43 @@ async def test_downloads_refuse_symlinks_inside_and_out(tmp_path: Path) -> None:
         assert "20990101" not in index["trades"] and "leak.log" not in index["runtime"]
 
 
-async def test_a_huge_body_is_refused_before_it_is_read_and_a_trickled_one_at_a_deadline(tmp_path: Path) -> None:
+async def test_a_huge_body_is_refused_before_it_is_read_and_a_trickled_one_at_a_deadline(
+    tmp_path: Path,
+) -> None:
     app = build_app(sim_config(tmp_path), tmp_path)
     async with uvicorn_server(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
         before = (await client.get("/config")).json()
         port = int(base.rsplit(":", 1)[1])
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write((f"PATCH /config HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-                      f"Content-Length: {100 * 1024 * 1024}\r\n\r\n").encode() + b"{" * 1024)
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)   # answered without the other 100 MB
+        writer.write(
+            (
+                f"PATCH /config HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {100 * 1024 * 1024}\r\n\r\n"
+            ).encode()
+            + b"{" * 1024
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)  # answered without the other 100 MB
         assert head.startswith(b"HTTP/1.1 413")
         writer.close()
 
-        async def chunked() -> object:                 # no length: counted as it streams
+        async def chunked() -> object:  # no length: counted as it streams
             yield b'{"strategy": {"stall_T_ms": 500}, "pad": "'
             for _ in range(200):
                 yield b"x" * 1024
             yield b'"}'
 
-        with contextlib.suppress(httpx.HTTPError):     # the server may stop reading once it has answered
+        with contextlib.suppress(httpx.HTTPError):  # the server may stop reading once it has answered
             r = await client.patch("/config", content=chunked(), headers={"Content-Type": "application/json"})
             assert r.status_code == 413
         assert (await client.get("/config")).json() == before
 
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)   # half a body, then silence
-        writer.write((f"PATCH /config HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-                      "Content-Length: 40\r\n\r\n{\"strategy\":").encode())
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # half a body, then silence
+        writer.write(
+            (
+                f"PATCH /config HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                'Content-Length: 40\r\n\r\n{"strategy":'
+            ).encode()
+        )
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
         assert head.startswith(b"HTTP/1.1 408")
         writer.close()

@@ -1,4 +1,5 @@
-"""SPEC §12 against the real app: Host and Origin checks, the token (Bearer and login cookie), the loopback rule."""
+"""SPEC §12 against the real app: Host and Origin checks, the token (Bearer and login cookie), the loopback
+rule."""
 
 from __future__ import annotations
 
@@ -73,7 +74,9 @@ async def _state(client: httpx.AsyncClient, **kw: Any) -> str:
     ],
 )
 @MODULE_LOOP
-async def test_cross_origin_post_is_refused_and_changes_nothing(open_app: httpx.AsyncClient, headers: dict) -> None:
+async def test_cross_origin_post_is_refused_and_changes_nothing(
+    open_app: httpx.AsyncClient, headers: dict
+) -> None:
     await ensure_state(open_app, "RUNNING")
     r = await open_app.post("/strategy/pause", headers=headers)
     assert r.status_code == 403
@@ -86,7 +89,9 @@ async def test_cross_origin_post_is_refused_and_changes_nothing(open_app: httpx.
 @MODULE_LOOP
 async def test_cross_origin_config_patch_is_refused(open_app: httpx.AsyncClient) -> None:
     before = (await open_app.get("/config")).json()
-    r = await open_app.patch("/config", json={"strategy": {"stall_T_ms": 999}}, headers={"Origin": "http://evil.example"})
+    r = await open_app.patch(
+        "/config", json={"strategy": {"stall_T_ms": 999}}, headers={"Origin": "http://evil.example"}
+    )
     assert r.status_code == 403
     assert (await open_app.get("/config")).json() == before
 
@@ -94,7 +99,7 @@ async def test_cross_origin_config_patch_is_refused(open_app: httpx.AsyncClient)
 @pytest.mark.parametrize(
     "headers",
     [
-        {},                                                         # curl: no Origin, no Referer
+        {},  # curl: no Origin, no Referer
         {"Origin": ORIGIN},
         {"Origin": f"http://localhost:{ASGI_PORT}"},
         {"Referer": f"{ORIGIN}/"},
@@ -111,8 +116,16 @@ async def test_same_origin_and_scripts_are_allowed(open_app: httpx.AsyncClient, 
 
 # ---- DNS rebinding: Host header ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "host", ["evil.example", f"evil.example:{ASGI_PORT}", f"127.0.0.1:{ASGI_PORT + 1}", f"127.0.0.2:{ASGI_PORT}",
-             f"localhost.evil.example:{ASGI_PORT}", "", f"127.0.0.1:{ASGI_PORT}@evil.example"],
+    "host",
+    [
+        "evil.example",
+        f"evil.example:{ASGI_PORT}",
+        f"127.0.0.1:{ASGI_PORT + 1}",
+        f"127.0.0.2:{ASGI_PORT}",
+        f"localhost.evil.example:{ASGI_PORT}",
+        "",
+        f"127.0.0.1:{ASGI_PORT}@evil.example",
+    ],
 )
 @MODULE_LOOP
 async def test_foreign_host_is_400(open_app: httpx.AsyncClient, host: str) -> None:
@@ -129,14 +142,27 @@ async def test_own_host_names_are_accepted(open_app: httpx.AsyncClient, host: st
 
 
 # ---- token --------------------------------------------------------------------------------------------
-PROTECTED = ["/", "/state", "/strategy", "/config", "/events", "/logs", "/metrics", "/openapi.json",
-             "/static/app.css", "/static/vendor/htmx/htmx.min.js", "/logs/runtime/app.log"]
+PROTECTED = [
+    "/",
+    "/state",
+    "/strategy",
+    "/config",
+    "/events",
+    "/logs",
+    "/metrics",
+    "/openapi.json",
+    "/static/app.css",
+    "/static/vendor/htmx/htmx.min.js",
+    "/logs/runtime/app.log",
+]
 
 
 @pytest.mark.parametrize("path", PROTECTED)
 @pytest.mark.parametrize("auth", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer ", TOKEN])
 @MODULE_LOOP
-async def test_without_the_token_nothing_is_served(token_app: httpx.AsyncClient, path: str, auth: str | None) -> None:
+async def test_without_the_token_nothing_is_served(
+    token_app: httpx.AsyncClient, path: str, auth: str | None
+) -> None:
     headers = {"Authorization": auth} if auth is not None else {}
     r = await token_app.get(path, headers=headers, follow_redirects=False)
     if path == "/":
@@ -151,7 +177,9 @@ async def test_without_the_token_no_control(token_app: httpx.AsyncClient) -> Non
     await ensure_state_with(token_app, bearer)
     for headers in ({}, {"Authorization": "Bearer nope"}):
         assert (await token_app.post("/strategy/kill", headers=headers)).status_code == 401
-        assert (await token_app.patch("/config", json={"strategy": {"stall_T_ms": 7}}, headers=headers)).status_code == 401
+        assert (
+            await token_app.patch("/config", json={"strategy": {"stall_T_ms": 7}}, headers=headers)
+        ).status_code == 401
     assert await _state(token_app, headers=bearer) == "RUNNING"
     assert (await token_app.get("/config", headers=bearer)).json()["strategy"]["stall_T_ms"] != 7
 
@@ -193,7 +221,7 @@ async def test_cookie_login(token_app: httpx.AsyncClient, runtime_log: list[str]
     assert ok.status_code == 303 and ok.headers["location"] == "/"
     cookie = ok.headers["set-cookie"].lower()
     assert "stst_session=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
-    assert TOKEN.lower() not in cookie                    # the cookie is a session id, not the token
+    assert TOKEN.lower() not in cookie  # the cookie is a session id, not the token
 
     page = await token_app.get("/")
     assert page.status_code == 200 and 'id="state"' in page.text
@@ -202,7 +230,9 @@ async def test_cookie_login(token_app: httpx.AsyncClient, runtime_log: list[str]
     assert (await token_app.post("/strategy/resume", headers={"Origin": ORIGIN})).json()["state"] == "RUNNING"
 
     # cross-origin stays refused even with a valid session: the cookie alone is not consent
-    assert (await token_app.post("/strategy/kill", headers={"Origin": "http://evil.example"})).status_code == 403
+    assert (
+        await token_app.post("/strategy/kill", headers={"Origin": "http://evil.example"})
+    ).status_code == 403
     assert await _state(token_app) == "RUNNING"
 
     assert (await token_app.post("/logout", follow_redirects=False)).status_code == 303
@@ -214,7 +244,17 @@ async def test_cookie_login(token_app: httpx.AsyncClient, runtime_log: list[str]
 @MODULE_LOOP
 async def test_token_is_never_in_a_response(token_app: httpx.AsyncClient) -> None:
     bearer = {"Authorization": f"Bearer {TOKEN}"}
-    for path in ("/", "/state", "/config", "/strategy", "/metrics", "/logs", "/openapi.json", "/login", "/healthz"):
+    for path in (
+        "/",
+        "/state",
+        "/config",
+        "/strategy",
+        "/metrics",
+        "/logs",
+        "/openapi.json",
+        "/login",
+        "/healthz",
+    ):
         assert TOKEN not in (await token_app.get(path, headers=bearer)).text, path
 
 
@@ -223,9 +263,23 @@ def _run_server_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProc
     env = {k: v for k, v in os.environ.items() if k != "STST_TOKEN"}
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "server", "--config", str(ROOT / "configs" / "base.yml"),
-         "--override", str(ROOT / "configs" / "sim.yml"), "--env-file", str(tmp_path / "none.env"), *args],
-        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "--config",
+            str(ROOT / "configs" / "base.yml"),
+            "--override",
+            str(ROOT / "configs" / "sim.yml"),
+            "--env-file",
+            str(tmp_path / "none.env"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
     )
 
 
@@ -245,20 +299,31 @@ def test_cli_refuses_a_bad_config(tmp_path: Path) -> None:
 
 # ---- small pure parts ---------------------------------------------------------------------------------
 def test_env_file_parser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = "# secrets\nexport STST_TOKEN='abc def'\nBITFLYER_API_KEY=key # comment\nBROKEN\nBITFLYER_API_SECRET=\n"
+    text = (
+        "# secrets\nexport STST_TOKEN='abc def'\n"
+        "BITFLYER_API_KEY=key # comment\nBROKEN\nBITFLYER_API_SECRET=\n"
+    )
     assert parse_env(text) == {"STST_TOKEN": "abc def", "BITFLYER_API_KEY": "key", "BITFLYER_API_SECRET": ""}
     env = tmp_path / ".env"
     env.write_text(text, encoding="utf-8")
     monkeypatch.delenv("STST_TOKEN", raising=False)
     monkeypatch.setenv("BITFLYER_API_KEY", "from-environment")
-    assert load_env_file(env) == ["STST_TOKEN"]           # the real environment wins; empty values are skipped
+    assert load_env_file(env) == ["STST_TOKEN"]  # the real environment wins; empty values are skipped
     assert os.environ["STST_TOKEN"] == "abc def" and os.environ["BITFLYER_API_KEY"] == "from-environment"
 
 
 @pytest.mark.parametrize(
     ("value", "parsed"),
-    [("127.0.0.1:8000", ("127.0.0.1", 8000)), ("[::1]:8000", ("[::1]", 8000)), ("LocalHost", ("localhost", None)),
-     ("a:b", None), ("[::1", None), ("x/y:80", None), ("", None), ("h:80:81", None)],
+    [
+        ("127.0.0.1:8000", ("127.0.0.1", 8000)),
+        ("[::1]:8000", ("[::1]", 8000)),
+        ("LocalHost", ("localhost", None)),
+        ("a:b", None),
+        ("[::1", None),
+        ("x/y:80", None),
+        ("", None),
+        ("h:80:81", None),
+    ],
 )
 def test_host_header_parsing(value: str, parsed: tuple | None) -> None:
     assert split_host_header(value) == parsed
@@ -272,8 +337,17 @@ def test_loopback_binds() -> None:
 def test_cli_live_without_keys_refuses_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("BITFLYER_API_KEY", "BITFLYER_API_SECRET"):
         monkeypatch.delenv(key, raising=False)
-    done = _run_server_cli(["--override", str(ROOT / "configs" / "live.yml"), "--port", "0",
-                            "--log-dir", str(tmp_path / "logs")], tmp_path)
+    done = _run_server_cli(
+        [
+            "--override",
+            str(ROOT / "configs" / "live.yml"),
+            "--port",
+            "0",
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ],
+        tmp_path,
+    )
     assert done.returncode != 0
     assert "BITFLYER_API_KEY" in done.stderr and "refusing to start" in done.stderr
 
@@ -286,13 +360,21 @@ def test_sessions_are_signed_expire_and_survive_a_restart() -> None:
     value = sec.new_session(now=now)
     assert TOKEN not in value
     assert sec.session_valid(value, now=now + 60)
-    assert Security.build(TOKEN, ports=[8000], hosts=[]).session_valid(value, now=now + 60)  # a restarted server
+    assert Security.build(TOKEN, ports=[8000], hosts=[]).session_valid(
+        value, now=now + 60
+    )  # a restarted server
     assert not Security.build("another-token", ports=[8000], hosts=[]).session_valid(value, now=now)
     assert not sec.session_valid(value, now=now + SESSION_MAX_AGE + 1)
     issued, nonce, sig = value.split(".")
     flipped = sig[:-1] + ("1" if sig[-1] == "0" else "0")
-    for forged in (f"{int(issued) + 1}.{nonce}.{sig}", f"{issued}.x{nonce}.{sig}", f"{issued}.{nonce}.{flipped}",
-                   "", "..", f"{issued}.{nonce}"):
+    for forged in (
+        f"{int(issued) + 1}.{nonce}.{sig}",
+        f"{issued}.x{nonce}.{sig}",
+        f"{issued}.{nonce}.{flipped}",
+        "",
+        "..",
+        f"{issued}.{nonce}",
+    ):
         assert not sec.session_valid(forged, now=now), forged
     assert sec.end_session(value, now=now + 60)
     assert not sec.session_valid(value, now=now + 60)

@@ -1,5 +1,5 @@
-"""GET /events over a real uvicorn: named panel events with live data, only changes sent, a reader that stalls is
-dropped without slowing the others or the bot, clean shutdown with streams open."""
+"""GET /events over a real uvicorn: named panel events with live data, only changes sent, a reader that stalls
+is dropped without slowing the others or the bot, clean shutdown with streams open."""
 
 from __future__ import annotations
 
@@ -46,7 +46,10 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
     log_dir = tmp_path_factory.mktemp("sse-logs")
     app = build_app(sim_config(log_dir), log_dir)
     # small socket buffers: a client that stops reading backs up in seconds, not megabytes
-    async with uvicorn_server(app, send_buffer=4096) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with (
+        uvicorn_server(app, send_buffer=4096) as base,
+        httpx.AsyncClient(base_url=base, timeout=30) as client,
+    ):
         yield Served(app, base, client)
 
 
@@ -68,8 +71,10 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
 
 @contextlib.asynccontextmanager
 async def stream(base: str) -> AsyncIterator[tuple[httpx.Response, AsyncIterator[SseEvent]]]:
-    async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30, read=30)) as c, \
-            c.stream("GET", "/events", headers={"Accept": "text/event-stream"}) as r:
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30, read=30)) as c,
+        c.stream("GET", "/events", headers={"Accept": "text/event-stream"}) as r,
+    ):
         yield r, sse_events(r)
 
 
@@ -78,7 +83,8 @@ def _has_prices(board_html: str) -> bool:
     return any(ch.isdigit() for ch in best_bid)
 
 
-# ---- the broadcaster on its own: ticks driven by hand ---------------------------------------------------------
+# ---- the broadcaster on its own: ticks driven by hand
+# ---------------------------------------------------------
 class FakeBot:
     def __init__(self) -> None:
         self.age = 0
@@ -117,17 +123,17 @@ async def test_broadcaster_sends_each_panel_once_and_then_only_changes() -> None
     assert _names(_drain(early)) == ["banner", "board", "chart"]
     bot.age = 1
     b.tick()
-    assert _names(_drain(early)) == ["board"]          # banner unchanged, chart only every 4th tick
+    assert _names(_drain(early)) == ["board"]  # banner unchanged, chart only every 4th tick
     late = b.subscribe("late")
     assert _names(_drain(late)) == ["banner", "board", "chart"]  # a newcomer gets the whole page
     bot.state, bot.mid = "PAUSED", 101
     b.tick()
     b.tick()
-    assert _names(_drain(early)) == ["banner"]           # best age did not move: the board stays quiet
+    assert _names(_drain(early)) == ["banner"]  # best age did not move: the board stays quiet
     bot.age = 2
-    b.tick()                                             # 4th tick: chart changed, sent
+    b.tick()  # 4th tick: chart changed, sent
     assert _names(_drain(late)) == ["banner", "board", "chart"]
-    assert bot.snapshots == 5                            # one snapshot per tick, whatever the client count
+    assert bot.snapshots == 5  # one snapshot per tick, whatever the client count
 
 
 @pytest.mark.asyncio
@@ -137,11 +143,11 @@ async def test_broadcaster_drops_a_full_queue_and_keeps_the_others() -> None:
     slow, fast = b.subscribe("slow"), b.subscribe("fast")
     for i in range(1, 6):
         bot.age = i
-        b.tick()                                         # synchronous: it cannot wait for anyone
+        b.tick()  # synchronous: it cannot wait for anyone
         _drain(fast)
     assert slow.dropped and not fast.dropped
     assert b.client_count == 1 and b.dropped_total == 1
-    assert slow.queue.qsize() == 1                       # only the end mark is left: its stream ends at once
+    assert slow.queue.qsize() == 1  # only the end mark is left: its stream ends at once
     async with asyncio.timeout(1):
         received = [chunk async for chunk in b.stream(slow)]
     assert received == []
@@ -175,8 +181,17 @@ async def test_stream_carries_every_panel_with_current_data(served: Served) -> N
         async with asyncio.timeout(30):
             async for ev in events:
                 latest[ev.name] = ev.data
-                if {"banner", "board", "orders", "inventory", "decisions", "fills", "health", "config",
-                        "chart"} <= set(latest) and _has_prices(latest["board"]):
+                if {
+                    "banner",
+                    "board",
+                    "orders",
+                    "inventory",
+                    "decisions",
+                    "fills",
+                    "health",
+                    "config",
+                    "chart",
+                } <= set(latest) and _has_prices(latest["board"]):
                     break
     assert 'id="state"' in latest["banner"] and ">RUNNING<" in latest["banner"]
     assert 'id="best-age"' in latest["board"] and 'id="ladder"' in latest["board"]
@@ -192,11 +207,11 @@ async def test_only_changed_panels_are_sent(served: Served) -> None:
         first: set[str] = set()
         after: list[str] = []
         async with asyncio.timeout(30):
-            async for ev in events:           # the first burst: every panel as it stands
+            async for ev in events:  # the first burst: every panel as it stands
                 first.add(ev.name)
                 if {"banner", "board"} <= first:
                     break
-            async for ev in events:           # then: the board ticks (best age moves), the banner stays quiet
+            async for ev in events:  # then: the board ticks (best age moves), the banner stays quiet
                 after.append(ev.name)
                 if after.count("board") >= 8:
                     break
@@ -263,13 +278,16 @@ async def test_a_stalled_reader_is_dropped_and_nobody_else_waits(served: Served)
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.setblocking(False)
         await loop.sock_connect(stalled, ("127.0.0.1", port))
-        await loop.sock_sendall(stalled, (
-            f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n"
-        ).encode())
+        await loop.sock_sendall(
+            stalled,
+            (f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n").encode(),
+        )
         dropped_before = broadcaster.dropped_total
         stalled_at = time.monotonic()
         with_stall_task = asyncio.create_task(_latency_window(runner, 4.0))
-        await wait_until(_async(lambda: broadcaster.dropped_total > dropped_before), 60, "the stalled client drop")
+        await wait_until(
+            _async(lambda: broadcaster.dropped_total > dropped_before), 60, "the stalled client drop"
+        )
         dropped_at = time.monotonic()
         with_stall = await with_stall_task
 
@@ -279,10 +297,12 @@ async def test_a_stalled_reader_is_dropped_and_nobody_else_waits(served: Served)
         await wait_until(_async(lambda: len(boards) >= ticks_at_drop + 5), 10, "ticks after the drop")
         assert broadcaster.client_count == 1
 
-        # the stalled client's connection is reset, not left open with its queued megabytes: the server holds it
-        # no longer, and the client reads to the end of what reached it, then EOF or the reset
+        # the stalled client's connection is reset, not left open with its queued megabytes: the server holds
+        # it no longer, and the client reads to the end of what reached it, then EOF or the reset
         guard = served.app.state.connections
-        await wait_until(_async(lambda: not guard.is_open(stalled.getsockname())), 30, "the stalled socket reset")
+        await wait_until(
+            _async(lambda: not guard.is_open(stalled.getsockname())), 30, "the stalled socket reset"
+        )
         async with asyncio.timeout(30):
             with contextlib.suppress(ConnectionResetError):
                 while await loop.sock_recv(stalled, 65536):
@@ -290,7 +310,8 @@ async def test_a_stalled_reader_is_dropped_and_nobody_else_waits(served: Served)
         stalled.close()
 
         print(
-            f"\ndecision latency p99: {_p99_ms(without):.3f} ms without a stalled client ({len(without)} decisions), "
+            f"\ndecision latency p99: {_p99_ms(without):.3f} ms without a stalled client "
+            f"({len(without)} decisions), "
             f"{_p99_ms(with_stall):.3f} ms with one ({len(with_stall)} decisions); "
             f"dropped after {dropped_at - stalled_at:.1f} s; loop lag {runner.metrics.loop_lag_ms:.2f} ms"
         )
@@ -315,18 +336,33 @@ def _free_port() -> int:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_signal_shuts_down_cleanly_with_a_stream_open(tmp_path: Path, sig: signal.Signals) -> None:
-    """`python -m server` with a dashboard stream open: SIGTERM / Ctrl-C ends the stream, stops the bot, exits 0."""
+    """`python -m server` with a dashboard stream open: SIGTERM / Ctrl-C ends the stream, stops the bot, exits
+    0."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "STST_TOKEN"} | {"PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "--config", str(ROOT / "configs" / "base.yml"),
-        "--override", str(ROOT / "configs" / "sim.yml"), "--port", str(port), "--log-dir", str(tmp_path / "logs"),
-        "--env-file", str(tmp_path / "none.env"),
-        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "server",
+        "--config",
+        str(ROOT / "configs" / "base.yml"),
+        "--override",
+        str(ROOT / "configs" / "sim.yml"),
+        "--port",
+        str(port),
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--env-file",
+        str(tmp_path / "none.env"),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output = asyncio.create_task(proc.stdout.read())  # type: ignore[union-attr]
     base = f"http://127.0.0.1:{port}"
     try:
+
         async def up() -> bool:
             try:
                 async with httpx.AsyncClient(base_url=base) as c:

@@ -12,9 +12,14 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("seed", [11, 12])
-async def test_a_minute_of_chaos_keeps_every_invariant_and_ends_equal_to_the_venue(seed: int, tmp_path) -> None:
+async def test_a_minute_of_chaos_keeps_every_invariant_and_ends_equal_to_the_venue(
+    seed: int, tmp_path
+) -> None:
     result = await soak(1.0, seed, tmp_path)
-    assert result["invariant_violations"] == 0, (f"reproduce: make soak MINUTES=1 SEED={seed}", result["violations"])
+    assert result["invariant_violations"] == 0, (
+        f"reproduce: make soak MINUTES=1 SEED={seed}",
+        result["violations"],
+    )
     assert result["position_diff_btc"] == 0 and result["realized_diff_jpy"] == 0
     assert result["unknown_orders_at_end"] == 0 and result["refused_for_size"] == 0
     assert result["orders_sent"] > 0 and sum(result["faults_injected"].values()) >= 10

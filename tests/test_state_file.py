@@ -10,9 +10,9 @@ from bot.infra.state_file import StateFile
 
 async def test_older_background_save_never_overwrites_a_later_sync_save(tmp_path):
     sf = StateFile(tmp_path / "state.json")
-    older = sf.save({"state": "RUNNING"})      # queued first (e.g. after a fill) ...
-    sf.save_sync({"state": "KILLED"})         # ... then the kill latch is written at once
-    await older                                # the older save lands last in time
+    older = sf.save({"state": "RUNNING"})  # queued first (e.g. after a fill) ...
+    sf.save_sync({"state": "KILLED"})  # ... then the kill latch is written at once
+    await older  # the older save lands last in time
     assert json.loads((tmp_path / "state.json").read_text())["state"] == "KILLED"
 
 

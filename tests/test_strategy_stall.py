@@ -42,10 +42,23 @@ T0 = 1_000_000 * MS  # an arbitrary monotonic origin
 D = Decimal
 TICK = D(1)
 NO_ACTION_REASONS = {
-    Reason.NOT_STALLED, Reason.SPREAD_TOO_NARROW, Reason.INVENTORY_LIMIT, Reason.ORDERS_LIVE,
-    Reason.ALREADY_STRUCK, Reason.WOULD_CROSS, Reason.NO_BOOK, Reason.PAUSED, Reason.STOPPED, Reason.KILLED,
-    Reason.STALE_DATA, Reason.MARKET_CLOSED, Reason.RECONCILING, Reason.EXCHANGE_BACKOFF, Reason.RATE_BUDGET,
-    Reason.CLOSE_PENDING, Reason.DUST,
+    Reason.NOT_STALLED,
+    Reason.SPREAD_TOO_NARROW,
+    Reason.INVENTORY_LIMIT,
+    Reason.ORDERS_LIVE,
+    Reason.ALREADY_STRUCK,
+    Reason.WOULD_CROSS,
+    Reason.NO_BOOK,
+    Reason.PAUSED,
+    Reason.STOPPED,
+    Reason.KILLED,
+    Reason.STALE_DATA,
+    Reason.MARKET_CLOSED,
+    Reason.RECONCILING,
+    Reason.EXCHANGE_BACKOFF,
+    Reason.RATE_BUDGET,
+    Reason.CLOSE_PENDING,
+    Reason.DUST,
 }
 
 
@@ -53,8 +66,14 @@ NO_ACTION_REASONS = {
 class FakeInventory:
     """The inventory interface the strategy reads; the kill limit is today's PnL."""
 
-    def __init__(self, position: str = "0", avg: str | None = None, opened_at: int | None = None,
-                 pnl_today: str = "0", daily_limit: str = "-30000") -> None:
+    def __init__(
+        self,
+        position: str = "0",
+        avg: str | None = None,
+        opened_at: int | None = None,
+        pnl_today: str = "0",
+        daily_limit: str = "-30000",
+    ) -> None:
         self.position_btc = D(position)
         self.avg_price = D(avg) if avg is not None else None
         self.opened_at = opened_at
@@ -73,7 +92,8 @@ class FakeInventory:
 
 
 class FakeExecutor:
-    """Registers actions in the tracker synchronously, as the real executor does; the venue accepts at once."""
+    """Registers actions in the tracker synchronously, as the real executor does; the venue accepts at
+    once."""
 
     def __init__(self, tracker: OrderTracker, accept: bool = True) -> None:
         self.tracker = tracker
@@ -84,14 +104,29 @@ class FakeExecutor:
         for a in actions:
             if a.kind is ActionKind.PLACE_LIMIT:
                 assert a.side is not None and a.size is not None
-                o = self.tracker.new_order(tag=a.tag, side=a.side, order_type="LIMIT", price=a.price, size=a.size,
-                                           now=now, ttl_ms=a.ttl_ms, reason=a.reason)
+                o = self.tracker.new_order(
+                    tag=a.tag,
+                    side=a.side,
+                    order_type="LIMIT",
+                    price=a.price,
+                    size=a.size,
+                    now=now,
+                    ttl_ms=a.ttl_ms,
+                    reason=a.reason,
+                )
                 if self.accept:
                     self.tracker.on_accepted(o.client_id, f"JRF{next(self._ids)}")
             elif a.kind is ActionKind.CLOSE_MARKET:
                 assert a.side is not None and a.size is not None
-                self.tracker.new_order(tag=a.tag, side=a.side, order_type="MARKET", price=None, size=a.size,
-                                       now=now, reason=a.reason)
+                self.tracker.new_order(
+                    tag=a.tag,
+                    side=a.side,
+                    order_type="MARKET",
+                    price=None,
+                    size=a.size,
+                    now=now,
+                    reason=a.reason,
+                )
             elif a.kind in (ActionKind.CANCEL_ALL_STALL, ActionKind.CANCEL_ALL):
                 tag = "stall" if a.kind is ActionKind.CANCEL_ALL_STALL else None
                 for o in self.tracker.open_orders(tag=tag):
@@ -108,16 +143,26 @@ def board(bid: str | None, ask: str | None, changed_at: int, *, stale: bool = Fa
     b = D(bid) if bid is not None else None
     a = D(ask) if ask is not None else None
     return BoardSnapshot(
-        ts=changed_at, best_bid_price=b, best_bid_size=D("0.1") if b is not None else None,
-        best_ask_price=a, best_ask_size=D("0.1") if a is not None else None, best_age_ms=0,
+        ts=changed_at,
+        best_bid_price=b,
+        best_bid_size=D("0.1") if b is not None else None,
+        best_ask_price=a,
+        best_ask_size=D("0.1") if a is not None else None,
+        best_age_ms=0,
         spread_ticks=int((a - b) / TICK) if a is not None and b is not None else None,
-        best_changed_at=changed_at, stale=stale,
+        best_changed_at=changed_at,
+        stale=stale,
         mid_price=(a + b) / 2 if a is not None and b is not None else None,
     )
 
 
 def cfg(**kw: Any) -> StallStrategyConfig:
-    base: dict[str, Any] = {"stall_T_ms": 250, "ttl_ms": 800, "size_min": D("0.001"), "max_inventory_btc": D("0.2")}
+    base: dict[str, Any] = {
+        "stall_T_ms": 250,
+        "ttl_ms": 800,
+        "size_min": D("0.001"),
+        "max_inventory_btc": D("0.2"),
+    }
     base.update(kw)
     return StallStrategyConfig(**base)
 
@@ -174,10 +219,10 @@ def test_is_stalled_needs_a_fresh_two_sided_book_unchanged_for_stall_T() -> None
 @pytest.mark.parametrize(
     ("mode", "offset", "bid", "ask", "want_bid", "want_ask"),
     [
-        ("mid", 1, "100", "110", "104", "106"),    # even spread: mid 105 on the grid
-        ("mid", 1, "100", "111", "104", "107"),    # odd spread: mid 105.5 rounds outwards
-        ("mid", 0, "100", "103", "101", "102"),    # offset 0, odd spread: the two ticks around mid
-        ("mid", 1, "100", "101", "99", "102"),     # 1-tick spread: quotes behind the best, never crossing
+        ("mid", 1, "100", "110", "104", "106"),  # even spread: mid 105 on the grid
+        ("mid", 1, "100", "111", "104", "107"),  # odd spread: mid 105.5 rounds outwards
+        ("mid", 0, "100", "103", "101", "102"),  # offset 0, odd spread: the two ticks around mid
+        ("mid", 1, "100", "101", "99", "102"),  # 1-tick spread: quotes behind the best, never crossing
         ("mid", 3, "100", "1100", "597", "603"),
         ("inside", 1, "100", "110", "101", "109"),
         ("inside", 0, "100", "110", "100", "110"),  # offset 0 joins the best
@@ -193,14 +238,19 @@ def test_stall_strikes_both_sides_at_the_configured_prices(
     assert places(actions) == {Side.BUY: D(want_bid), Side.SELL: D(want_ask)}
     assert (meta.entry_bid_px, meta.entry_ask_px) == (D(want_bid), D(want_ask))
     for a in actions:
-        assert (a.kind, a.size, a.ttl_ms, a.tag, a.reason) == (ActionKind.PLACE_LIMIT, D("0.002"), 700, "stall",
-                                                              Reason.STRIKE)
+        assert (a.kind, a.size, a.ttl_ms, a.tag, a.reason) == (
+            ActionKind.PLACE_LIMIT,
+            D("0.002"),
+            700,
+            "stall",
+            Reason.STRIKE,
+        )
 
 
 @pytest.mark.parametrize(
     ("mode", "offset", "bid", "ask"),
     [
-        ("mid", 0, "100", "102"),     # both at mid 101: our bid and ask would trade with each other
+        ("mid", 0, "100", "102"),  # both at mid 101: our bid and ask would trade with each other
         ("inside", 1, "100", "101"),  # bid 101 = best ask, ask 100 = best bid
         ("inside", 1, "100", "102"),  # both at 101
         ("inside", 5, "100", "104"),  # past each other
@@ -215,7 +265,8 @@ def test_quotes_that_would_cross_are_not_sent(mode: str, offset: int, bid: str, 
 
 
 def test_one_crossing_side_is_skipped_and_the_other_still_placed() -> None:
-    # inside with offset 3 on a 4-tick spread: bid 103 < ask 104 fine, ask 101 > bid 100 fine, but bid 103 >= 101
+    # inside with offset 3 on a 4-tick spread: bid 103 < ask 104 fine, ask 101 > bid 100 fine, but bid 103 >=
+    # 101
     rig = Rig(quote_mode="inside", quote_offset_ticks=3, min_spread_tick=1)
     actions, meta = rig.decide(board("100", "104", T0), STALLED)
     assert actions == [] and meta.reason is Reason.WOULD_CROSS
@@ -391,8 +442,9 @@ def test_stopped_sends_nothing_at_all() -> None:
     rig = Rig(inv, max_hold_ms=1)
     rig.strategy.gate.run_state = RunState.STOPPED
     # a stall, an expired stall order, an adverse move, a hold timeout and a kill limit: still no order
-    rig.tracker.new_order(tag="stall", side=Side.BUY, order_type="LIMIT", price=D(99), size=D("0.001"),
-                          now=T0, ttl_ms=1)
+    rig.tracker.new_order(
+        tag="stall", side=Side.BUY, order_type="LIMIT", price=D(99), size=D("0.001"), now=T0, ttl_ms=1
+    )
     actions, meta = rig.decide(board("100", "110", T0), STALLED)
     assert actions == [] and meta.reason is Reason.STOPPED
     assert rig.strategy.next_deadline(STALLED) is None
@@ -403,9 +455,9 @@ def test_stopped_sends_nothing_at_all() -> None:
 @pytest.mark.parametrize(
     ("position", "bid", "ask", "fires", "close_side"),
     [
-        ("0.003", "998", "1010", True, Side.SELL),   # long 1000, bid 998 <= 1000 - 2
-        ("0.003", "999", "1010", False, None),       # one tick against: hold
-        ("-0.003", "990", "1002", True, Side.BUY),   # short 1000, ask 1002 >= 1000 + 2
+        ("0.003", "998", "1010", True, Side.SELL),  # long 1000, bid 998 <= 1000 - 2
+        ("0.003", "999", "1010", False, None),  # one tick against: hold
+        ("-0.003", "990", "1002", True, Side.BUY),  # short 1000, ask 1002 >= 1000 + 2
         ("-0.003", "990", "1001", False, None),
     ],
 )
@@ -417,8 +469,12 @@ def test_adverse_move_closes_the_whole_position(
     if fires:
         assert meta.reason is Reason.REVERSE_STOP
         (close,) = actions
-        assert (close.kind, close.side, close.size, close.tag) == (ActionKind.CLOSE_MARKET, close_side,
-                                                                  D("0.003"), "close")
+        assert (close.kind, close.side, close.size, close.tag) == (
+            ActionKind.CLOSE_MARKET,
+            close_side,
+            D("0.003"),
+            "close",
+        )
         # the close is in flight: no second close
         actions, meta = rig.decide(board(bid, ask, T0), T0 + 20 * MS)
         assert actions == [] and meta.reason is Reason.CLOSE_PENDING
@@ -427,16 +483,21 @@ def test_adverse_move_closes_the_whole_position(
 
 
 def test_dust_position_is_never_closed_by_a_protective_exit() -> None:
-    """Defect 4: after a partial fill, a position below exchange.min_size (0.001) was closed with a MARKET order
-    the venue must refuse (-110), again and again. A dust position is left alone, with the reason `dust`."""
-    rig = Rig(FakeInventory("0.0004", "1000", opened_at=T0), max_reverse_ticks=2, min_spread_tick=1000,
-              max_hold_ms=100)
-    actions, meta = rig.decide(board("990", "1010", T0), T0 + 10 * MS)       # adverse move
+    """Defect 4: after a partial fill, a position below exchange.min_size (0.001) was closed with a MARKET
+    order the venue must refuse (-110), again and again. A dust position is left alone, with the reason
+    `dust`."""
+    rig = Rig(
+        FakeInventory("0.0004", "1000", opened_at=T0),
+        max_reverse_ticks=2,
+        min_spread_tick=1000,
+        max_hold_ms=100,
+    )
+    actions, meta = rig.decide(board("990", "1010", T0), T0 + 10 * MS)  # adverse move
     assert actions == [] and meta.reason is Reason.DUST and "0.0004" in meta.detail
-    actions, meta = rig.decide(board("1000", "1010", T0), T0 + 200 * MS)     # hold timeout
+    actions, meta = rig.decide(board("1000", "1010", T0), T0 + 200 * MS)  # hold timeout
     assert actions == [] and meta.reason is Reason.DUST and "hold_timeout skipped" in meta.detail
-    assert rig.strategy.next_deadline(T0 + 200 * MS) == T0 + 250 * MS        # the stall, not a close retry
-    rig.inv.position_btc = D("-0.001")                                       # at min size: closed as usual
+    assert rig.strategy.next_deadline(T0 + 200 * MS) == T0 + 250 * MS  # the stall, not a close retry
+    rig.inv.position_btc = D("-0.001")  # at min size: closed as usual
     actions, meta = rig.decide(board("1000", "1003", T0), T0 + 300 * MS)
     assert meta.reason is Reason.REVERSE_STOP and kinds(actions) == [ActionKind.CLOSE_MARKET]
     assert actions[0].size == D("0.001")
@@ -502,8 +563,12 @@ def test_hold_timeout_closes_and_is_a_deadline() -> None:
     actions, meta = rig.decide(b, opened + 3000 * MS)
     assert meta.reason is Reason.HOLD_TIMEOUT
     (close,) = actions
-    assert (close.kind, close.side, close.size, close.tag) == (ActionKind.CLOSE_MARKET, Side.BUY, D("0.002"),
-                                                              "close")
+    assert (close.kind, close.side, close.size, close.tag) == (
+        ActionKind.CLOSE_MARKET,
+        Side.BUY,
+        D("0.002"),
+        "close",
+    )
 
 
 def test_hold_timeout_off_by_default() -> None:
@@ -578,16 +643,20 @@ def test_kill_does_not_double_close_when_a_close_is_live() -> None:
 @pytest.mark.parametrize(
     ("position", "placed"),
     [
-        ("0.2", {Side.SELL}),            # long at the limit: only the reducing SELL
+        ("0.2", {Side.SELL}),  # long at the limit: only the reducing SELL
         ("-0.2", {Side.BUY}),
         ("0.199", {Side.BUY, Side.SELL}),  # a full fill lands exactly on the limit: allowed
         ("0.1995", {Side.SELL}),
-        ("0.5", {Side.SELL}),            # over the limit (limit lowered live): still may reduce
+        ("0.5", {Side.SELL}),  # over the limit (limit lowered live): still may reduce
     ],
 )
 def test_inventory_limit_blocks_only_the_growing_side(position: str, placed: set[Side]) -> None:
-    rig = Rig(FakeInventory(position, "1005"), max_inventory_btc=D("0.2"), size_min=D("0.001"),
-              max_reverse_ticks=100)
+    rig = Rig(
+        FakeInventory(position, "1005"),
+        max_inventory_btc=D("0.2"),
+        size_min=D("0.001"),
+        max_reverse_ticks=100,
+    )
     actions, meta = rig.decide(board("1000", "1010", T0), STALLED)
     assert set(places(actions)) == placed and meta.reason is Reason.STRIKE
 
@@ -666,23 +735,41 @@ def test_no_board_yet_means_no_deadline() -> None:
 
 
 # ---- own orders do not reset the stall: the real BoardStore + OrderBookView ---------------------------
-def _frame(channel: str, mid: float, bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> dict:
-    return {"jsonrpc": "2.0", "method": "channelMessage", "params": {"channel": channel, "message": {
-        "mid_price": mid,
-        "bids": [{"price": p, "size": q} for p, q in bids],
-        "asks": [{"price": p, "size": q} for p, q in asks]}}}
+def _frame(
+    channel: str, mid: float, bids: list[tuple[float, float]], asks: list[tuple[float, float]]
+) -> dict:
+    return {
+        "jsonrpc": "2.0",
+        "method": "channelMessage",
+        "params": {
+            "channel": channel,
+            "message": {
+                "mid_price": mid,
+                "bids": [{"price": p, "size": q} for p, q in bids],
+                "asks": [{"price": p, "size": q} for p, q in asks],
+            },
+        },
+    }
 
 
 def test_own_order_inside_the_spread_does_not_reset_the_stall() -> None:
-    obv = pytest.importorskip("bot.infra.orderbook_view", reason="bot/infra/orderbook_view.py not written yet")
+    obv = pytest.importorskip(
+        "bot.infra.orderbook_view", reason="bot/infra/orderbook_view.py not written yet"
+    )
     from bot.infra.board_store import BoardStore
 
     store = BoardStore("FX_BTC_JPY")
     rig = Rig()
     view = obv.OrderBookView(store, "FX_BTC_JPY", TICK, rig.tracker)
     naive = obv.OrderBookView(store, "FX_BTC_JPY", TICK, OrderTracker())  # sees our orders as the market
-    store.onmessage(_frame("lightning_board_snapshot_FX_BTC_JPY", 1005.0,
-                           [(1000.0, 0.5), (999.0, 1.0)], [(1010.0, 0.4), (1011.0, 1.0)]))
+    store.onmessage(
+        _frame(
+            "lightning_board_snapshot_FX_BTC_JPY",
+            1005.0,
+            [(1000.0, 0.5), (999.0, 1.0)],
+            [(1010.0, 0.4), (1011.0, 1.0)],
+        )
+    )
     view.snapshot(T0)
     naive.snapshot(T0)
     actions, meta = rig.decide(view.snapshot(STALLED), STALLED)
@@ -729,8 +816,16 @@ def test_quotes_always_on_grid_and_never_cross(
     tracker = OrderTracker()
     c = cfg(quote_mode=mode, quote_offset_ticks=offset, max_reverse_ticks=10**6)
     s = StallThenStrikeStrategy(c, tick, inv, orders=tracker)
-    b = BoardSnapshot(ts=T0, best_bid_price=bid, best_bid_size=D(1), best_ask_price=ask, best_ask_size=D(1),
-                      best_age_ms=0, spread_ticks=spread, best_changed_at=T0)
+    b = BoardSnapshot(
+        ts=T0,
+        best_bid_price=bid,
+        best_bid_size=D(1),
+        best_ask_price=ask,
+        best_ask_size=D(1),
+        best_age_ms=0,
+        spread_ticks=spread,
+        best_changed_at=T0,
+    )
     actions, meta = s.on_board(b, STALLED)
     assert isinstance(meta.reason, Reason)
     if not actions:
@@ -758,7 +853,8 @@ _steps = st.lists(
         st.sampled_from(["tick", "move", "wait", "fill", "confirm", "gate", "budget", "stale", "pnl"]),
         st.integers(min_value=0, max_value=10**6),
     ),
-    min_size=1, max_size=40,
+    min_size=1,
+    max_size=40,
 )
 
 
@@ -766,7 +862,8 @@ _steps = st.lists(
 @given(steps=_steps, mode=st.sampled_from(["mid", "inside"]), offset=st.integers(0, 3))
 def test_random_sessions_keep_the_trader_safe(steps: list[tuple[str, int]], mode: str, offset: int) -> None:
     """Whatever happens: every decision has a reason, STOPPED/KILLED send nothing, a kill latches, nothing is
-    placed while stall orders live or the gate blocks, and placed sizes never grow |position| past the limit."""
+    placed while stall orders live or the gate blocks, and placed sizes never grow |position| past the
+    limit."""
     inv = FakeInventory()
     rig = Rig(inv, quote_mode=mode, quote_offset_ticks=offset, max_inventory_btc=D("0.003"), max_hold_ms=2000)
     gate = rig.strategy.gate
@@ -795,9 +892,17 @@ def test_random_sessions_keep_the_trader_safe(steps: list[tuple[str, int]], mode
                 rig.tracker.settle(o.client_id, OrderState.FILLED)
                 inv.position_btc, inv.avg_price, inv.opened_at = D(0), None, None
         elif op == "gate":
-            gate.run_state = list(RunState)[r % 4] if gate.run_state is not RunState.KILLED else gate.run_state
-            gate.block_reason = [None, None, Reason.STALE_DATA, Reason.MARKET_CLOSED, Reason.RECONCILING,
-                                 Reason.EXCHANGE_BACKOFF][r % 6]
+            gate.run_state = (
+                list(RunState)[r % 4] if gate.run_state is not RunState.KILLED else gate.run_state
+            )
+            gate.block_reason = [
+                None,
+                None,
+                Reason.STALE_DATA,
+                Reason.MARKET_CLOSED,
+                Reason.RECONCILING,
+                Reason.EXCHANGE_BACKOFF,
+            ][r % 6]
         elif op == "budget":
             gate.order_budget = r % 4
         elif op == "stale":

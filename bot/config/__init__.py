@@ -10,6 +10,12 @@ from bot.config.loader import (
 )
 
 __all__ = [
-    "AppConfig", "ConfigError", "FieldError", "RiskConfig", "StallStrategyConfig",
-    "apply_live_patch", "load_app_config", "redacted_dump",
+    "AppConfig",
+    "ConfigError",
+    "FieldError",
+    "RiskConfig",
+    "StallStrategyConfig",
+    "apply_live_patch",
+    "load_app_config",
+    "redacted_dump",
 ]

@@ -1,4 +1,5 @@
-"""`python -m bot.config check BASE [OVERRIDE]`: print the merged config (secrets masked) or every error, exit 1."""
+"""`python -m bot.config check BASE [OVERRIDE]`: print the merged config (secrets masked) or every error, exit
+1."""
 
 from __future__ import annotations
 

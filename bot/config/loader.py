@@ -1,4 +1,5 @@
-"""YAML → pydantic config. Deep merge of base + override, unknown keys refused, live patches validated whole."""
+"""YAML → pydantic config. Deep merge of base + override, unknown keys refused, live patches validated
+whole."""
 
 from __future__ import annotations
 
@@ -64,9 +65,12 @@ class ExchangeConfig(_Model):
     tick_size: Decimal = Field(default=Decimal("1"), gt=0, le=10_000)
     min_size: Decimal = Field(default=Decimal("0.001"), gt=0, le=1)
     # cold caps: a live patch of strategy.* can never go past them (they change only with a restart)
-    max_order_btc: Decimal = Field(default=Decimal("0.1"), gt=0, le=100, description="largest order the bot may send")
-    max_inventory_btc: Decimal = Field(default=Decimal("1"), gt=0, le=1000,
-                                       description="largest strategy.max_inventory_btc allowed")
+    max_order_btc: Decimal = Field(
+        default=Decimal("0.1"), gt=0, le=100, description="largest order the bot may send"
+    )
+    max_inventory_btc: Decimal = Field(
+        default=Decimal("1"), gt=0, le=1000, description="largest strategy.max_inventory_btc allowed"
+    )
 
     @field_validator("min_size", "max_order_btc", "max_inventory_btc")
     @classmethod
@@ -84,7 +88,9 @@ class WsConfig(_Model):
 
 
 class StallStrategyConfig(_Model):
-    stall_T_ms: int = Field(default=250, gt=0, le=HOUR_MS, description="best bid/ask unchanged this long = stalled")
+    stall_T_ms: int = Field(
+        default=250, gt=0, le=HOUR_MS, description="best bid/ask unchanged this long = stalled"
+    )
     min_spread_tick: int = Field(default=1, ge=1, le=10_000_000)
     ttl_ms: int = Field(default=800, gt=0, le=HOUR_MS)
     max_reverse_ticks: int = Field(default=2, ge=1, le=10_000_000)
@@ -105,16 +111,19 @@ class StallStrategyConfig(_Model):
     def _inventory_holds_one_order(self) -> StallStrategyConfig:
         if self.max_inventory_btc < self.size_min:
             raise _FieldProblem(
-                "max_inventory_btc", f"max_inventory_btc ({self.max_inventory_btc}) must be >= size_min ({self.size_min})"
+                "max_inventory_btc",
+                f"max_inventory_btc ({self.max_inventory_btc}) must be >= size_min ({self.size_min})",
             )
         return self
 
 
 class RiskConfig(_Model):
-    daily_pnl_jpy: Decimal = Field(default=Decimal("-30000"), lt=0, ge=-1_000_000_000,
-                                   description="kill when today's PnL <= this")
-    max_dd_jpy: Decimal = Field(default=Decimal("-20000"), lt=0, ge=-1_000_000_000,
-                                description="kill when drawdown <= this")
+    daily_pnl_jpy: Decimal = Field(
+        default=Decimal("-30000"), lt=0, ge=-1_000_000_000, description="kill when today's PnL <= this"
+    )
+    max_dd_jpy: Decimal = Field(
+        default=Decimal("-20000"), lt=0, ge=-1_000_000_000, description="kill when drawdown <= this"
+    )
     trading_day_tz: str = "Asia/Tokyo"
 
     @field_validator("trading_day_tz")
@@ -148,8 +157,9 @@ class ServerConfig(_Model):
     port: int = Field(default=8000, ge=0, le=65535)
     sse_hz: float = Field(default=8, gt=0, le=20)
     max_connections: int = Field(default=100, ge=8, le=10_000, description="open web connections at most")
-    header_timeout_sec: float = Field(default=10, gt=0, le=300,
-                                      description="a connection must send a whole request head this soon")
+    header_timeout_sec: float = Field(
+        default=10, gt=0, le=300, description="a connection must send a whole request head this soon"
+    )
     max_streams: int = Field(default=20, ge=1, le=1000, description="open dashboard event streams at most")
 
 
@@ -169,7 +179,9 @@ class SimConfig(_Model):
     leverage: int = Field(default=2, ge=1)
     minute_ms: int = Field(default=60_000, gt=0, description="how long one minute_to_expire minute lasts")
     rate_limits: bool = True
-    rate_limit_http_status: int = Field(default=429, ge=400, le=599, description="bitFlyer's is not documented")
+    rate_limit_http_status: int = Field(
+        default=429, ge=400, le=599, description="bitFlyer's is not documented"
+    )
     auth_window_sec: int = Field(default=300, gt=0, description="accepted ACCESS-TIMESTAMP / ws auth skew")
     preopen_seconds: float = Field(default=120, ge=0, description="itayose after a maintenance window")
     ws_heartbeat_sec: float = Field(default=15, gt=0, description="protocol ping interval")
@@ -192,17 +204,20 @@ class AppConfig(_Model):
         st, ex = self.strategy, self.exchange
         if st.size_min < ex.min_size:
             raise _FieldProblem(
-                "strategy.size_min", f"strategy.size_min ({st.size_min}) is below exchange.min_size ({ex.min_size})"
+                "strategy.size_min",
+                f"strategy.size_min ({st.size_min}) is below exchange.min_size ({ex.min_size})",
             )
         if st.size_min > ex.max_order_btc:
             raise _FieldProblem(
-                "strategy.size_min", f"strategy.size_min ({st.size_min}) is above exchange.max_order_btc "
-                f"({ex.max_order_btc}), the cap set at start"
+                "strategy.size_min",
+                f"strategy.size_min ({st.size_min}) is above exchange.max_order_btc "
+                f"({ex.max_order_btc}), the cap set at start",
             )
         if st.max_inventory_btc > ex.max_inventory_btc:
             raise _FieldProblem(
-                "strategy.max_inventory_btc", f"strategy.max_inventory_btc ({st.max_inventory_btc}) is above "
-                f"exchange.max_inventory_btc ({ex.max_inventory_btc}), the cap set at start"
+                "strategy.max_inventory_btc",
+                f"strategy.max_inventory_btc ({st.max_inventory_btc}) is above "
+                f"exchange.max_inventory_btc ({ex.max_inventory_btc}), the cap set at start",
             )
         return self
 
@@ -225,7 +240,9 @@ class ConfigError(Exception):
 
 def describe_config_error(e: ConfigError) -> str:
     """Every problem, one per line with its field path: what the command-line tools print before exiting 1."""
-    return "\n".join([f"invalid config ({e.source}):", *(f"  {err.field}: {err.message}" for err in e.errors)])
+    return "\n".join(
+        [f"invalid config ({e.source}):", *(f"  {err.field}: {err.message}" for err in e.errors)]
+    )
 
 
 class _DecimalLoader(yaml.SafeLoader):
@@ -238,7 +255,10 @@ class _DecimalLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, str) and key in seen:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -262,7 +282,9 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([FieldError(field="<file>", message=f"cannot read config file: {e}")], str(p)) from e
+        raise ConfigError(
+            [FieldError(field="<file>", message=f"cannot read config file: {e}")], str(p)
+        ) from e
     try:
         data = yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as e:
@@ -341,11 +363,14 @@ def apply_live_patch(cfg: AppConfig, patch: Any) -> AppConfig:
     for section, body in patch.items():
         if section not in HOT_SECTIONS:
             known = section in AppConfig.model_fields
-            errors.append(FieldError(
-                field=str(section),
-                message="restart required: only strategy.* and risk.* can change while running"
-                if known else "unknown key",
-            ))
+            errors.append(
+                FieldError(
+                    field=str(section),
+                    message="restart required: only strategy.* and risk.* can change while running"
+                    if known
+                    else "unknown key",
+                )
+            )
         elif not isinstance(body, dict):
             errors.append(FieldError(field=str(section), message="must be an object of fields to change"))
     if errors:

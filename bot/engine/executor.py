@@ -1,8 +1,9 @@
-"""OrderExecutor: turns the strategy's Actions into bitFlyer REST calls without ever blocking the trading loop.
+"""OrderExecutor: turns the strategy's Actions into bitFlyer REST calls without ever blocking the trading
+loop.
 
-`submit` registers every order intent in the OrderTracker synchronously — so the very next decision already sees
-the orders as live — and runs the HTTP calls in one background task (both sides of a strike concurrently).
-Outcomes go back into the tracker by rule:
+`submit` registers every order intent in the OrderTracker synchronously — so the very next decision already
+sees the orders as live — and runs the HTTP calls in one background task (both sides of a strike
+concurrently). Outcomes go back into the tracker by rule:
 - an acceptance id -> `on_accepted` (and a cancel that was asked for before the id was known is sent now);
 - a definite "no" (rejected, market closed, auth, rate limited, could not connect) -> `on_rejected`;
 - timeout / -208 / 5xx / unreadable answer -> `on_unknown`: never marked failed, never re-sent; reconciliation
@@ -54,20 +55,27 @@ class BackoffPolicy:
     base_s: float = 1.0
     factor: float = 2.0
     cap_s: float = 60.0
-    rate_limited_s: float = 60.0      # -1 / 429: at least this long
-    market_closed_s: float = 30.0     # -204: maintenance lasts minutes
-    margin_s: float = 300.0           # -205 / -200: margin or funds insufficient; not reset by success
-    order_limited_s: float = 600.0    # -508 / -509: bitFlyer restricted our ordering; not reset by success
-    close_base_s: float = 1.0         # a refused close: retried after 1, 2, 4 … s
-    close_cap_s: float = 30.0         # … at most this long (a maintenance window lasts 10 min)
+    rate_limited_s: float = 60.0  # -1 / 429: at least this long
+    market_closed_s: float = 30.0  # -204: maintenance lasts minutes
+    margin_s: float = 300.0  # -205 / -200: margin or funds insufficient; not reset by success
+    order_limited_s: float = 600.0  # -508 / -509: bitFlyer restricted our ordering; not reset by success
+    close_base_s: float = 1.0  # a refused close: retried after 1, 2, 4 … s
+    close_cap_s: float = 30.0  # … at most this long (a maintenance window lasts 10 min)
 
 
 _MARGIN_CODES = frozenset({-205, -200})
 _ORDER_LIMIT_CODES = frozenset({-508, -509})
-_TRANSIENT_KINDS = frozenset({
-    ErrorKind.RETRYABLE_UNKNOWN, ErrorKind.TIMEOUT, ErrorKind.BAD_RESPONSE, ErrorKind.CONNECT_FAILED,
-    ErrorKind.AUTH, ErrorKind.MARKET_CLOSED, ErrorKind.RATE_LIMITED,
-})
+_TRANSIENT_KINDS = frozenset(
+    {
+        ErrorKind.RETRYABLE_UNKNOWN,
+        ErrorKind.TIMEOUT,
+        ErrorKind.BAD_RESPONSE,
+        ErrorKind.CONNECT_FAILED,
+        ErrorKind.AUTH,
+        ErrorKind.MARKET_CLOSED,
+        ErrorKind.RATE_LIMITED,
+    }
+)
 
 
 class OrderExecutor:
@@ -96,28 +104,28 @@ class OrderExecutor:
         self._minute_to_expire = backstop_minute_to_expire
         self._cancel_retry_ns = cancel_retry_ms * 1_000_000
         self._tasks = BackgroundTasks("executor")
-        self._cancel_on_ack: set[str] = set()          # client ids to cancel as soon as their acceptance id is known
-        self._cancel_sent_at: dict[str, int] = {}      # client id -> monotonic ns of the last cancel request
+        self._cancel_on_ack: set[str] = set()  # client ids to cancel as soon as their acceptance id is known
+        self._cancel_sent_at: dict[str, int] = {}  # client id -> monotonic ns of the last cancel request
         # error bookkeeping for the runner / dashboard
         self.error_counts: Counter[str] = Counter()
         self.last_error: str | None = None
         self.last_error_at: int | None = None
         self._fail_streak = 0
-        self._backoff_until = 0                        # transient: exponential, reset on success
-        self._entry_block_until = 0                    # long: margin / ordering restriction
-        # closes refused by the venue in a row: each retry of the same intent waits twice as long (bitFlyer cuts
-        # an account to 10 orders/min for an hour past 100 small orders a minute, refused ones included)
+        self._backoff_until = 0  # transient: exponential, reset on success
+        self._entry_block_until = 0  # long: margin / ordering restriction
+        # closes refused by the venue in a row: each retry of the same intent waits twice as long (bitFlyer
+        # cuts an account to 10 orders/min for an hour past 100 small orders a minute, refused ones included)
         self._close_refusals = 0
         self._close_hold_until = 0
         self.backoff_reason: str | None = None
         # counters
-        self.orders_sent = 0                           # sendchildorder requests (entries and closes)
-        self.orders_cancelled = 0                      # cancelchildorder requests
-        self.cancel_all_sent = 0                       # cancelallchildorders requests
+        self.orders_sent = 0  # sendchildorder requests (entries and closes)
+        self.orders_cancelled = 0  # cancelchildorder requests
+        self.cancel_all_sent = 0  # cancelallchildorders requests
         self.orders_accepted = 0
         self.orders_rejected = 0
         self.orders_unknown = 0
-        self.local_refusals = 0                        # entries refused here (backoff, rate budget, invalid)
+        self.local_refusals = 0  # entries refused here (backoff, rate budget, invalid)
         self.deferred_cancels = 0
 
     # ---- the runner's view ------------------------------------------------------------------------------
@@ -163,7 +171,8 @@ class OrderExecutor:
 
     # ---- entry points -----------------------------------------------------------------------------------
     def submit(self, actions: list[Action], now: int) -> asyncio.Task | None:
-        """Register every intent now; run the HTTP calls in one background task. Returns it (None if no call)."""
+        """Register every intent now; run the HTTP calls in one background task. Returns it (None if no
+        call)."""
         return self._submit(actions, now, [])
 
     async def execute(self, actions: list[Action], now: int) -> list[OwnOrder]:
@@ -175,7 +184,8 @@ class OrderExecutor:
         return touched
 
     def flush_deferred_cancels(self, now: int) -> asyncio.Task | None:
-        """Send the cancels waiting for an acceptance id that something else (reconciliation) has learnt since."""
+        """Send the cancels waiting for an acceptance id that something else (reconciliation) has learnt
+        since."""
         jobs = self._ready_deferred_cancels(now, [])
         return self._spawn(jobs, "deferred-cancels")
 
@@ -187,7 +197,8 @@ class OrderExecutor:
     def _submit(self, actions: list[Action], now: int, touched: list[OwnOrder]) -> asyncio.Task | None:
         if len(self._cancel_sent_at) > 256:  # bounded memory on long runs: forget finished orders
             self._cancel_sent_at = {
-                cid: t for cid, t in self._cancel_sent_at.items()
+                cid: t
+                for cid, t in self._cancel_sent_at.items()
                 if (o := self.orders.get(cid)) is not None and o.state.is_open
             }
         jobs: list[Coroutine[Any, Any, None]] = self._ready_deferred_cancels(now, touched)
@@ -217,7 +228,12 @@ class OrderExecutor:
         return self._tasks.spawn(run(), name)
 
     def _prepare_place(
-        self, action: Action, now: int, touched: list[OwnOrder], *, market: bool,
+        self,
+        action: Action,
+        now: int,
+        touched: list[OwnOrder],
+        *,
+        market: bool,
     ) -> Coroutine[Any, Any, None] | None:
         kind = "close" if market else "place"
         side, size = action.side, action.size
@@ -242,8 +258,14 @@ class OrderExecutor:
             return None
         assert side is not None and size is not None
         order = self.orders.new_order(
-            tag=action.tag, side=side, order_type="MARKET" if market else "LIMIT", price=price, size=size,
-            now=now, ttl_ms=None if market else action.ttl_ms, reason=action.reason,
+            tag=action.tag,
+            side=side,
+            order_type="MARKET" if market else "LIMIT",
+            price=price,
+            size=size,
+            now=now,
+            ttl_ms=None if market else action.ttl_ms,
+            reason=action.reason,
         )
         touched.append(order)
         if not market:
@@ -265,15 +287,22 @@ class OrderExecutor:
                 self.orders.on_rejected(order.client_id, "local:close_backoff")
                 self.local_refusals += 1
                 self.error_counts["close_backoff"] += 1
-                self._log(kind, order, action=action, status="close_backoff",
-                          reason=f"{action.reason.value}: {self._close_refusals} refused in a row, next in {wait_ms} ms")
+                self._log(
+                    kind,
+                    order,
+                    action=action,
+                    status="close_backoff",
+                    reason=f"{action.reason.value}: {self._close_refusals} refused in a row, "
+                    f"next in {wait_ms} ms",
+                )
                 return None
             if self.budget is not None:
                 self.budget.force(now)  # a protective close always goes, but it counts against the limit
         return self._place(order, action, market=market)
 
     def close_hold_until(self, now: int) -> int | None:
-        """Monotonic ns until which a close is held back after repeated refusals (None: a close may go now)."""
+        """Monotonic ns until which a close is held back after repeated refusals (None: a close may go
+        now)."""
         return self._close_hold_until if self._close_hold_until > now else None
 
     def _close_refused(self) -> None:
@@ -283,7 +312,11 @@ class OrderExecutor:
         self._close_hold_until = self._clock() + int(delay * NS_PER_S)
 
     def _prepare_cancel_tag(
-        self, tag: str, action: Action, now: int, touched: list[OwnOrder],
+        self,
+        tag: str,
+        action: Action,
+        now: int,
+        touched: list[OwnOrder],
     ) -> list[Coroutine[Any, Any, None]]:
         jobs = []
         for order in self.orders.open_orders(tag=tag):
@@ -306,11 +339,13 @@ class OrderExecutor:
             return
         self._cancel_on_ack.add(order.client_id)
         self.deferred_cancels += 1
-        self._log("cancel", order, action=action, status="deferred",
-                  reason=action.reason.value if action else "")
+        self._log(
+            "cancel", order, action=action, status="deferred", reason=action.reason.value if action else ""
+        )
 
     def _ready_deferred_cancels(self, now: int, touched: list[OwnOrder]) -> list[Coroutine[Any, Any, None]]:
-        """Deferred cancels whose order learnt its acceptance id outside `_place` (e.g. from reconciliation)."""
+        """Deferred cancels whose order learnt its acceptance id outside `_place` (e.g. from
+        reconciliation)."""
         jobs = []
         for cid in list(self._cancel_on_ack):
             order = self.orders.get(cid)
@@ -338,7 +373,8 @@ class OrderExecutor:
                 marked.append(order)
         return self._cancel_all(action, marked)
 
-    # ---- asynchronous part (one coroutine per REST call) ------------------------------------------------------
+    # ---- asynchronous part (one coroutine per REST call)
+    # ------------------------------------------------------
     async def _place(self, order: OwnOrder, action: Action, *, market: bool) -> None:
         kind = "close" if market else "place"
         cid = order.client_id
@@ -346,7 +382,8 @@ class OrderExecutor:
         t0 = self._clock()
         try:
             aid = await self._http.send_child_order(
-                order.side, order.size,
+                order.side,
+                order.size,
                 order_type="MARKET" if market else "LIMIT",
                 price=None if market else order.price,
                 minute_to_expire=None if market else self._minute_to_expire,
@@ -364,16 +401,28 @@ class OrderExecutor:
                 self.orders.on_unknown(cid, e.label)
                 self.orders_unknown += 1
             self._on_error(e)
-            self._log(kind, order, action=action, status=e.label, latency_ns=self._clock() - t0,
-                      reason=f"{action.reason.value}: {e.message}"[:200])
+            self._log(
+                kind,
+                order,
+                action=action,
+                status=e.label,
+                latency_ns=self._clock() - t0,
+                reason=f"{action.reason.value}: {e.message}"[:200],
+            )
             logger.warning("executor: {} {} {} {} failed: {}", kind, order.side, order.size, order.price, e)
             return
         except asyncio.CancelledError:
             # shutdown while the request was on the wire: it may exist
             self.orders.on_unknown(cid, "cancelled")
             self.orders_unknown += 1
-            self._log(kind, order, action=action, status="unknown", latency_ns=self._clock() - t0,
-                      reason="request cancelled in flight")
+            self._log(
+                kind,
+                order,
+                action=action,
+                status="unknown",
+                latency_ns=self._clock() - t0,
+                reason="request cancelled in flight",
+            )
             raise
         except Exception as e:  # a bug below us: the order may or may not exist
             self.orders.on_unknown(cid, f"error:{type(e).__name__}")
@@ -381,8 +430,14 @@ class OrderExecutor:
             self.error_counts["unexpected"] += 1
             self.last_error = f"unexpected {type(e).__name__}: {e}"
             logger.opt(exception=e).error("executor: unexpected error sending {}", order)
-            self._log(kind, order, action=action, status="unknown", latency_ns=self._clock() - t0,
-                      reason=f"unexpected {type(e).__name__}")
+            self._log(
+                kind,
+                order,
+                action=action,
+                status="unknown",
+                latency_ns=self._clock() - t0,
+                reason=f"unexpected {type(e).__name__}",
+            )
             return
         self._after_send_headers()
         self._on_success()
@@ -408,28 +463,44 @@ class OrderExecutor:
             await self._http.cancel_child_order(order.acceptance_id)
         except ExchangeError as e:
             if e.definite:
-                # refused: it still rests (or its fill/cancel event will say otherwise); a later action retries
+                # refused: it still rests (or its fill/cancel event will say otherwise); a later action
+                # retries
                 if order.state is OrderState.PENDING_CANCEL:
                     self.orders.settle(cid, OrderState.ACTIVE)
                 self._cancel_sent_at.pop(cid, None)
             else:
                 self.orders.on_unknown(cid, e.label)
             self._on_error(e)
-            self._log("cancel", order, status=e.label, latency_ns=self._clock() - t0,
-                      reason=f"{reason}: {e.message}"[:200])
+            self._log(
+                "cancel",
+                order,
+                status=e.label,
+                latency_ns=self._clock() - t0,
+                reason=f"{reason}: {e.message}"[:200],
+            )
             logger.warning("executor: cancel {} failed: {}", order.acceptance_id, e)
             return
         except asyncio.CancelledError:
             self.orders.on_unknown(cid, "cancelled")
-            self._log("cancel", order, status="unknown", latency_ns=self._clock() - t0,
-                      reason="request cancelled in flight")
+            self._log(
+                "cancel",
+                order,
+                status="unknown",
+                latency_ns=self._clock() - t0,
+                reason="request cancelled in flight",
+            )
             raise
         except Exception as e:
             self.orders.on_unknown(cid, f"error:{type(e).__name__}")
             self.error_counts["unexpected"] += 1
             logger.opt(exception=e).error("executor: unexpected error cancelling {}", order)
-            self._log("cancel", order, status="unknown", latency_ns=self._clock() - t0,
-                      reason=f"unexpected {type(e).__name__}")
+            self._log(
+                "cancel",
+                order,
+                status="unknown",
+                latency_ns=self._clock() - t0,
+                reason=f"unexpected {type(e).__name__}",
+            )
             return
         self._on_success()
         # 200 with an empty body: the CANCEL (or CANCEL_FAILED) event settles the order
@@ -448,8 +519,14 @@ class OrderExecutor:
                 else:
                     self.orders.on_unknown(order.client_id, e.label)
             self._on_error(e)
-            self._log("cancel_all", None, action=action, status=e.label, latency_ns=self._clock() - t0,
-                      reason=f"{action.reason.value}: {e.message}"[:200])
+            self._log(
+                "cancel_all",
+                None,
+                action=action,
+                status=e.label,
+                latency_ns=self._clock() - t0,
+                reason=f"{action.reason.value}: {e.message}"[:200],
+            )
             logger.warning("executor: cancel_all failed: {}", e)
             return
         except Exception as e:
@@ -465,7 +542,8 @@ class OrderExecutor:
         self._on_success()
         self._log("cancel_all", None, action=action, status="ok", latency_ns=self._clock() - t0)
 
-    # ---- bookkeeping ------------------------------------------------------------------------------------------
+    # ---- bookkeeping
+    # ------------------------------------------------------------------------------------------
     def _on_success(self) -> None:
         self._fail_streak = 0
         self._backoff_until = 0
@@ -513,12 +591,19 @@ class OrderExecutor:
         if info is None or info.remaining is None:
             return
         # our clock, not the wrapper's: the budget lives on the executor's timeline
-        self.budget.update_from_headers(info.remaining, info.reset_epoch, self._clock(),
-                                        wall_now=info.seen_at_wall)
+        self.budget.update_from_headers(
+            info.remaining, info.reset_epoch, self._clock(), wall_now=info.seen_at_wall
+        )
 
     def _log(
-        self, kind: str, order: OwnOrder | None, *, action: Action | None = None, status: str,
-        latency_ns: int | None = None, reason: str | None = None,
+        self,
+        kind: str,
+        order: OwnOrder | None,
+        *,
+        action: Action | None = None,
+        status: str,
+        latency_ns: int | None = None,
+        reason: str | None = None,
     ) -> None:
         if self._log_sink is None:
             return

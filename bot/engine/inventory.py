@@ -1,17 +1,17 @@
 """InventoryManager: position, FIFO lots and PnL in JPY (SPEC §6). Pure: no clocks, sockets or files.
 
-Lots are kept as bitFlyer keeps them (getpositions returns one row per lot and the venue closes the oldest lots
-first), so a reducing fill closes the oldest lots first and the realized PnL equals the venue's lot by lot.
-All open lots are on one side: a fill on the other side closes lots, and only what is left after all of them are
-closed opens a lot on the fill's side (a flip through zero).
+Lots are kept as bitFlyer keeps them (getpositions returns one row per lot and the venue closes the oldest
+lots first), so a reducing fill closes the oldest lots first and the realized PnL equals the venue's lot by
+lot. All open lots are on one side: a fill on the other side closes lots, and only what is left after all of
+them are closed opens a lot on the fill's side (a flip through zero).
 
 Money is exact Decimal. Sums and products run in a wide context so nothing is rounded; only `avg_price` (a
 division) is rounded, in the last of its 28 significant digits.
 
 Trading day figures (realized, fees, peak, drawdown) reset when the day in `risk.trading_day_tz` changes; the
 position and its lots carry into the new day. Today's PnL is the mark-to-market change since the day opened
-(SPEC §6): realized today + unrealized now − the carried position's unrealized at the day's open − fees today, so
-it opens at 0 and yesterday's open loss is not counted again.
+(SPEC §6): realized today + unrealized now − the carried position's unrealized at the day's open − fees today,
+so it opens at 0 and yesterday's open loss is not counted again.
 """
 
 from __future__ import annotations
@@ -37,16 +37,16 @@ class FillResult:
     """What one fill did to the inventory; the trades log row is built from it."""
 
     exec_id: str
-    duplicate: bool                        # already applied: nothing changed
-    realized_pnl_jpy: Decimal              # of this fill (gross of commission)
-    realized_cum_jpy: Decimal              # since start of records, after this fill
+    duplicate: bool  # already applied: nothing changed
+    realized_pnl_jpy: Decimal  # of this fill (gross of commission)
+    realized_cum_jpy: Decimal  # since start of records, after this fill
     realized_today_jpy: Decimal
     commission_jpy: Decimal
-    position_after: Decimal                # signed BTC
+    position_after: Decimal  # signed BTC
     avg_price_after: Decimal | None
-    closed_btc: Decimal                    # size that closed existing lots
-    opened_btc: Decimal                    # size that opened a new lot
-    flipped: bool = False                  # went through zero to the other side
+    closed_btc: Decimal  # size that closed existing lots
+    opened_btc: Decimal  # size that opened a new lot
+    flipped: bool = False  # went through zero to the other side
 
 
 class _Lot:
@@ -92,31 +92,33 @@ def _merged(lots: list[tuple[Side, Decimal, Decimal]]) -> list[tuple[Side, Decim
 
 
 class InventoryManager:
-    def __init__(self, risk: RiskConfig, *, tick_size: Decimal = Decimal(1), seen_exec_ids_cap: int = 5000) -> None:
+    def __init__(
+        self, risk: RiskConfig, *, tick_size: Decimal = Decimal(1), seen_exec_ids_cap: int = 5000
+    ) -> None:
         self._risk = risk
         self._tz = ZoneInfo(risk.trading_day_tz)
         self.tick_size = _require_decimal("tick_size", tick_size, positive=True)
-        self._side: Side | None = None            # side of every open lot; None when flat
-        self._lots: deque[_Lot] = deque()         # oldest first
-        self._qty = _ZERO                         # Σ lot.size (absolute BTC)
-        self._cost = _ZERO                        # Σ lot.price × lot.size
+        self._side: Side | None = None  # side of every open lot; None when flat
+        self._lots: deque[_Lot] = deque()  # oldest first
+        self._qty = _ZERO  # Σ lot.size (absolute BTC)
+        self._cost = _ZERO  # Σ lot.price × lot.size
         self._opened_at: int | None = None
         self._realized_total = _ZERO
         self._fees_total = _ZERO
         self._realized_today = _ZERO
         self._fees_today = _ZERO
-        self._mark_price: Decimal | None = None   # last mid seen; unrealized is 0 until one is known
+        self._mark_price: Decimal | None = None  # last mid seen; unrealized is 0 until one is known
         self._unrealized = _ZERO
         self._pnl_today = _ZERO
-        self._day_open_unrealized = _ZERO         # the carried position's unrealized when the day opened
-        self._peak = _ZERO                        # running peak of pnl_today in the day; starts at 0
+        self._day_open_unrealized = _ZERO  # the carried position's unrealized when the day opened
+        self._peak = _ZERO  # running peak of pnl_today in the day; starts at 0
         self._drawdown = _ZERO
         self._max_drawdown = _ZERO
-        self._day = ""                            # YYYYMMDD; "" until the first roll_day / fill
+        self._day = ""  # YYYYMMDD; "" until the first roll_day / fill
         self._kill_detail = ""
         self._seen_cap = max(1, seen_exec_ids_cap)
-        self._seen: dict[str, None] = {}          # insertion-ordered set of applied exec ids, bounded
-        self._watermark: int | None = None        # highest numeric exec id applied (or baselined)
+        self._seen: dict[str, None] = {}  # insertion-ordered set of applied exec ids, bounded
+        self._watermark: int | None = None  # highest numeric exec id applied (or baselined)
 
     # ---- fills --------------------------------------------------------------------------------------
     def apply_fill(self, fill: Fill, now: int | None = None) -> FillResult:
@@ -129,8 +131,15 @@ class InventoryManager:
             raise TypeError(f"fill.side must be a Side, got {fill.side!r}")
         exec_id = fill.dedupe_key  # exec_id + side: a self-trade's two sides are two fills
         if exec_id and exec_id in self._seen:
-            return self._result(exec_id, duplicate=True, realized=_ZERO, commission=_ZERO,
-                                closed=_ZERO, opened=_ZERO, flipped=False)
+            return self._result(
+                exec_id,
+                duplicate=True,
+                realized=_ZERO,
+                commission=_ZERO,
+                closed=_ZERO,
+                opened=_ZERO,
+                flipped=False,
+            )
         self.roll_day(fill.exec_date)
 
         realized = _ZERO
@@ -171,8 +180,15 @@ class InventoryManager:
             self._remember(exec_id)
         self._recompute()
         flipped = was_side is not None and self._side is not None and self._side is not was_side
-        return self._result(exec_id, duplicate=False, realized=realized, commission=commission,
-                            closed=closed, opened=remaining, flipped=flipped)
+        return self._result(
+            exec_id,
+            duplicate=False,
+            realized=realized,
+            commission=commission,
+            closed=closed,
+            opened=remaining,
+            flipped=flipped,
+        )
 
     def _remember(self, exec_id: str) -> None:
         num = exec_id.split(":", 1)[0]
@@ -184,13 +200,29 @@ class InventoryManager:
         while len(self._seen) > self._seen_cap:
             del self._seen[next(iter(self._seen))]
 
-    def _result(self, exec_id: str, *, duplicate: bool, realized: Decimal, commission: Decimal,
-                closed: Decimal, opened: Decimal, flipped: bool) -> FillResult:
+    def _result(
+        self,
+        exec_id: str,
+        *,
+        duplicate: bool,
+        realized: Decimal,
+        commission: Decimal,
+        closed: Decimal,
+        opened: Decimal,
+        flipped: bool,
+    ) -> FillResult:
         return FillResult(
-            exec_id=exec_id, duplicate=duplicate, realized_pnl_jpy=realized,
-            realized_cum_jpy=self._realized_total, realized_today_jpy=self._realized_today,
-            commission_jpy=commission, position_after=self.position_btc, avg_price_after=self.avg_price,
-            closed_btc=closed, opened_btc=opened, flipped=flipped,
+            exec_id=exec_id,
+            duplicate=duplicate,
+            realized_pnl_jpy=realized,
+            realized_cum_jpy=self._realized_total,
+            realized_today_jpy=self._realized_today,
+            commission_jpy=commission,
+            position_after=self.position_btc,
+            avg_price_after=self.avg_price,
+            closed_btc=closed,
+            opened_btc=opened,
+            flipped=flipped,
         )
 
     # ---- marking, the trading day and the kill switch ---------------------------------------------
@@ -207,8 +239,9 @@ class InventoryManager:
                 self._unrealized = _ZERO
             else:
                 self._unrealized = (self._mark_price * self._qty - self._cost) * self._side.sign
-            self._pnl_today = (self._realized_today + self._unrealized - self._day_open_unrealized
-                               - self._fees_today)
+            self._pnl_today = (
+                self._realized_today + self._unrealized - self._day_open_unrealized - self._fees_today
+            )
             self._peak = max(self._peak, self._pnl_today)
             self._drawdown = self._pnl_today - self._peak
             self._max_drawdown = min(self._max_drawdown, self._drawdown)
@@ -229,7 +262,7 @@ class InventoryManager:
             return False
         self._realized_today = _ZERO
         self._fees_today = _ZERO
-        self._recompute()                         # the unrealized of the carried lots at the last mark
+        self._recompute()  # the unrealized of the carried lots at the last mark
         self._day_open_unrealized = self._unrealized
         self._peak = _ZERO
         self._drawdown = _ZERO
@@ -245,7 +278,8 @@ class InventoryManager:
         why = []
         if self._pnl_today <= r.daily_pnl_jpy:
             why.append(
-                f"today's PnL {_yen(self._pnl_today)} JPY reached the daily limit {_yen(r.daily_pnl_jpy)} JPY "
+                f"today's PnL {_yen(self._pnl_today)} JPY reached the daily limit "
+                f"{_yen(r.daily_pnl_jpy)} JPY "
                 f"(realized {_yen(self._realized_today)}, unrealized {_yen(self._unrealized)}, "
                 f"fees {_yen(self._fees_today)})"
             )
@@ -266,17 +300,25 @@ class InventoryManager:
         self._risk = risk
 
     # ---- reconciliation -----------------------------------------------------------------------------
-    def replace_lots_from_venue(self, lots: list[tuple[Side, Decimal, Decimal]], now: int | None = None) -> bool:
+    def replace_lots_from_venue(
+        self, lots: list[tuple[Side, Decimal, Decimal]], now: int | None = None
+    ) -> bool:
         """Adopt getpositions' rows (side, price, size), oldest first, if they differ from ours: the venue is
-        the truth for the position. Realized and today's figures are kept. Returns True when something changed.
-        `now` stamps `opened_at` if this opens or flips the position. Bad rows raise and change nothing."""
+        the truth for the position. Realized and today's figures are kept. Returns True when something
+        changed. `now` stamps `opened_at` if this opens or flips the position. Bad rows raise and change
+        nothing."""
         rows: list[tuple[Side, Decimal, Decimal]] = []
         for i, row in enumerate(lots):
             side, price, size = row
             if not isinstance(side, Side):
                 raise TypeError(f"venue lot {i}: side must be a Side, got {side!r}")
-            rows.append((side, _require_decimal(f"venue lot {i} price", price, positive=True),
-                         _require_decimal(f"venue lot {i} size", size, positive=True)))
+            rows.append(
+                (
+                    side,
+                    _require_decimal(f"venue lot {i} price", price, positive=True),
+                    _require_decimal(f"venue lot {i} size", size, positive=True),
+                )
+            )
         if len({side for side, _, _ in rows}) > 1:
             raise ValueError("venue lots are on both sides; FX_BTC_JPY positions are one-sided")
         if _merged(rows) == _merged(list(self.lots)):
@@ -400,16 +442,24 @@ class InventoryManager:
         pos = self.position_btc
         return InventoryState(
             side="flat" if self._side is None else ("long" if self._side is Side.BUY else "short"),
-            size=abs(pos), position_btc=pos, avg_price=self.avg_price,
-            realized_pnl_jpy=self._realized_total, realized_today_jpy=self._realized_today,
-            unrealized_pnl_jpy=self._unrealized, fees_today_jpy=self._fees_today,
-            pnl_today_jpy=self._pnl_today, drawdown_jpy=self._drawdown,
-            max_drawdown_jpy=self._max_drawdown, trading_day=self._day, opened_at=self._opened_at,
+            size=abs(pos),
+            position_btc=pos,
+            avg_price=self.avg_price,
+            realized_pnl_jpy=self._realized_total,
+            realized_today_jpy=self._realized_today,
+            unrealized_pnl_jpy=self._unrealized,
+            fees_today_jpy=self._fees_today,
+            pnl_today_jpy=self._pnl_today,
+            drawdown_jpy=self._drawdown,
+            max_drawdown_jpy=self._max_drawdown,
+            trading_day=self._day,
+            opened_at=self._opened_at,
         )
 
     # ---- persistence (SPEC §10) ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-able snapshot (Decimals as strings) that `from_dict` restores exactly."""
+
         def s(x: Decimal | None) -> str | None:
             return None if x is None else str(x)
 
@@ -433,8 +483,14 @@ class InventoryManager:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], risk: RiskConfig, *, tick_size: Decimal = Decimal(1),
-                  seen_exec_ids_cap: int = 5000) -> InventoryManager:
+    def from_dict(
+        cls,
+        d: dict[str, Any],
+        risk: RiskConfig,
+        *,
+        tick_size: Decimal = Decimal(1),
+        seen_exec_ids_cap: int = 5000,
+    ) -> InventoryManager:
         """Restore a `to_dict` snapshot. A malformed one raises ValueError naming the field."""
         inv = cls(risk, tick_size=tick_size, seen_exec_ids_cap=seen_exec_ids_cap)
         try:
@@ -445,8 +501,13 @@ class InventoryManager:
                 return _require_decimal(key, Decimal(str(d[key])))
 
             side = None if d["side"] is None else Side(d["side"])
-            lots = [_Lot(_require_decimal("lot price", Decimal(str(p)), positive=True),
-                         _require_decimal("lot size", Decimal(str(q)), positive=True)) for p, q in d["lots"]]
+            lots = [
+                _Lot(
+                    _require_decimal("lot price", Decimal(str(p)), positive=True),
+                    _require_decimal("lot size", Decimal(str(q)), positive=True),
+                )
+                for p, q in d["lots"]
+            ]
             if (side is None) != (not lots):
                 raise ValueError("side and lots disagree")
             inv._side = side
@@ -461,11 +522,13 @@ class InventoryManager:
             inv._realized_today = dec("realized_today")
             inv._fees_today = dec("fees_today")
             mark = d.get("mark_price")
-            inv._mark_price = None if mark is None else _require_decimal("mark_price", Decimal(str(mark)),
-                                                                         positive=True)
+            inv._mark_price = (
+                None if mark is None else _require_decimal("mark_price", Decimal(str(mark)), positive=True)
+            )
             inv._peak = dec("peak")
             inv._day_open_unrealized = _require_decimal(
-                "day_open_unrealized", Decimal(str(d.get("day_open_unrealized", "0"))))
+                "day_open_unrealized", Decimal(str(d.get("day_open_unrealized", "0")))
+            )
             inv._max_drawdown = dec("max_drawdown")
             day = str(d["trading_day"])
             if day and not (len(day) == 8 and day.isdigit()):

@@ -28,33 +28,49 @@ UNTRACKED_TAG = "untracked"
 class OrderTracker:
     def __init__(self, keep_finished: int = 500) -> None:
         self._seq = itertools.count(1)
-        self._orders: dict[str, OwnOrder] = {}            # client_id -> order
-        # orders that may still be open; finished ones are dropped lazily on read. Decisions read the open orders
-        # on every board message, and the finished ones (kept for lookups) would otherwise be scanned each time.
+        self._orders: dict[str, OwnOrder] = {}  # client_id -> order
+        # orders that may still be open; finished ones are dropped lazily on read. Decisions read the open
+        # orders on every board message, and the finished ones (kept for lookups) would otherwise be scanned
+        # each time.
         self._maybe_open: dict[str, OwnOrder] = {}
-        self._by_acceptance: dict[str, str] = {}          # acceptance id -> client_id
+        self._by_acceptance: dict[str, str] = {}  # acceptance id -> client_id
         self._parked: dict[str, list[ChildOrderEvent]] = {}
-        self._seen_exec_ids: dict[str, None] = {}       # bounded, insertion-ordered
+        self._seen_exec_ids: dict[str, None] = {}  # bounded, insertion-ordered
         self._seen_cap = 5000
         self._parked_cap = 1000
         self._keep_finished = keep_finished
 
     # ---- requests we make -------------------------------------------------------------------------
     def new_order(
-        self, *, tag: str, side: Side, order_type: str, price: Decimal | None, size: Decimal,
-        now: int, ttl_ms: int | None = None, reason: Reason | None = None,
+        self,
+        *,
+        tag: str,
+        side: Side,
+        order_type: str,
+        price: Decimal | None,
+        size: Decimal,
+        now: int,
+        ttl_ms: int | None = None,
+        reason: Reason | None = None,
     ) -> OwnOrder:
         order = OwnOrder(
-            client_id=f"c{next(self._seq)}", tag=tag, side=side, order_type=order_type, price=price,
-            size=size, placed_at=now, ttl_ms=ttl_ms, reason=reason,
+            client_id=f"c{next(self._seq)}",
+            tag=tag,
+            side=side,
+            order_type=order_type,
+            price=price,
+            size=size,
+            placed_at=now,
+            ttl_ms=ttl_ms,
+            reason=reason,
         )
         self._orders[order.client_id] = order
         self._maybe_open[order.client_id] = order
         return order
 
     def on_accepted(self, client_id: str, acceptance_id: str, now: int | None = None) -> None:
-        """The venue answered with an acceptance id: the order rests (or already traded). Replays parked events;
-        their fills were already reported when they arrived, so only the order's state moves here."""
+        """The venue answered with an acceptance id: the order rests (or already traded). Replays parked
+        events; their fills were already reported when they arrived, so only the order's state moves here."""
         order = self._orders[client_id]
         order.acceptance_id = acceptance_id
         order.accepted_at = now if now is not None else order.placed_at
@@ -92,10 +108,20 @@ class OrderTracker:
         if state.is_open:
             self._maybe_open[client_id] = order
 
-    def adopt(self, acceptance_id: str, side: Side, price: Decimal | None, size: Decimal, executed: Decimal,
-              now: int, order_type: str = "LIMIT") -> OwnOrder:
+    def adopt(
+        self,
+        acceptance_id: str,
+        side: Side,
+        price: Decimal | None,
+        size: Decimal,
+        executed: Decimal,
+        now: int,
+        order_type: str = "LIMIT",
+    ) -> OwnOrder:
         """An order the venue has that we never tracked (placed by a lost session or by hand)."""
-        order = self.new_order(tag=UNTRACKED_TAG, side=side, order_type=order_type, price=price, size=size, now=now)
+        order = self.new_order(
+            tag=UNTRACKED_TAG, side=side, order_type=order_type, price=price, size=size, now=now
+        )
         order.executed_size = executed
         self.on_accepted(order.client_id, acceptance_id, now)
         return order
@@ -121,9 +147,15 @@ class OrderTracker:
                 self._park(ev)
             assert ev.side is not None and ev.price is not None and ev.size is not None
             return Fill(
-                exec_id=exec_id, child_order_acceptance_id=ev.child_order_acceptance_id, side=ev.side,
-                price=ev.price, size=ev.size, commission=ev.commission or Decimal(0), exec_date=ev.event_date,
-                child_order_id=ev.child_order_id, tag=order.tag if order else UNTRACKED_TAG,
+                exec_id=exec_id,
+                child_order_acceptance_id=ev.child_order_acceptance_id,
+                side=ev.side,
+                price=ev.price,
+                size=ev.size,
+                commission=ev.commission or Decimal(0),
+                exec_date=ev.event_date,
+                child_order_id=ev.child_order_id,
+                tag=order.tag if order else UNTRACKED_TAG,
             )
         if order is None:
             if ev.child_order_acceptance_id:
@@ -201,4 +233,3 @@ class OrderTracker:
             o = self._orders.pop(cid)
             if o.acceptance_id:
                 self._by_acceptance.pop(o.acceptance_id, None)
-

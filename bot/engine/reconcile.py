@@ -1,20 +1,21 @@
 """The reconciler: the venue's REST answers, as named reports, against what the bot believes. Pure.
 
-The venue's answers arrive as a `VenueReports` (order status reports from the ACTIVE listing, fill reports from
-the executions, position lots from getpositions), taken in the order executions → positions → executions, so a
-fill that landed while the snapshot was being taken is seen (`lots_consistent=False`). `Reconciler.reconcile`
-turns (our orders, our ledger, the reports) into a `ReconcileResult`; the runner applies it. Rules:
+The venue's answers arrive as a `VenueReports` (order status reports from the ACTIVE listing, fill reports
+from the executions, position lots from getpositions), taken in the order executions → positions → executions,
+so a fill that landed while the snapshot was being taken is seen (`lots_consistent=False`).
+`Reconciler.reconcile` turns (our orders, our ledger, the reports) into a `ReconcileResult`; the runner
+applies it. Rules:
 
-- **Fills first.** Every execution the ledger has not applied becomes a fill to apply — its PnL is realized, not
-  swallowed by adopting the venue's lots.
-- **A position correction only when the replay still disagrees**: our position plus the missing fills against the
-  venue's, and only when the snapshot was consistent (no fill landed between the calls).
+- **Fills first.** Every execution the ledger has not applied becomes a fill to apply — its PnL is realized,
+  not swallowed by adopting the venue's lots.
+- **A position correction only when the replay still disagrees**: our position plus the missing fills against
+  the venue's, and only when the snapshot was consistent (no fill landed between the calls).
 - **An order is gone only on evidence**: absence from two ACTIVE listings that were both requested after we
-  learnt the order's acceptance id (or, for a send whose answer was lost, after we sent it) and at least `grace`
-  apart. Absence from one listing is weak: bitFlyer may not list an order accepted a moment ago. (An order's own
-  CANCEL / EXPIRE / fill events settle it without the reconciler.)
-- **Unknown sends** (no acceptance id: the answer was lost) are matched with an untracked ACTIVE row of the same
-  side, size and price; untracked rows left over are adopted.
+  learnt the order's acceptance id (or, for a send whose answer was lost, after we sent it) and at least
+  `grace` apart. Absence from one listing is weak: bitFlyer may not list an order accepted a moment ago. (An
+  order's own CANCEL / EXPIRE / fill events settle it without the reconciler.)
+- **Unknown sends** (no acceptance id: the answer was lost) are matched with an untracked ACTIVE row of the
+  same side, size and price; untracked rows left over are adopted.
 """
 
 from __future__ import annotations
@@ -35,30 +36,30 @@ class OrderStatusReport:
     acceptance_id: str
     side: Side
     order_type: str
-    price: Decimal | None          # None for MARKET
+    price: Decimal | None  # None for MARKET
     size: Decimal
     executed_size: Decimal
 
 
 @dataclass(frozen=True, slots=True)
 class VenueReports:
-    listed_at: int                        # monotonic ns at which the ACTIVE listing was requested
+    listed_at: int  # monotonic ns at which the ACTIVE listing was requested
     active: tuple[OrderStatusReport, ...]
-    fills: tuple[Fill, ...]               # this product's executions (newest pages), any order
-    lots: tuple[Lot, ...]                 # this product's position lots
-    lots_consistent: bool                 # no execution landed between the executions and positions calls
+    fills: tuple[Fill, ...]  # this product's executions (newest pages), any order
+    lots: tuple[Lot, ...]  # this product's position lots
+    lots_consistent: bool  # no execution landed between the executions and positions calls
 
 
 @dataclass(slots=True)
 class ReconcileResult:
-    found: list[tuple[str, str]] = field(default_factory=list)          # (client_id, acceptance_id) of lost sends
-    confirmed: list[str] = field(default_factory=list)                  # UNKNOWN orders seen resting
-    gone: list[tuple[str, OrderState]] = field(default_factory=list)    # (client_id, final state)
-    adopted: list[OrderStatusReport] = field(default_factory=list)      # resting orders we never tracked
-    fills: list[Fill] = field(default_factory=list)                     # missing executions, oldest first
-    correction: tuple[Lot, ...] | None = None                           # venue lots to adopt after the fills
+    found: list[tuple[str, str]] = field(default_factory=list)  # (client_id, acceptance_id) of lost sends
+    confirmed: list[str] = field(default_factory=list)  # UNKNOWN orders seen resting
+    gone: list[tuple[str, OrderState]] = field(default_factory=list)  # (client_id, final state)
+    adopted: list[OrderStatusReport] = field(default_factory=list)  # resting orders we never tracked
+    fills: list[Fill] = field(default_factory=list)  # missing executions, oldest first
+    correction: tuple[Lot, ...] | None = None  # venue lots to adopt after the fills
     venue_position: Decimal = Decimal(0)
-    expected_position: Decimal = Decimal(0)                             # ours after the missing fills
+    expected_position: Decimal = Decimal(0)  # ours after the missing fills
 
 
 def exec_order_key(fill: Fill) -> tuple[int, str]:
@@ -76,7 +77,7 @@ class Reconciler:
 
     def __init__(self, grace_ns: int = 3_000_000_000) -> None:
         self.grace_ns = grace_ns
-        self._absent_since: dict[str, int] = {}   # client_id -> listed_at of its first absence
+        self._absent_since: dict[str, int] = {}  # client_id -> listed_at of its first absence
 
     def reconcile(
         self,
@@ -109,9 +110,18 @@ class Reconciler:
                 continue
             if order.state is not OrderState.UNKNOWN:
                 continue  # PENDING_NEW: its answer is on the way
-            row = next((r for a, r in active.items()
-                        if a not in matched and not is_tracked(a) and r.side is order.side
-                        and r.size == order.size and (order.price is None or r.price == order.price)), None)
+            row = next(
+                (
+                    r
+                    for a, r in active.items()
+                    if a not in matched
+                    and not is_tracked(a)
+                    and r.side is order.side
+                    and r.size == order.size
+                    and (order.price is None or r.price == order.price)
+                ),
+                None,
+            )
             if row is not None:
                 matched.add(row.acceptance_id)
                 self._absent_since.pop(order.client_id, None)

@@ -1,21 +1,23 @@
-"""Stall-then-strike: when the (own-excluded) best bid and ask have not moved for `stall_T_ms`, quote both sides
-once; cancel on TTL or best change; close on an adverse move or hold timeout; latch on the kill switch.
+"""Stall-then-strike: when the (own-excluded) best bid and ask have not moved for `stall_T_ms`, quote both
+sides once; cancel on TTL or best change; close on an adverse move or hold timeout; latch on the kill switch.
 
-Pure: no clock reads, no I/O. Time (`now`, monotonic ns) and the market (`BoardSnapshot`, already excluding our
-own resting orders) are passed in; our orders are read from the OrderTracker the executor keeps up to date.
+Pure: no clock reads, no I/O. Time (`now`, monotonic ns) and the market (`BoardSnapshot`, already excluding
+our own resting orders) are passed in; our orders are read from the OrderTracker the executor keeps up to
+date.
 
 Decision order (first match decides the reason; SPEC §5, §7, §10), and why:
   1. KILLED gate or our own kill latch -> nothing at all. The runner owns the kill flatten; a second source of
      market orders could over-close.
   2. STOPPED -> nothing at all: in STOPPED the bot sends no order (SPEC §7).
   3. Kill switch (RUNNING/PAUSED), before anything else that could add risk: CANCEL_ALL + CLOSE_MARKET, latch.
-  4. Protective exits (RUNNING/PAUSED): adverse move, then hold timeout -> cancel stall orders + close all. They
-     come before entry logic because a loss limit must not wait behind a quote decision. Held back (reason =
-     the block) only while RECONCILING (our position may be wrong: a close could flip it) or MARKET_CLOSED (the
-     venue refuses orders; re-sending at every board message would be a reject storm). STALE_DATA and
-     EXCHANGE_BACKOFF do not hold them back: a close only reduces risk, and the executor paces requests.
-     Never a second close while one is live (CLOSE_PENDING), and at most one per CLOSE_RETRY_MS, so a refused
-     close is retried at a bounded rate (bitFlyer cuts an account to 10 orders/min for an hour past 100/min).
+  4. Protective exits (RUNNING/PAUSED): adverse move, then hold timeout -> cancel stall orders + close all.
+     They come before entry logic because a loss limit must not wait behind a quote decision. Held back
+     (reason = the block) only while RECONCILING (our position may be wrong: a close could flip it) or
+     MARKET_CLOSED (the venue refuses orders; re-sending at every board message would be a reject storm).
+     STALE_DATA and EXCHANGE_BACKOFF do not hold them back: a close only reduces risk, and the executor paces
+     requests. Never a second close while one is live (CLOSE_PENDING), and at most one per CLOSE_RETRY_MS, so
+     a refused close is retried at a bounded rate (bitFlyer cuts an account to 10 orders/min for an hour past
+     100/min).
   5. Cancels of live stall orders: STALE_DATA, PAUSED, TTL expiry, best change. Only orders that still need a
      cancel count (not PENDING_CANCEL, not asked within CANCEL_RETRY_MS): no cancel storms.
   6. Entry gates, cheapest and most general first: PAUSED, CLOSE_PENDING, block reason, stale board, NO_BOOK,
@@ -47,9 +49,9 @@ from bot.types.dto import (
 
 STALL_TAG = "stall"
 CLOSE_TAG = "close"
-CANCEL_RETRY_MS = 1000   # ask again for a cancel the venue has not confirmed after this long
-RATE_RETRY_MS = 100      # re-try a strike skipped for rate budget this soon, even with no new board data
-CLOSE_RETRY_MS = 500     # at most one protective close per this long: a refused close must not become a storm
+CANCEL_RETRY_MS = 1000  # ask again for a cancel the venue has not confirmed after this long
+RATE_RETRY_MS = 100  # re-try a strike skipped for rate budget this soon, even with no new board data
+CLOSE_RETRY_MS = 500  # at most one protective close per this long: a refused close must not become a storm
 
 _ZERO = Decimal(0)
 # Blocks under which protective closes are held back (see module docstring, step 4).
@@ -146,9 +148,9 @@ class StallThenStrikeStrategy:
         self.gate = Gate()
         self._killed = False
         self._saw_killed_gate = False
-        self._struck_stall: int | None = None   # best_changed_at of the stall we struck
+        self._struck_stall: int | None = None  # best_changed_at of the stall we struck
         self._last_strike_at: int | None = None  # `now` of our last strike
-        self._last_close_at: int | None = None   # `now` of our last protective close
+        self._last_close_at: int | None = None  # `now` of our last protective close
         self._cancel_asked: dict[str, int] = {}  # client_id -> when we last asked for its cancel
         self._last_board: BoardSnapshot | None = None
         self._last_now: int | None = None
@@ -202,7 +204,9 @@ class StallThenStrikeStrategy:
             ts=now,
             reason=reason,
             best_age_ms=max(0, now - board.best_changed_at) // NS_PER_MS,
-            spread_ticks=spread_in_ticks(bid, ask, self._tick) if bid is not None and ask is not None else None,
+            spread_ticks=spread_in_ticks(bid, ask, self._tick)
+            if bid is not None and ask is not None
+            else None,
             inventory_btc=self.inventory.position_btc,
             entry_bid_px=entry.get(Side.BUY),
             entry_ask_px=entry.get(Side.SELL),
@@ -247,8 +251,11 @@ class StallThenStrikeStrategy:
             if hold is not None:
                 cands.append(hold)
             retry_at = self._close_retry_at()
-            if retry_at is not None and not is_dust(self.inventory.position_btc, self._min_size) \
-                    and self.inventory.position_btc != 0:
+            if (
+                retry_at is not None
+                and not is_dust(self.inventory.position_btc, self._min_size)
+                and self.inventory.position_btc != 0
+            ):
                 cands.append(retry_at)
         due = [d for d in cands if d > last]  # earlier ones were decided at `last`: no busy loop
         return max(min(due), now) if due else None
@@ -295,8 +302,9 @@ class StallThenStrikeStrategy:
         dust_note = ""
         if exit_reason is not None and is_dust(position, self._min_size):
             # the venue refuses an order this small: the exit is skipped (and said so), trading goes on
-            dust_note = (f"dust: {exit_reason} skipped, position {position} BTC is below min size "
-                         f"{self._min_size}")
+            dust_note = (
+                f"dust: {exit_reason} skipped, position {position} BTC is below min size {self._min_size}"
+            )
             exit_reason = None
         self._dust_note = dust_note
         if exit_reason is not None:
@@ -357,8 +365,10 @@ class StallThenStrikeStrategy:
         for side, px in ((Side.BUY, bid_px), (Side.SELL, ask_px)):
             if not side_keeps_inventory(position, side, cfg.size_min, cfg.max_inventory_btc):
                 inventory_blocked = True
-                skipped.append(f"{side} skipped: position {position} + {cfg.size_min} would pass "
-                               f"max_inventory_btc {cfg.max_inventory_btc}")
+                skipped.append(
+                    f"{side} skipped: position {position} + {cfg.size_min} would pass "
+                    f"max_inventory_btc {cfg.max_inventory_btc}"
+                )
             elif side is Side.BUY and px >= best_ask:
                 crossed = True
                 skipped.append(f"BUY skipped: bid {px} would cross best ask {best_ask}")
@@ -380,14 +390,24 @@ class StallThenStrikeStrategy:
             why = Reason.INVENTORY_LIMIT if inventory_blocked and not crossed else Reason.WOULD_CROSS
             return [], why, detail, {}
         if self.gate.order_budget < len(quotes):
-            return [], Reason.RATE_BUDGET, (
-                f"strike needs {len(quotes)} order(s), rate budget allows {self.gate.order_budget}"
-            ), {}
+            return (
+                [],
+                Reason.RATE_BUDGET,
+                (f"strike needs {len(quotes)} order(s), rate budget allows {self.gate.order_budget}"),
+                {},
+            )
         self._struck_stall = board.best_changed_at
         self._last_strike_at = now
         actions = [
-            Action(ActionKind.PLACE_LIMIT, Reason.STRIKE, side=q.side, price=q.price, size=cfg.size_min,
-                   ttl_ms=cfg.ttl_ms, tag=STALL_TAG)
+            Action(
+                ActionKind.PLACE_LIMIT,
+                Reason.STRIKE,
+                side=q.side,
+                price=q.price,
+                size=cfg.size_min,
+                ttl_ms=cfg.ttl_ms,
+                tag=STALL_TAG,
+            )
             for q in quotes
         ]
         return actions, Reason.STRIKE, detail, {q.side: q.price for q in quotes}

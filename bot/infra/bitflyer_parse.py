@@ -4,8 +4,8 @@ Numbers arrive as JSON floats (`13633748.0`, `0.001`); they become Decimal throu
 0.001 stays exactly 0.001. Whole-yen prices are normalised to integral Decimals (`Decimal("13633748")`).
 
 Two policies, on purpose:
-- Stream parsers (`parse_child_order_events`, `parse_executions`) never raise: a malformed item is skipped with a
-  log line and the rest of the frame still counts (a WebSocket frame cannot be asked for again).
+- Stream parsers (`parse_child_order_events`, `parse_executions`) never raise: a malformed item is skipped
+  with a log line and the rest of the frame still counts (a WebSocket frame cannot be asked for again).
 - REST row parsers (`parse_getchildorders_row`, `parse_position_rows`, `parse_my_executions`) raise
   `ParseError`: reconciliation must treat a response it cannot read as "unknown", never as "nothing there".
 """
@@ -60,7 +60,8 @@ def parse_exec_date(s: str) -> datetime:
 
 
 def to_decimal(x: Any, what: str = "number") -> Decimal:
-    """JSON number (or numeric string) -> exact finite Decimal. Floats go through repr: 0.001 -> Decimal('0.001')."""
+    """JSON number (or numeric string) -> exact finite Decimal. Floats go through repr: 0.001 ->
+    Decimal('0.001')."""
     if isinstance(x, bool):
         raise ParseError(f"{what}: boolean is not a number")
     try:
@@ -155,7 +156,11 @@ def parse_child_order_event(item: Any) -> ChildOrderEvent:
     match event_type:
         case ChildOrderEventType.ORDER:
             return ChildOrderEvent(
-                event_type, acceptance_id, child_order_id, event_date, product_code=product,
+                event_type,
+                acceptance_id,
+                child_order_id,
+                event_date,
+                product_code=product,
                 side=to_side(_req(row, "side")),
                 price=_opt(row, "price", to_price),
                 size=to_size(_req(row, "size")),
@@ -164,7 +169,11 @@ def parse_child_order_event(item: Any) -> ChildOrderEvent:
             )
         case ChildOrderEventType.ORDER_FAILED:
             return ChildOrderEvent(
-                event_type, acceptance_id, child_order_id, event_date, product_code=product,
+                event_type,
+                acceptance_id,
+                child_order_id,
+                event_date,
+                product_code=product,
                 reason=str(row.get("reason") or ""),
             )
         case ChildOrderEventType.EXECUTION:
@@ -173,7 +182,11 @@ def parse_child_order_event(item: Any) -> ChildOrderEvent:
             if size <= 0:
                 raise ParseError("execution size must be > 0")
             return ChildOrderEvent(
-                event_type, acceptance_id, child_order_id, event_date, product_code=product,
+                event_type,
+                acceptance_id,
+                child_order_id,
+                event_date,
+                product_code=product,
                 side=to_side(_req(row, "side")),
                 price=to_price(_req(row, "price")),
                 size=size,
@@ -183,12 +196,18 @@ def parse_child_order_event(item: Any) -> ChildOrderEvent:
             )
         case ChildOrderEventType.CANCEL | ChildOrderEventType.EXPIRE:
             return ChildOrderEvent(
-                event_type, acceptance_id, child_order_id, event_date, product_code=product,
+                event_type,
+                acceptance_id,
+                child_order_id,
+                event_date,
+                product_code=product,
                 price=_opt(row, "price", to_price),
                 size=_opt(row, "size", to_size),
             )
         case ChildOrderEventType.CANCEL_FAILED:
-            return ChildOrderEvent(event_type, acceptance_id, child_order_id, event_date, product_code=product)
+            return ChildOrderEvent(
+                event_type, acceptance_id, child_order_id, event_date, product_code=product
+            )
     raise ParseError(f"unhandled event_type {event_type}")  # pragma: no cover - the match is exhaustive
 
 
@@ -207,7 +226,8 @@ def _parse_each(message: Any, parse_one: Callable[[Any], T], channel: str) -> li
 
 
 def parse_child_order_events(message: Any) -> list[ChildOrderEvent]:
-    """A child_order_events `message` (a list of items). Malformed items are skipped and logged; never raises."""
+    """A child_order_events `message` (a list of items). Malformed items are skipped and logged; never
+    raises."""
     return _parse_each(message, parse_child_order_event, "child_order_events")
 
 
@@ -215,7 +235,7 @@ def parse_child_order_events(message: Any) -> list[ChildOrderEvent]:
 @dataclass(frozen=True, slots=True)
 class PublicExecution:
     id: int
-    side: Side | None                      # blank during itayose
+    side: Side | None  # blank during itayose
     price: Decimal
     size: Decimal
     exec_date: datetime
@@ -258,10 +278,10 @@ class ChildOrderRow:
     child_order_acceptance_id: str
     side: Side
     child_order_type: str
-    price: Decimal                         # 0 for MARKET
+    price: Decimal  # 0 for MARKET
     average_price: Decimal
     size: Decimal
-    child_order_state: str                 # ACTIVE, COMPLETED, CANCELED, EXPIRED, REJECTED
+    child_order_state: str  # ACTIVE, COMPLETED, CANCELED, EXPIRED, REJECTED
     outstanding_size: Decimal
     cancel_size: Decimal
     executed_size: Decimal
@@ -334,8 +354,8 @@ def parse_position_rows(rows: Any, product_code: str | None = None) -> list[tupl
 
 
 def net_position(lots: Iterable[tuple[Side, Decimal, Decimal]]) -> tuple[Decimal, Decimal | None]:
-    """(signed BTC, size-weighted average price of the lots) — bitFlyer nets FX lots, so all lots share a side;
-    mixed sides would be netted here anyway. Average is None when flat."""
+    """(signed BTC, size-weighted average price of the lots) — bitFlyer nets FX lots, so all lots share a
+    side; mixed sides would be netted here anyway. Average is None when flat."""
     net = Decimal(0)
     notional = Decimal(0)
     gross = Decimal(0)

@@ -1,27 +1,28 @@
 """BoardStore: the bitFlyer board (lightning_board_snapshot_* / lightning_board_*) as a pybotters DataStore.
 
-Why not pybotters' own `bitFlyerDataStore.board` (SPEC §13): it re-sorts the whole book on every message, holds at
-most 9,999 levels and silently drops the oldest-inserted ones, unsubscribes from snapshots after the first (so
-missed deletions are never healed), ignores snapshots fed with `ws=None` (replay), keeps a disconnected book as if
-it were fresh, and stores itayose levels at price 0.
+Why not pybotters' own `bitFlyerDataStore.board` (SPEC §13): it re-sorts the whole book on every message,
+holds at most 9,999 levels and silently drops the oldest-inserted ones, unsubscribes from snapshots after the
+first (so missed deletions are never healed), ignores snapshots fed with `ws=None` (replay), keeps a
+disconnected book as if it were fresh, and stores itayose levels at price 0.
 
 This store:
-- keeps each side in a `SortedDict` price -> size (floats, as on the wire: whole-yen prices are exact in a float),
-  so a level update is O(log n) and the best price is O(1);
+- keeps each side in a `SortedDict` price -> size (floats, as on the wire: whole-yen prices are exact in a
+  float), so a level update is O(log n) and the best price is O(1);
 - replaces the whole book on every snapshot and never unsubscribes (`ws` is not used at all);
-- after each diff drops crossed levels against the message's `mid_price` (bids >= mid, asks <= mid), drops levels
-  with price <= 0 and deletes levels of size 0;
-- is `stale` (with a reason) from the start until the first snapshot, after `mark_disconnected()`, and after a diff
-  whose `mid_price` disagrees with the rebuilt book (desync); only a snapshot clears it;
+- after each diff drops crossed levels against the message's `mid_price` (bids >= mid, asks <= mid), drops
+  levels with price <= 0 and deletes levels of size 0;
+- is `stale` (with a reason) from the start until the first snapshot, after `mark_disconnected()`, and after a
+  diff whose `mid_price` disagrees with the rebuilt book (desync); only a snapshot clears it;
 - never drops a level because the book is large (the DataStore item cap does not apply: levels live outside
   `_data`);
 - exposes Decimal at its boundary (`best()`, `levels()`, `find()`, `sorted()`).
 
-DataStore semantics: `watch()` yields exactly ONE `StoreChange` per applied board message (not one per level, to
-keep the hot path cheap): operation "insert" for a snapshot (the book was replaced), "update" for a diff, plus one
-"update" when `mark_disconnected()` is called or a frame fails half-way. `source` is the raw message (shared, do not
-mutate; None for a disconnect); `data` is a small summary dict: product_code, kind ("snapshot" | "diff" |
-"disconnected" | "error"), version, stale, stale_reason, best_bid(_size), best_ask(_size) as Decimal. `wait()`
+DataStore semantics: `watch()` yields exactly ONE `StoreChange` per applied board message (not one per level,
+to keep the hot path cheap): operation "insert" for a snapshot (the book was replaced), "update" for a diff,
+plus one "update" when `mark_disconnected()` is called or a frame fails half-way. `source` is the raw message
+(shared, do not mutate; None for a disconnect); `data` is a small summary dict: product_code, kind ("snapshot"
+| "diff" | "disconnected" | "error"), version, stale, stale_reason, best_bid(_size), best_ask(_size) as
+  Decimal. `wait()`
 wakes on each of those. `find()` / `get()` / `len()` / iteration see the levels as pybotters-style items
 `{"product_code", "side": "bids"|"asks", "price": Decimal, "size": Decimal}`.
 """
@@ -49,11 +50,11 @@ _Levels = list[tuple[float, float]]  # wire (price, size), validated
 
 
 class StaleReason(StrEnum):
-    NO_SNAPSHOT = "no_snapshot"    # started, no snapshot yet
+    NO_SNAPSHOT = "no_snapshot"  # started, no snapshot yet
     DISCONNECTED = "disconnected"  # the runner lost the socket
-    DESYNC = "desync"              # a diff's mid_price disagreed with the rebuilt book
-    ERROR = "error"                # applying a frame failed half-way (a bug): the book cannot be trusted
-    SILENT = "silent"              # no board message for stale_after_ms: what happened meanwhile is unknown
+    DESYNC = "desync"  # a diff's mid_price disagreed with the rebuilt book
+    ERROR = "error"  # applying a frame failed half-way (a bug): the book cannot be trusted
+    SILENT = "silent"  # no board message for stale_after_ms: what happened meanwhile is unknown
 
 
 class _BadFrame(ValueError):
@@ -133,15 +134,15 @@ class BoardStore(DataStore):
         # disagreement is a real desync; until then it could be rounding of an x.5 mid to whole yen.
         self._exact_mids_seen = False
         self.last_mid: float | None = None
-        self.version = 0              # +1 whenever the best bid or best ask price changes
+        self.version = 0  # +1 whenever the best bid or best ask price changes
         self.messages_applied = 0
         self.snapshots_applied = 0
         self.diffs_applied = 0
-        self.frames_skipped = 0       # malformed frames on our channels
-        self.levels_dropped = 0       # levels with price <= 0 (itayose)
-        self.levels_pruned = 0        # crossed levels removed against mid_price
+        self.frames_skipped = 0  # malformed frames on our channels
+        self.levels_dropped = 0  # levels with price <= 0 (itayose)
+        self.levels_pruned = 0  # crossed levels removed against mid_price
         self.desyncs = 0
-        self.resyncs = 0              # snapshots that ended a stale period
+        self.resyncs = 0  # snapshots that ended a stale period
         super().__init__(name=name, keys=self._KEYS)
 
     # ---- state ---------------------------------------------------------------------------------------
@@ -160,8 +161,8 @@ class BoardStore(DataStore):
         self._notify("update", None, "disconnected")
 
     def mark_silent(self) -> None:
-        """The feed went quiet past the runner's stale limit: diffs may have been lost, so only a snapshot (not
-        the next diff) makes the book fresh again, and the stall clock restarts then."""
+        """The feed went quiet past the runner's stale limit: diffs may have been lost, so only a snapshot
+        (not the next diff) makes the book fresh again, and the stall clock restarts then."""
         if self._stale_reason is None:
             self._stale_reason = StaleReason.SILENT
             self._notify("update", None, "silent")
@@ -229,24 +230,32 @@ class BoardStore(DataStore):
         size = book.get(price)
         if size is None:
             return None
-        return {"product_code": self.product_code, "side": item["side"], "price": price_to_decimal(price),
-                "size": size_to_decimal(size)}
+        return {
+            "product_code": self.product_code,
+            "side": item["side"],
+            "price": price_to_decimal(price),
+            "size": size_to_decimal(size),
+        }
 
     def sorted(self, query: dict[str, Any] | None = None, limit: int | None = None) -> dict[str, list[dict]]:
         """pybotters Board.sorted(): {"bids": descending, "asks": ascending}, without sorting anything."""
         if not query:
-            return {"bids": list(self._items(Side.BUY, limit or None)),
-                    "asks": list(self._items(Side.SELL, limit or None))}
+            return {
+                "bids": list(self._items(Side.BUY, limit or None)),
+                "asks": list(self._items(Side.SELL, limit or None)),
+            }
         result: dict[str, list[dict]] = {"bids": [], "asks": []}
         for key, side in (("bids", Side.BUY), ("asks", Side.SELL)):
-            matching = (it for it in self._items(side) if all(k in it and it[k] == v for k, v in query.items()))
+            matching = (
+                it for it in self._items(side) if all(k in it and it[k] == v for k, v in query.items())
+            )
             result[key] = list(islice(matching, limit or None))
         return result
 
     # ---- input -----------------------------------------------------------------------------------------
     def onmessage(self, msg: Any, ws: Any = None) -> None:
-        """pybotters hdlr_json: a full JSON-RPC frame. Other channels and replies are ignored; a malformed frame
-        on our channels is logged and skipped whole. Never raises. `ws` is accepted and unused."""
+        """pybotters hdlr_json: a full JSON-RPC frame. Other channels and replies are ignored; a malformed
+        frame on our channels is logged and skipped whole. Never raises. `ws` is accepted and unused."""
         try:
             params = msg["params"]
             channel = params["channel"]
@@ -263,7 +272,9 @@ class BoardStore(DataStore):
             mid, bids, asks = _parse_message(message, is_snapshot)
         except (_BadFrame, KeyError, TypeError) as e:
             self.frames_skipped += 1
-            logger.warning("board: skipped bad frame on {} ({}): {}", channel, e, repr(msg)[:_BAD_FRAME_PREVIEW])
+            logger.warning(
+                "board: skipped bad frame on {} ({}): {}", channel, e, repr(msg)[:_BAD_FRAME_PREVIEW]
+            )
             return
         if mid is not None and not mid.is_integer():
             self._exact_mids_seen = True
@@ -294,9 +305,15 @@ class BoardStore(DataStore):
     def _summary(self, kind: str) -> dict[str, Any]:
         bid_p, bid_s, ask_p, ask_s = self.best()
         return {
-            "product_code": self.product_code, "kind": kind,
-            "version": self.version, "stale": self.stale, "stale_reason": self._stale_reason,
-            "best_bid": bid_p, "best_bid_size": bid_s, "best_ask": ask_p, "best_ask_size": ask_s,
+            "product_code": self.product_code,
+            "kind": kind,
+            "version": self.version,
+            "stale": self.stale,
+            "stale_reason": self._stale_reason,
+            "best_bid": bid_p,
+            "best_bid_size": bid_s,
+            "best_ask": ask_p,
+            "best_ask_size": ask_s,
         }
 
     def _apply_snapshot(self, mid: float | None, bids: _Levels, asks: _Levels) -> None:
@@ -359,9 +376,10 @@ class BoardStore(DataStore):
     def _mid_agrees(self, mid: float) -> bool:
         """Does the message's mid_price match our book's (best_bid + best_ask) / 2?
 
-        Whole-yen prices make the book's mid a whole or half yen, and all these sums are exact in a float. A mid
-        sent as x.5 proves the exchange sends exact mids; until one is seen, a whole-yen mid one half-yen off an
-        x.5 book mid is accepted as rounding. A side emptied by the prune means the book cannot be right.
+        Whole-yen prices make the book's mid a whole or half yen, and all these sums are exact in a float. A
+        mid sent as x.5 proves the exchange sends exact mids; until one is seen, a whole-yen mid one half-yen
+        off an x.5 book mid is accepted as rounding. A side emptied by the prune means the book cannot be
+        right.
         """
         bid, ask = self._best_bid, self._best_ask
         if bid is None or ask is None:

@@ -42,20 +42,28 @@ SIZE_GRID = Decimal("0.00000001")
 
 
 class ErrorKind(StrEnum):
-    REJECTED = "rejected"                    # a definite no: the request had no effect
-    RETRYABLE_UNKNOWN = "retryable_unknown"  # -208 / HTTP 5xx / dropped connection: it may or may not have acted
-    MARKET_CLOSED = "market_closed"          # -204: maintenance / market closed
-    AUTH = "auth"                            # -500 / HTTP 401-403: signature, key or permission
-    RATE_LIMITED = "rate_limited"            # -1 / HTTP 429 / -508 / -509
-    TIMEOUT = "timeout"                      # no answer in time: it may or may not have acted
-    BAD_RESPONSE = "bad_response"            # non-JSON body, HTML error page, unexpected shape: outcome unknown
-    CONNECT_FAILED = "connect_failed"        # no connection could be opened: nothing was sent
+    REJECTED = "rejected"  # a definite no: the request had no effect
+    RETRYABLE_UNKNOWN = (
+        "retryable_unknown"  # -208 / HTTP 5xx / dropped connection: it may or may not have acted
+    )
+    MARKET_CLOSED = "market_closed"  # -204: maintenance / market closed
+    AUTH = "auth"  # -500 / HTTP 401-403: signature, key or permission
+    RATE_LIMITED = "rate_limited"  # -1 / HTTP 429 / -508 / -509
+    TIMEOUT = "timeout"  # no answer in time: it may or may not have acted
+    BAD_RESPONSE = "bad_response"  # non-JSON body, HTML error page, unexpected shape: outcome unknown
+    CONNECT_FAILED = "connect_failed"  # no connection could be opened: nothing was sent
 
 
 # Kinds after which the venue has certainly not acted on the request.
-DEFINITE_KINDS = frozenset({
-    ErrorKind.REJECTED, ErrorKind.MARKET_CLOSED, ErrorKind.AUTH, ErrorKind.RATE_LIMITED, ErrorKind.CONNECT_FAILED,
-})
+DEFINITE_KINDS = frozenset(
+    {
+        ErrorKind.REJECTED,
+        ErrorKind.MARKET_CLOSED,
+        ErrorKind.AUTH,
+        ErrorKind.RATE_LIMITED,
+        ErrorKind.CONNECT_FAILED,
+    }
+)
 
 _CODE_KINDS: dict[int, ErrorKind] = {
     -1: ErrorKind.RATE_LIMITED,
@@ -71,8 +79,9 @@ _REJECT_CODES = frozenset({-100, -106, -110, -200, -205})
 
 
 def classify(http_status: int | None, code: int | None) -> ErrorKind:
-    """bitFlyer's status code decides when it is one we know; otherwise the HTTP status does. On an HTTP 5xx an
-    unknown code, or -1 (bitFlyer also uses it for "An unexpected error occurred"), leaves the outcome unknown."""
+    """bitFlyer's status code decides when it is one we know; otherwise the HTTP status does. On an HTTP 5xx
+    an unknown code, or -1 (bitFlyer also uses it for "An unexpected error occurred"), leaves the outcome
+    unknown."""
     server_trouble = http_status is not None and http_status >= 500
     if code is not None:
         if code == -1 and server_trouble:
@@ -95,8 +104,14 @@ class ExchangeError(Exception):
     """A REST call that did not succeed. `code` is bitFlyer's `status` (e.g. -205) when the body had one."""
 
     def __init__(
-        self, http_status: int | None, code: int | None, message: str, *,
-        kind: ErrorKind | None = None, path: str = "", body: str = "",
+        self,
+        http_status: int | None,
+        code: int | None,
+        message: str,
+        *,
+        kind: ErrorKind | None = None,
+        path: str = "",
+        body: str = "",
     ) -> None:
         self.http_status = http_status
         self.code = code
@@ -108,7 +123,8 @@ class ExchangeError(Exception):
 
     @property
     def definite(self) -> bool:
-        """True when the venue certainly did not act on the request (safe to treat an order as never placed)."""
+        """True when the venue certainly did not act on the request (safe to treat an order as never
+        placed)."""
         return self.kind in DEFINITE_KINDS
 
     @property
@@ -134,11 +150,11 @@ class ExchangeError(Exception):
 class RateLimitInfo:
     """The `X-RateLimit-*` headers of one response."""
 
-    period: int | None                     # seconds
+    period: int | None  # seconds
     remaining: int | None
-    reset_epoch: float | None              # Unix seconds
-    seen_at_ns: int                        # monotonic ns
-    seen_at_wall: float                    # Unix seconds, to turn reset_epoch into a delay
+    reset_epoch: float | None  # Unix seconds
+    seen_at_ns: int  # monotonic ns
+    seen_at_wall: float  # Unix seconds, to turn reset_epoch into a delay
 
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
@@ -166,7 +182,8 @@ def size_on_wire(size: Decimal) -> float:
 
 
 def price_on_wire(price: Decimal) -> int:
-    """A price as whole yen (FX_BTC_JPY's tick is 1 JPY); a fractional price is a bug, refused, never rounded."""
+    """A price as whole yen (FX_BTC_JPY's tick is 1 JPY); a fractional price is a bug, refused, never
+    rounded."""
     if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
         raise ValueError(f"price must be a positive finite Decimal, got {price!r}")
     if price != price.to_integral_value():
@@ -176,8 +193,12 @@ def price_on_wire(price: Decimal) -> int:
 
 class BitflyerHttp:
     def __init__(
-        self, client: pybotters.Client, exchange: ExchangeConfig, *,
-        timeout_s: float = 10.0, clock: Callable[[], int] = time.monotonic_ns,
+        self,
+        client: pybotters.Client,
+        exchange: ExchangeConfig,
+        *,
+        timeout_s: float = 10.0,
+        clock: Callable[[], int] = time.monotonic_ns,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
@@ -187,7 +208,7 @@ class BitflyerHttp:
         self.timeout_s = timeout_s
         self._clock = clock
         self._wall = wall
-        self.rate_limits: dict[str, RateLimitInfo] = {}   # path -> last headers seen on it
+        self.rate_limits: dict[str, RateLimitInfo] = {}  # path -> last headers seen on it
         self.last_rate_limit: RateLimitInfo | None = None
         self.last_latency_ms: float | None = None
         self.requests = 0
@@ -197,12 +218,18 @@ class BitflyerHttp:
         self.request_listeners: list[Callable[[str], None]] = []
 
     def add_rate_listener(self, cb: Callable[[str, RateLimitInfo], None]) -> None:
-        """`cb(path, info)` after every response that carried X-RateLimit headers (e.g. to feed a RateBudget)."""
+        """`cb(path, info)` after every response that carried X-RateLimit headers (e.g. to feed a
+        RateBudget)."""
         self._rate_listeners.append(cb)
 
     # ---- the one place a request is made ------------------------------------------------------------
     async def _call(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, body: dict[str, Any] | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
         expect_body: bool = True,
     ) -> Any:
         url = self._base + path
@@ -225,19 +252,22 @@ class BitflyerHttp:
         except TimeoutError:
             self.errors += 1
             self._note_latency(t0)
-            raise ExchangeError(status, None, f"no answer within {self.timeout_s:g}s",
-                                kind=ErrorKind.TIMEOUT, path=path) from None
+            raise ExchangeError(
+                status, None, f"no answer within {self.timeout_s:g}s", kind=ErrorKind.TIMEOUT, path=path
+            ) from None
         except aiohttp.ClientConnectorError as e:
             self.errors += 1
             self._note_latency(t0)
-            raise ExchangeError(None, None, f"cannot connect: {e}", kind=ErrorKind.CONNECT_FAILED,
-                                path=path) from None
+            raise ExchangeError(
+                None, None, f"cannot connect: {e}", kind=ErrorKind.CONNECT_FAILED, path=path
+            ) from None
         except aiohttp.ClientError as e:
             # the connection broke after the request may have left: outcome unknown
             self.errors += 1
             self._note_latency(t0)
-            raise ExchangeError(status, None, f"{type(e).__name__}: {e}",
-                                kind=ErrorKind.RETRYABLE_UNKNOWN, path=path) from None
+            raise ExchangeError(
+                status, None, f"{type(e).__name__}: {e}", kind=ErrorKind.RETRYABLE_UNKNOWN, path=path
+            ) from None
         self._note_latency(t0)
         assert status is not None
         text = raw.decode("utf-8", errors="replace")
@@ -268,17 +298,29 @@ class BitflyerHttp:
             kind = classify(status, None)
             if kind is ErrorKind.RETRYABLE_UNKNOWN and not parsed:
                 kind = ErrorKind.BAD_RESPONSE
-            what = "non-JSON body" if stripped and not parsed else ("empty body" if not stripped else "error body")
-            raise ExchangeError(status, None, f"HTTP {status} with {what}: {_clip(stripped)}",
-                                kind=kind, path=path, body=text)
+            what = (
+                "non-JSON body"
+                if stripped and not parsed
+                else ("empty body" if not stripped else "error body")
+            )
+            raise ExchangeError(
+                status, None, f"HTTP {status} with {what}: {_clip(stripped)}", kind=kind, path=path, body=text
+            )
         if not stripped:
             if expect_body:
-                raise ExchangeError(status, None, "empty body where data was expected",
-                                    kind=ErrorKind.BAD_RESPONSE, path=path)
+                raise ExchangeError(
+                    status, None, "empty body where data was expected", kind=ErrorKind.BAD_RESPONSE, path=path
+                )
             return None
         if not parsed:
-            raise ExchangeError(status, None, f"non-JSON body: {_clip(stripped)}",
-                                kind=ErrorKind.BAD_RESPONSE, path=path, body=text)
+            raise ExchangeError(
+                status,
+                None,
+                f"non-JSON body: {_clip(stripped)}",
+                kind=ErrorKind.BAD_RESPONSE,
+                path=path,
+                body=text,
+            )
         return data
 
     def _note_latency(self, t0: int) -> None:
@@ -290,7 +332,9 @@ class BitflyerHttp:
         reset = _int_header(headers, "X-RateLimit-Reset")
         if remaining is None and period is None and reset is None:
             return
-        info = RateLimitInfo(period, remaining, None if reset is None else float(reset), self._clock(), self._wall())
+        info = RateLimitInfo(
+            period, remaining, None if reset is None else float(reset), self._clock(), self._wall()
+        )
         self.rate_limits[path] = info
         self.last_rate_limit = info
         for cb in self._rate_listeners:
@@ -298,8 +342,14 @@ class BitflyerHttp:
 
     # ---- orders --------------------------------------------------------------------------------------
     async def send_child_order(
-        self, side: Side, size: Decimal, *, order_type: str = "LIMIT", price: Decimal | None = None,
-        minute_to_expire: int | None = None, time_in_force: str = "GTC",
+        self,
+        side: Side,
+        size: Decimal,
+        *,
+        order_type: str = "LIMIT",
+        price: Decimal | None = None,
+        minute_to_expire: int | None = None,
+        time_in_force: str = "GTC",
     ) -> str:
         """Place a child order; returns its child_order_acceptance_id."""
         if order_type not in ("LIMIT", "MARKET"):
@@ -326,24 +376,36 @@ class BitflyerHttp:
         data = await self._call("POST", SEND_CHILD_ORDER, body=body)
         aid = data.get("child_order_acceptance_id") if isinstance(data, dict) else None
         if not isinstance(aid, str) or not aid:
-            raise self._bad_shape(SEND_CHILD_ORDER, f"no child_order_acceptance_id in {_clip(json.dumps(data))}")
+            raise self._bad_shape(
+                SEND_CHILD_ORDER, f"no child_order_acceptance_id in {_clip(json.dumps(data))}"
+            )
         return aid
 
     async def cancel_child_order(self, acceptance_id: str) -> None:
         """Request a cancel. bitFlyer answers 200 with an empty body; the outcome arrives as an event."""
         if not acceptance_id:
             raise ValueError("acceptance_id is required")
-        await self._call("POST", CANCEL_CHILD_ORDER, expect_body=False, body={
-            "product_code": self.product_code, "child_order_acceptance_id": acceptance_id,
-        })
+        await self._call(
+            "POST",
+            CANCEL_CHILD_ORDER,
+            expect_body=False,
+            body={
+                "product_code": self.product_code,
+                "child_order_acceptance_id": acceptance_id,
+            },
+        )
 
     async def cancel_all_child_orders(self) -> None:
-        await self._call("POST", CANCEL_ALL_CHILD_ORDERS, expect_body=False,
-                         body={"product_code": self.product_code})
+        await self._call(
+            "POST", CANCEL_ALL_CHILD_ORDERS, expect_body=False, body={"product_code": self.product_code}
+        )
 
     # ---- queries -------------------------------------------------------------------------------------
     async def get_child_orders(
-        self, state: str | None = None, acceptance_id: str | None = None, count: int = 100,
+        self,
+        state: str | None = None,
+        acceptance_id: str | None = None,
+        count: int = 100,
     ) -> list[dict]:
         params: dict[str, Any] = {"product_code": self.product_code, "count": count}
         if state is not None:
@@ -367,7 +429,8 @@ class BitflyerHttp:
 
     async def get_health(self) -> str:
         data = self._expect_dict(
-            await self._call("GET", GET_HEALTH, params={"product_code": self.product_code}), GET_HEALTH)
+            await self._call("GET", GET_HEALTH, params={"product_code": self.product_code}), GET_HEALTH
+        )
         status = data.get("status")
         if not isinstance(status, str):
             raise self._bad_shape(GET_HEALTH, f"no status in {_clip(json.dumps(data))}")
@@ -375,7 +438,9 @@ class BitflyerHttp:
 
     async def get_board_state(self) -> dict:
         data = self._expect_dict(
-            await self._call("GET", GET_BOARD_STATE, params={"product_code": self.product_code}), GET_BOARD_STATE)
+            await self._call("GET", GET_BOARD_STATE, params={"product_code": self.product_code}),
+            GET_BOARD_STATE,
+        )
         if not isinstance(data.get("state"), str):
             raise self._bad_shape(GET_BOARD_STATE, f"no state in {_clip(json.dumps(data))}")
         return data

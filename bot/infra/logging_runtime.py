@@ -1,11 +1,11 @@
 """Runtime text log (loguru): `<log_dir>/runtime/app.log` with rotation/retention, plus stderr.
 
-Both sinks are enqueued: the caller only formats and queues the line, loguru's writer thread does the I/O, so a
-log call on the event loop never waits on the disk or a slow terminal.
+Both sinks are enqueued: the caller only formats and queues the line, loguru's writer thread does the I/O, so
+a log call on the event loop never waits on the disk or a slow terminal.
 
 Secrets: the runner registers the API key/secret and STST_TOKEN with `register_secret()` at start; every line
-(message and rendered traceback) passes through `redact()` before it reaches a sink, and tracebacks are rendered
-without local variable values (loguru's `diagnose`), which could hold a key.
+(message and rendered traceback) passes through `redact()` before it reaches a sink, and tracebacks are
+rendered without local variable values (loguru's `diagnose`), which could hold a key.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ _handler_ids: list[int] = []
 
 
 def register_secret(value: str | None) -> None:
-    """Mask `value` wherever it appears in a runtime log line from now on. Empty values are ignored (masking ""
-    is meaningless); anything else is masked, however short, since leaking it is worse than an odd log line."""
+    """Mask `value` wherever it appears in a runtime log line from now on. Empty values are ignored (masking
+    "" is meaningless); anything else is masked, however short, since leaking it is worse than an odd log
+    line."""
     global _secret_pattern
     if not value or not value.strip():
         return
@@ -91,13 +92,16 @@ REPEAT_INTERVAL_SEC = 10.0
 
 
 class _StdlibToLoguru(logging.Handler):
-    """Routes stdlib `logging` records (uvicorn, aiohttp, pybotters) into loguru, so they are redacted and land
-    in app.log as well. A warning or error that repeats (asyncio's "socket.accept() out of system resource" under a
-    flood, thousands a second) is written at most once per REPEAT_INTERVAL_SEC, with the count it stood for."""
+    """Routes stdlib `logging` records (uvicorn, aiohttp, pybotters) into loguru, so they are redacted and
+    land in app.log as well. A warning or error that repeats (asyncio's "socket.accept() out of system
+    resource" under a flood, thousands a second) is written at most once per REPEAT_INTERVAL_SEC, with the
+    count it stood for."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._repeats: dict[tuple[str, str], list[float]] = {}   # (logger, message template) → [last, suppressed]
+        self._repeats: dict[
+            tuple[str, str], list[float]
+        ] = {}  # (logger, message template) → [last, suppressed]
 
     def _suppressed(self, record: logging.LogRecord) -> int | None:
         """None: drop this record; otherwise how many like it were dropped since the last one written."""
@@ -142,8 +146,8 @@ def setup_runtime_logging(
     stderr: bool = True,
     intercept_stdlib: bool = True,
 ) -> Path:
-    """Send the runtime log to `<log_dir>/runtime/app.log` (rotated, old files removed after `retention`) and to
-    stderr. Calling it again replaces the sinks it added before (no duplicates). Returns the app.log path.
+    """Send the runtime log to `<log_dir>/runtime/app.log` (rotated, old files removed after `retention`) and
+    to stderr. Calling it again replaces the sinks it added before (no duplicates). Returns the app.log path.
     `intercept_stdlib` routes stdlib logging records at the root logger's level into the same sinks."""
     path = Path(log_dir) / "runtime" / "app.log"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +159,11 @@ def setup_runtime_logging(
             pass
         logger.configure(patcher=_redact_record)
         common: dict[str, Any] = {
-            "level": level, "format": _format, "enqueue": True, "backtrace": False, "diagnose": False,
+            "level": level,
+            "format": _format,
+            "enqueue": True,
+            "backtrace": False,
+            "diagnose": False,
         }
         _handler_ids.append(
             logger.add(str(path), rotation=rotation, retention=retention, encoding="utf-8", **common)

@@ -4,24 +4,24 @@
     logs/orders/orders-YYYYMMDD.csv        OrderLogger.log(OrderLogRow)
     logs/decisions/decisions-YYYYMMDD.csv  DecisionLogger.log(DecisionLogRow)
 
-YYYYMMDD is the trading day of the row's `ts` in the logger's time zone (Asia/Tokyo by default); `ts` is written
-ISO-8601 in that zone with milliseconds (`2026-01-05T09:00:00.123+09:00`). Decimals are written exactly in
-fixed-point (`0.00000001`, never `1E-8`), None as an empty cell.
+YYYYMMDD is the trading day of the row's `ts` in the logger's time zone (Asia/Tokyo by default); `ts` is
+written ISO-8601 in that zone with milliseconds (`2026-01-05T09:00:00.123+09:00`). Decimals are written
+exactly in fixed-point (`0.00000001`, never `1E-8`), None as an empty cell.
 
-Threading: `log(row)` only checks the row's type and puts it on a queue (thread-safe, never blocks); one writer
-thread, shared by all loggers of the process, formats the rows and writes each batch of whole lines to a file
-with a single write call on an unbuffered file. `flush()`/`close()` (or `aflush()`/`aclose()` from asyncio code)
-wait until everything logged before them is on disk.
+Threading: `log(row)` only checks the row's type and puts it on a queue (thread-safe, never blocks); one
+writer thread, shared by all loggers of the process, formats the rows and writes each batch of whole lines to
+a file with a single write call on an unbuffered file. `flush()`/`close()` (or `aflush()`/`aclose()` from
+asyncio code) wait until everything logged before them is on disk.
 
 Crash safety: every row is exactly one physical line (newlines inside cells become spaces), so a crash can at
-worst leave a torn last line. When a file is opened again, a torn tail is *truncated* back to the last newline:
-the file then holds only whole rows (the torn row was never written completely, so nothing complete is lost), and
-the next row starts clean. A file whose header is not ours (another version's columns) is moved aside to
-`<name>.csv.N` rather than mixed with rows of other columns.
+worst leave a torn last line. When a file is opened again, a torn tail is *truncated* back to the last
+newline: the file then holds only whole rows (the torn row was never written completely, so nothing complete
+is lost), and the next row starts clean. A file whose header is not ours (another version's columns) is moved
+aside to `<name>.csv.N` rather than mixed with rows of other columns.
 
 Decisions: consecutive no-action rows with the same reason (and trading day) are merged into one row carrying
-the first row's ts, the latest row's other values (best_age_ms, spread, inventory, detail) and the summed count.
-The merged row is written when a different row arrives, on flush/close, or once it has been open
+the first row's ts, the latest row's other values (best_age_ms, spread, inventory, detail) and the summed
+count. The merged row is written when a different row arrives, on flush/close, or once it has been open
 `collapse_max_s` seconds (so a long quiet period still shows up). Rows with actions are never merged.
 """
 
@@ -51,16 +51,46 @@ from bot.types.dto import DecisionLogRow, DecisionMeta, OrderLogRow, TradeLogRow
 
 KINDS = ("trades", "orders", "decisions")
 TRADE_COLUMNS = (
-    "ts", "order_id", "side", "price", "size", "fee", "strategy", "tag", "pnl_jpy", "pnl_cum_jpy",
-    "inventory_after", "exec_id",
+    "ts",
+    "order_id",
+    "side",
+    "price",
+    "size",
+    "fee",
+    "strategy",
+    "tag",
+    "pnl_jpy",
+    "pnl_cum_jpy",
+    "inventory_after",
+    "exec_id",
 )
 ORDER_COLUMNS = (
-    "ts", "action", "order_id", "client_order_id", "side", "price", "size", "tif", "ttl_ms", "tag", "reason",
-    "status", "latency_ms",
+    "ts",
+    "action",
+    "order_id",
+    "client_order_id",
+    "side",
+    "price",
+    "size",
+    "tif",
+    "ttl_ms",
+    "tag",
+    "reason",
+    "status",
+    "latency_ms",
 )
 DECISION_COLUMNS = (
-    "ts", "best_age_ms", "spread_ticks", "inventory_btc", "decision_type", "entry_bid_px", "entry_ask_px",
-    "actions", "reason", "count", "detail",
+    "ts",
+    "best_age_ms",
+    "spread_ticks",
+    "inventory_btc",
+    "decision_type",
+    "entry_bid_px",
+    "entry_ask_px",
+    "actions",
+    "reason",
+    "count",
+    "detail",
 )
 NO_ACTION = "no_action"
 _DAY_FILE = re.compile(r"^(trades|orders|decisions)-(\d{8})\.csv$")
@@ -116,7 +146,8 @@ def format_cell(value: Any) -> str:
 
 
 def format_actions(meta: DecisionMeta) -> str:
-    """The decisions log's `actions` cell: `place_limit BUY 0.001@13599999 ttl=800 tag=stall; cancel_all_stall`."""
+    """The decisions log's `actions` cell: `place_limit BUY 0.001@13599999 ttl=800 tag=stall;
+    cancel_all_stall`."""
     parts = []
     for a in meta.actions:
         text = str(a.kind.value)
@@ -136,21 +167,34 @@ def format_actions(meta: DecisionMeta) -> str:
 def decision_row(meta: DecisionMeta, ts: datetime) -> DecisionLogRow:
     """The decisions-log row of one DecisionMeta; `ts` is the wall-clock time of the decision (tz-aware)."""
     return DecisionLogRow(
-        ts=ts, best_age_ms=meta.best_age_ms, spread_ticks=meta.spread_ticks, inventory_btc=meta.inventory_btc,
-        decision_type=meta.decision_type, entry_bid_px=meta.entry_bid_px, entry_ask_px=meta.entry_ask_px,
-        actions=format_actions(meta), reason=str(meta.reason.value), detail=meta.detail,
+        ts=ts,
+        best_age_ms=meta.best_age_ms,
+        spread_ticks=meta.spread_ticks,
+        inventory_btc=meta.inventory_btc,
+        decision_type=meta.decision_type,
+        entry_bid_px=meta.entry_bid_px,
+        entry_ask_px=meta.entry_ask_px,
+        actions=format_actions(meta),
+        reason=str(meta.reason.value),
+        detail=meta.detail,
     )
 
 
 # ---- one CSV file family (used only on the writer thread) -----------------------------------------------
 class _Sink:
-    def __init__(self, log_dir: Path, kind: str, columns: tuple[str, ...], tz: ZoneInfo,
-                 defaults: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        kind: str,
+        columns: tuple[str, ...],
+        tz: ZoneInfo,
+        defaults: dict[str, str] | None = None,
+    ) -> None:
         self.log_dir = Path(log_dir)
         self.kind = kind
         self.columns = columns
         self.tz = tz
-        self.defaults = defaults or {}          # value for an empty cell (e.g. the strategy name)
+        self.defaults = defaults or {}  # value for an empty cell (e.g. the strategy name)
         self.header = (",".join(columns) + "\n").encode()
         self._files: dict[str, io.FileIO] = {}
 
@@ -284,7 +328,9 @@ def _open_repaired(path: Path, header: bytes) -> io.FileIO:
         if size:
             keep = _whole_lines_length(f, size)
             if keep != size:
-                logger.warning("{}: truncated a torn last line ({} bytes) left by a crash", path.name, size - keep)
+                logger.warning(
+                    "{}: truncated a torn last line ({} bytes) left by a crash", path.name, size - keep
+                )
                 f.truncate(keep)
                 size = keep
         if size:
@@ -293,7 +339,9 @@ def _open_repaired(path: Path, header: bytes) -> io.FileIO:
                 f.close()
                 aside = _free_aside_name(path)
                 path.rename(aside)
-                logger.warning("{}: columns differ from this version's; moved aside to {}", path.name, aside.name)
+                logger.warning(
+                    "{}: columns differ from this version's; moved aside to {}", path.name, aside.name
+                )
                 f = io.FileIO(path, "a+")
                 size = 0
         if not size:
@@ -336,7 +384,7 @@ class _Row:
 
 @dataclass(frozen=True, slots=True)
 class _Drain:
-    sinks: tuple[_Sink, ...] | None         # None: every sink
+    sinks: tuple[_Sink, ...] | None  # None: every sink
     done: Callable[[], None]
     close: bool = False
 
@@ -347,18 +395,25 @@ class CsvLogWriter:
     `io_lock` is held while files are opened and written; holding it pauses the writer (a reader that wants a
     quiet moment can take it; `log()` never does)."""
 
-    def __init__(self, *, max_pending: int = 200_000, batch_max: int = 5_000,
-                 clock: Callable[[], float] = time.monotonic, linger_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        *,
+        max_pending: int = 200_000,
+        batch_max: int = 5_000,
+        clock: Callable[[], float] = time.monotonic,
+        linger_s: float = 0.1,
+    ) -> None:
         self.io_lock = threading.Lock()
-        self.dropped_rows = 0                  # rows refused because the queue was full, or failed to write
+        self.dropped_rows = 0  # rows refused because the queue was full, or failed to write
         self._q: queue.SimpleQueue[_Row | _Drain | None] = queue.SimpleQueue()
         self._max_pending = max_pending
         self._batch_max = batch_max
         self._clock = clock
-        # After each batch the writer sleeps this long instead of waiting on the queue, so rows logged meanwhile
-        # are plain appends: a put that wakes a waiting thread costs the event loop tens of µs and a GIL hand-off.
+        # After each batch the writer sleeps this long instead of waiting on the queue, so rows logged
+        # meanwhile are plain appends: a put that wakes a waiting thread costs the event loop tens of µs and a
+        # GIL hand-off.
         self._linger_s = linger_s
-        self._active: set[_Sink] = set()       # writer thread only
+        self._active: set[_Sink] = set()  # writer thread only
         self._written = threading.Condition()
         self._batches = 0
         self._thread: threading.Thread | None = None
@@ -379,13 +434,19 @@ class CsvLogWriter:
         if self._q.qsize() >= self._max_pending:
             self.dropped_rows += 1
             if self.dropped_rows % 1000 == 1:
-                logger.error("{} log: writer {} rows behind, dropped {} rows so far",
-                             sink.kind, self._max_pending, self.dropped_rows)
+                logger.error(
+                    "{} log: writer {} rows behind, dropped {} rows so far",
+                    sink.kind,
+                    self._max_pending,
+                    self.dropped_rows,
+                )
             return False
         self._q.put(_Row(sink, row))
         return True
 
-    def drain(self, sinks: Iterable[_Sink] | None = None, *, close: bool = False, timeout: float = 10.0) -> bool:
+    def drain(
+        self, sinks: Iterable[_Sink] | None = None, *, close: bool = False, timeout: float = 10.0
+    ) -> bool:
         """Block until every row queued before this call (and any merged row pending) is written.
         True when done, False on timeout or if the writer is not running."""
         if not self.running:
@@ -546,7 +607,9 @@ class _CsvLogger(Generic[RowT]):
         if self._closed:
             raise RuntimeError(f"{self._sink.kind} logger is closed")
         if not isinstance(row, self.row_type):
-            raise TypeError(f"{type(self).__name__}.log takes a {self.row_type.__name__}, not {type(row).__name__}")
+            raise TypeError(
+                f"{type(self).__name__}.log takes a {self.row_type.__name__}, not {type(row).__name__}"
+            )
         self._writer.submit(self._sink, row)
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -581,11 +644,13 @@ class TradeLogger(_CsvLogger[TradeLogRow]):
 
     row_type = TradeLogRow
 
-    def __init__(self, log_dir: Path, strategy_name: str, tz: str = "Asia/Tokyo", *,
-                 writer: CsvLogWriter | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, strategy_name: str, tz: str = "Asia/Tokyo", *, writer: CsvLogWriter | None = None
+    ) -> None:
         self.strategy_name = strategy_name
-        super().__init__(_Sink(log_dir, "trades", TRADE_COLUMNS, ZoneInfo(tz), {"strategy": strategy_name}),
-                         writer)
+        super().__init__(
+            _Sink(log_dir, "trades", TRADE_COLUMNS, ZoneInfo(tz), {"strategy": strategy_name}), writer
+        )
 
     log_trade = _CsvLogger.log  # the seed's name
 
@@ -607,8 +672,15 @@ class DecisionLogger(_CsvLogger[DecisionLogRow]):
 
     row_type = DecisionLogRow
 
-    def __init__(self, log_dir: Path, strategy_name: str, tz: str = "Asia/Tokyo", *,
-                 collapse_max_s: float = 10.0, writer: CsvLogWriter | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        strategy_name: str,
+        tz: str = "Asia/Tokyo",
+        *,
+        collapse_max_s: float = 10.0,
+        writer: CsvLogWriter | None = None,
+    ) -> None:
         if collapse_max_s <= 0:
             raise ValueError("collapse_max_s must be > 0")
         self.strategy_name = strategy_name

@@ -1,12 +1,12 @@
 """OrderBookView: the board as the strategy sees it — best bid/ask EXCLUDING our own resting orders (SPEC §5).
 
-Our own quote inside the spread would otherwise become "the best", reset the stall clock and cancel itself. So our
-outstanding size is subtracted at our prices; a level left with nothing is skipped for the next one.
+Our own quote inside the spread would otherwise become "the best", reset the stall clock and cancel itself. So
+our outstanding size is subtracted at our prices; a level left with nothing is skipped for the next one.
 
-The stall clock (`best_changed_at`, `best_age_ms`) runs on the monotonic `now` passed in and restarts when either
-own-excluded best *price* changes (size changes do not count). It also restarts when the store resyncs after a
-stale period (disconnect, desync): what the best did during the gap is unknown, so no stall may span it.
-Pure: no clock reads, no I/O.
+The stall clock (`best_changed_at`, `best_age_ms`) runs on the monotonic `now` passed in and restarts when
+either own-excluded best *price* changes (size changes do not count). It also restarts when the store resyncs
+after a stale period (disconnect, desync): what the best did during the gap is unknown, so no stall may span
+it. Pure: no clock reads, no I/O.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ class LadderLevel:
 
 
 class OrderBookView:
-    def __init__(self, store: BoardStore, product_code: str, tick_size: Decimal, orders: OrderTracker) -> None:
+    def __init__(
+        self, store: BoardStore, product_code: str, tick_size: Decimal, orders: OrderTracker
+    ) -> None:
         if store.product_code != product_code:
             raise ValueError(f"store holds {store.product_code}, not {product_code}")
         if tick_size <= 0:
@@ -94,8 +96,10 @@ class OrderBookView:
         return None
 
     def ladder(self, side: Side, n: int) -> list[LadderLevel]:
-        """The top n market levels of one side (own orders included, as the exchange shows them), with our share
-        marked: what the dashboard's board ladder draws."""
+        """The top n market levels of one side (own orders included, as the exchange shows them), with our
+        share marked: what the dashboard's board ladder draws."""
         own = self.orders.resting_levels()
-        return [LadderLevel(price, size, min(size, own.get((side, price), _ZERO)))
-                for price, size in self.store.levels(side, n)]
+        return [
+            LadderLevel(price, size, min(size, own.get((side, price), _ZERO)))
+            for price, size in self.store.levels(side, n)
+        ]

@@ -1,9 +1,10 @@
 """PyBotterSession: the pybotters Client and the JSON-RPC WebSocket(s), seed §4.1.
 
-pybotters does HTTP, signing, the WebSocket, auth and reconnects. This module adds what a market maker needs on
-top: subscription acknowledgements before the feed counts as up (`ws_connect` returns after the handshake only),
-a callback on every (re)connect so the runner can mark the book stale and reconcile, and the connection state for
-the dashboard. In `paper` mode the public channels come from one URL and the private channel from another.
+pybotters does HTTP, signing, the WebSocket, auth and reconnects. This module adds what a market maker needs
+on top: subscription acknowledgements before the feed counts as up (`ws_connect` returns after the handshake
+only), a callback on every (re)connect so the runner can mark the book stale and reconcile, and the connection
+state for the dashboard. In `paper` mode the public channels come from one URL and the private channel from
+another.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ class FeedLink:
     name: str
     url: str
     channels: list[str]
-    app: Any = None                            # pybotters WebSocketApp
-    ws: Any = None                             # the connection the last message came from
+    app: Any = None  # pybotters WebSocketApp
+    ws: Any = None  # the connection the last message came from
     connects: int = 0
-    pending: dict[int, str] = field(default_factory=dict)   # request id -> channel awaiting its ack
+    pending: dict[int, str] = field(default_factory=dict)  # request id -> channel awaiting its ack
     acked: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
     up: asyncio.Event = field(default_factory=asyncio.Event)
@@ -131,7 +132,7 @@ class PyBotterSession:
         for link in self.links:
             link.app = client.ws_connect(
                 link.url,
-                send_json=[],                      # subscriptions are sent per connection by the watcher
+                send_json=[],  # subscriptions are sent per connection by the watcher
                 hdlr_json=lambda msg, ws, link=link: self._handle(link, msg, ws),
                 backoff=self._backoff,
                 heartbeat=10.0,
@@ -164,7 +165,8 @@ class PyBotterSession:
                 await asyncio.sleep(0.1)
 
     async def _watch_once(self, link: FeedLink) -> None:
-        """Per connection: wait for the handshake (and auth, done by pybotters), subscribe, notice the close."""
+        """Per connection: wait for the handshake (and auth, done by pybotters), subscribe, notice the
+        close."""
         while True:
             await link.app._wait_handshake()
             ws = link.app.current_ws
@@ -181,8 +183,14 @@ class PyBotterSession:
                 for channel in link.channels:
                     req_id = next(_ids)
                     link.pending[req_id] = channel
-                    await ws.send_json({"jsonrpc": "2.0", "method": "subscribe", "params": {"channel": channel},
-                                        "id": req_id})
+                    await ws.send_json(
+                        {
+                            "jsonrpc": "2.0",
+                            "method": "subscribe",
+                            "params": {"channel": channel},
+                            "id": req_id,
+                        }
+                    )
             except Exception as e:  # the socket died while subscribing: the next connection retries
                 logger.warning("ws {}: subscribe failed: {!r}", link.name, e)
             # aiohttp has no close callback; the socket's close is noticed within this short period
@@ -209,8 +217,12 @@ class PyBotterSession:
                 link.acked.add(channel)
                 if set(link.channels) <= link.acked and not link.up.is_set():
                     link.up.set()
-                    logger.info("ws {}: subscribed to {} (connect #{})", link.name, ",".join(link.channels),
-                                link.connects)
+                    logger.info(
+                        "ws {}: subscribed to {} (connect #{})",
+                        link.name,
+                        ",".join(link.channels),
+                        link.connects,
+                    )
                     self._on_connect(link)
             return
         if msg.get("method") == "channelMessage":

@@ -1,4 +1,5 @@
-"""Client-side rate limiter (SPEC §10): a sliding window over our own requests, capped by what the exchange says.
+"""Client-side rate limiter (SPEC §10): a sliding window over our own requests, capped by what the exchange
+says.
 
 Pure: time is passed in (monotonic ns). The window remembers the instant of every request taken in the last
 `period_s`, so `available` is exact, not an average. bitFlyer's `X-RateLimit-Remaining` / `X-RateLimit-Reset`
@@ -21,10 +22,10 @@ class RateBudget:
             raise ValueError("period_s must be > 0")
         self.limit = limit
         self.period_ns = int(period_s * NS_PER_S)
-        self._taken: deque[int] = deque()            # monotonic ns of each request in the window
-        self._cap_remaining: int | None = None       # the exchange's own remaining count ...
-        self._cap_until: int = 0                     # ... valid until this monotonic ns
-        self.refused = 0                             # take() calls answered False
+        self._taken: deque[int] = deque()  # monotonic ns of each request in the window
+        self._cap_remaining: int | None = None  # the exchange's own remaining count ...
+        self._cap_until: int = 0  # ... valid until this monotonic ns
+        self.refused = 0  # take() calls answered False
 
     # ---- queries -------------------------------------------------------------------------------------
     def _expire(self, now_ns: int) -> None:
@@ -83,7 +84,12 @@ class RateBudget:
             self._cap_remaining = max(0, self._cap_remaining - n)
 
     def update_from_headers(
-        self, remaining: int | None, reset_epoch: float | None, now_ns: int, *, wall_now: float | None = None,
+        self,
+        remaining: int | None,
+        reset_epoch: float | None,
+        now_ns: int,
+        *,
+        wall_now: float | None = None,
     ) -> None:
         """Apply the exchange's `X-RateLimit-Remaining` / `X-RateLimit-Reset` (Unix seconds). With `wall_now`
         (Unix seconds at `now_ns`) the cap lasts until the reset; without it, or when the reset is missing or

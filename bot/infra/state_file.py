@@ -19,7 +19,9 @@ class StateFile:
         self.path = path
         self._seq = itertools.count(1)
         self._written_seq = 0
-        self._io = threading.Lock()  # background saves (a worker thread) and sync saves (kill, shutdown) serialised
+        self._io = (
+            threading.Lock()
+        )  # background saves (a worker thread) and sync saves (kill, shutdown) serialised
 
     def load(self) -> dict[str, Any] | None:
         """The last saved state, or None. A corrupt file is reported and treated as absent — except that the
@@ -34,7 +36,8 @@ class StateFile:
         return data if isinstance(data, dict) else {"corrupt": True}
 
     def save_sync(self, data: dict[str, Any], seq: int | None = None) -> None:
-        """Write now. A save taken earlier (lower `seq`) never overwrites a later one, whichever finishes last."""
+        """Write now. A save taken earlier (lower `seq`) never overwrites a later one, whichever finishes
+        last."""
         seq = next(self._seq) if seq is None else seq
         with self._io:
             if seq < self._written_seq:
@@ -45,7 +48,9 @@ class StateFile:
                 json.dump(data, f, indent=1, default=str)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self.path)  # atomic: a crash leaves the old file or the new one, never half of one
+            os.replace(
+                tmp, self.path
+            )  # atomic: a crash leaves the old file or the new one, never half of one
             self._written_seq = seq
 
     def save(self, data: dict[str, Any]) -> Coroutine[Any, Any, None]:

@@ -1,5 +1,5 @@
-"""Background tasks owned by one object: kept referenced (asyncio holds only weak references), failures logged,
-awaited or cancelled together at shutdown."""
+"""Background tasks owned by one object: kept referenced (asyncio holds only weak references), failures
+logged, awaited or cancelled together at shutdown."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`python -m bot.sim --host 127.0.0.1 --port 8765 --seed 1 --api-key KEY --api-secret SECRET`: serve the venue
-until Ctrl-C."""
+"""`python -m bot.sim --host 127.0.0.1 --port 8765 --seed 1 --api-key KEY --api-secret SECRET`: serve the
+venue until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--api-key", default="SIM_KEY")
     p.add_argument("--api-secret", default="SIM_SECRET")
-    p.add_argument("--activity", type=float, default=1.0, help=">1: a faster market (more ticks, trades, moves)")
+    p.add_argument(
+        "--activity", type=float, default=1.0, help=">1: a faster market (more ticks, trades, moves)"
+    )
     p.add_argument("--start-mid", type=int, default=None)
     p.add_argument("--levels-per-side", type=int, default=None)
     p.add_argument("--diff-rate-hz", type=float, default=None)
@@ -34,9 +36,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(a: argparse.Namespace) -> SimConfig:
-    data: dict[str, Any] = {"host": a.host, "port": a.port, "seed": a.seed, "api_key": a.api_key,
-                            "api_secret": a.api_secret, "activity": a.activity, "rate_limits": not a.no_rate_limits}
-    for name in ("start_mid", "levels_per_side", "diff_rate_hz", "missed_delete_rate", "collateral_jpy", "minute_ms"):
+    data: dict[str, Any] = {
+        "host": a.host,
+        "port": a.port,
+        "seed": a.seed,
+        "api_key": a.api_key,
+        "api_secret": a.api_secret,
+        "activity": a.activity,
+        "rate_limits": not a.no_rate_limits,
+    }
+    for name in (
+        "start_mid",
+        "levels_per_side",
+        "diff_rate_hz",
+        "missed_delete_rate",
+        "collateral_jpy",
+        "minute_ms",
+    ):
         if getattr(a, name) is not None:
             data[name] = getattr(a, name)
     return SimConfig.model_validate(data)
@@ -48,8 +64,10 @@ async def serve(cfg: SimConfig) -> None:
     print(f"sim venue (seed {cfg.seed}, activity {cfg.activity}) for FX_BTC_JPY", flush=True)
     print(f"  REST      {venue.base_url}/v1/getboard?product_code=FX_BTC_JPY", flush=True)
     print(f"  WebSocket {venue.ws_url}", flush=True)
-    print(f"  admin     {venue.base_url}/_sim/state  (POST /_sim/drop_ws, /_sim/fail, /_sim/maintenance, …)",
-          flush=True)
+    print(
+        f"  admin     {venue.base_url}/_sim/state  (POST /_sim/drop_ws, /_sim/fail, /_sim/maintenance, …)",
+        flush=True,
+    )
     print(f"  api key   {cfg.api_key}  (secret from --api-secret)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -24,7 +24,7 @@ from bot.types.dto import Side
 
 PRODUCT = "FX_BTC_JPY"
 OTHER_PRODUCTS = frozenset({"BTC_JPY"})  # accepted for the same account, kept out of the FX ledger
-MIN_SIZE_SAT = 100_000              # 0.001 BTC
+MIN_SIZE_SAT = 100_000  # 0.001 BTC
 MAX_MINUTE_TO_EXPIRE = 43_200
 SEC = 1_000_000_000
 MARKETS = [
@@ -42,7 +42,7 @@ BOARD_STATES = ("RUNNING", "CLOSED", "STARTING", "PREOPEN", "CIRCUIT BREAK")
 
 # Error statuses. Codes not in bitFlyer's documentation are marked [?] in bitflyer-api-notes.md.
 INVALID_PRODUCT = (-100, "Invalid product", 400)
-INVALID_PARAM = (-101, "Invalid parameter", 400)            # [?] side/type/tif/minute_to_expire/body
+INVALID_PARAM = (-101, "Invalid parameter", 400)  # [?] side/type/tif/minute_to_expire/body
 PRICE_TOO_LOW = (-106, "The price is too low.", 400)
 SIZE_TOO_SMALL = (-110, "The minimum order size is 0.001 BTC.", 400)
 MARKET_CLOSED = (-204, "Market state is closed.", 400)
@@ -80,30 +80,34 @@ Outbound = Public | Private
 
 
 class Exchange:
-    """`simulate_market=False` is the paper venue: no crowd model; the crowd's liquidity comes from a real feed
-    through `feed_board()` / `feed_executions()`, and our orders queue behind it and fill on its real prints."""
+    """`simulate_market=False` is the paper venue: no crowd model; the crowd's liquidity comes from a real
+    feed through `feed_board()` / `feed_executions()`, and our orders queue behind it and fill on its real
+    prints."""
 
-    def __init__(self, cfg: SimConfig, start_ns: int, wall_offset_ns: int, simulate_market: bool = True) -> None:
+    def __init__(
+        self, cfg: SimConfig, start_ns: int, wall_offset_ns: int, simulate_market: bool = True
+    ) -> None:
         self.cfg = cfg
         self.simulate_market = simulate_market
         self.product = PRODUCT
         self.wall_offset_ns = wall_offset_ns
         self._now = start_ns
-        self._wire_rng = random.Random(cfg.seed * 1_000_003 + 7)     # diff order, missed deletes, itayose
+        self._wire_rng = random.Random(cfg.seed * 1_000_003 + 7)  # diff order, missed deletes, itayose
         self._ticker_rng = random.Random(cfg.seed * 1_000_033 + 11)
         self._crowd_seq = itertools.count(500_000)
         self._order_seq = itertools.count(1)
         self._exec_seq = itertools.count(2_600_000_000 + cfg.seed % 1000 * 1_000_000)
-        self.other_product_orders = 0      # orders on OTHER_PRODUCTS (they never touch the FX ledger)
-        self.market_frozen = False         # True: the crowd neither quotes nor trades (a test needs the book still)
+        self.other_product_orders = 0  # orders on OTHER_PRODUCTS (they never touch the FX ledger)
+        self.market_frozen = False  # True: the crowd neither quotes nor trades (a test needs the book still)
         self.book = OrderBook(self._new_crowd_id)
-        self.model = MarketModel(random.Random(cfg.seed), cfg.start_mid, cfg.levels_per_side, cfg.activity,
-                                 cfg.diff_rate_hz)
+        self.model = MarketModel(
+            random.Random(cfg.seed), cfg.start_mid, cfg.levels_per_side, cfg.activity, cfg.diff_rate_hz
+        )
         if simulate_market:
             self.model.seed_book(self.book)
         self.book.drain_touched()
         self.ledger = Ledger(Decimal(cfg.collateral_jpy), cfg.leverage)
-        self._orders: dict[str, ChildOrder] = {}                     # acceptance id -> order, all accounts
+        self._orders: dict[str, ChildOrder] = {}  # acceptance id -> order, all accounts
         self._expiries: list[tuple[int, str]] = []
         never = 2**62
         self._next_tick = start_ns + self.model.next_interval_ns() if simulate_market else never
@@ -116,13 +120,16 @@ class Exchange:
         self.ltp = cfg.start_mid
         self.volume_sat = 30_000 * 100_000_000
         self._tick_id = itertools.count(1)
-        self.missed_deletes: deque[tuple[Side, int]] = deque(maxlen=1000)   # deletions a diff left out (latest)
+        self.missed_deletes: deque[tuple[Side, int]] = deque(
+            maxlen=1000
+        )  # deletions a diff left out (latest)
         self.missed_delete_count = 0
         self.ticks = 0
         self._snapshot_cache: tuple[int, dict[str, Any]] | None = None
-        self._recent: deque[dict[str, Any]] = deque(maxlen=500)          # public executions, for REST
+        self._recent: deque[dict[str, Any]] = deque(maxlen=500)  # public executions, for REST
 
-    # ---- time ------------------------------------------------------------------------------------------------
+    # ---- time
+    # ------------------------------------------------------------------------------------------------
     def wall(self, now: int) -> int:
         return now + self.wall_offset_ns
 
@@ -135,9 +142,10 @@ class Exchange:
         return due
 
     def _ticker_gap(self) -> int:
-        return int(self._ticker_rng.uniform(0.5, 0.7) * SEC)         # ≈1.7/s, never closer than 500 ms
+        return int(self._ticker_rng.uniform(0.5, 0.7) * SEC)  # ≈1.7/s, never closer than 500 ms
 
-    # ---- ids ---------------------------------------------------------------------------------------------------
+    # ---- ids
+    # ---------------------------------------------------------------------------------------------------
     def _new_crowd_id(self) -> str:
         return f"JRF{id_date(self.wall(self._now))}-{next(self._crowd_seq) % 1_000_000:06d}"
 
@@ -146,9 +154,11 @@ class Exchange:
         stamp = id_date(self.wall(now))
         return n, f"JRF{stamp}-{n % 1_000_000:06d}", f"JOR{stamp}-{n % 1_000_000:06d}"
 
-    # ---- the clock moves -------------------------------------------------------------------------------------
+    # ---- the clock moves
+    # -------------------------------------------------------------------------------------
     def advance(self, now: int) -> list[Outbound]:
-        """Run everything due up to `now`: state changes, expiries, market ticks (one diff frame each), ticker."""
+        """Run everything due up to `now`: state changes, expiries, market ticks (one diff frame each),
+        ticker."""
         out: list[Outbound] = []
         while self._state_until is not None and now >= self._state_until:
             self._now = self._state_until
@@ -159,7 +169,7 @@ class Exchange:
             order = self._orders.get(aid)
             if order is not None and order.state is ChildOrderState.ACTIVE:
                 out += self._finish(order, ChildOrderState.EXPIRED, at)
-        if now - self._next_tick > 5 * SEC:                           # far behind (a stalled loop): skip, don't flood
+        if now - self._next_tick > 5 * SEC:  # far behind (a stalled loop): skip, don't flood
             self._next_tick = now
         while now >= self._next_tick:
             t = self._next_tick
@@ -180,7 +190,8 @@ class Exchange:
         self._now = now
         return out
 
-    # ---- board -------------------------------------------------------------------------------------------------
+    # ---- board
+    # -------------------------------------------------------------------------------------------------
     def mid(self) -> Decimal:
         b, a = self.book.best_bid(), self.book.best_ask()
         if b is None or a is None:
@@ -202,24 +213,35 @@ class Exchange:
             size = self.book.size_at(side, price)
             b = best[side]
             behind = b is not None and (price < b if side is Side.BUY else price > b)
-            if size == 0 and behind and self.simulate_market \
-                    and self._wire_rng.random() < self.cfg.missed_delete_rate:
-                self.missed_deletes.append((side, price))            # stays on clients' books until a snapshot
+            if (
+                size == 0
+                and behind
+                and self.simulate_market
+                and self._wire_rng.random() < self.cfg.missed_delete_rate
+            ):
+                self.missed_deletes.append((side, price))  # stays on clients' books until a snapshot
                 self.missed_delete_count += 1
                 continue
             (bids if side is Side.BUY else asks).append({"price": price_out(price), "size": size_out(size)})
-        if self.state == "PREOPEN" and self._wire_rng.random() < 0.3:   # itayose: indicative entries at price 0
+        if (
+            self.state == "PREOPEN" and self._wire_rng.random() < 0.3
+        ):  # itayose: indicative entries at price 0
             (bids if self._wire_rng.random() < 0.5 else asks).append(
-                {"price": 0.0, "size": size_out(self._wire_rng.randint(100_000, 300_000_000))})
-        self._wire_rng.shuffle(bids)                                  # bitFlyer does not sort levels in diffs
+                {"price": 0.0, "size": size_out(self._wire_rng.randint(100_000, 300_000_000))}
+            )
+        self._wire_rng.shuffle(bids)  # bitFlyer does not sort levels in diffs
         self._wire_rng.shuffle(asks)
-        return Public(f"lightning_board_{PRODUCT}", {"mid_price": self._mid_out(), "bids": bids, "asks": asks})
+        return Public(
+            f"lightning_board_{PRODUCT}", {"mid_price": self._mid_out(), "bids": bids, "asks": asks}
+        )
 
-    # ---- paper: a real feed drives the crowd -----------------------------------------------------------------
+    # ---- paper: a real feed drives the crowd
+    # -----------------------------------------------------------------
     def feed_board(self, message: dict[str, Any], snapshot: bool, now: int) -> list[Outbound]:
         """Apply a real lightning_board(_snapshot) message to the crowd's liquidity. A snapshot resyncs every
-        level (levels it lacks lose their crowd size); size changes keep our queue place (crowd size leaves from
-        the back). A real level that reaches one of our resting orders across the spread trades with it."""
+        level (levels it lacks lose their crowd size); size changes keep our queue place (crowd size leaves
+        from the back). A real level that reaches one of our resting orders across the spread trades with
+        it."""
         self._now = now
         out: list[Outbound] = []
         for key, side in (("bids", Side.BUY), ("asks", Side.SELL)):
@@ -229,7 +251,7 @@ class Exchange:
                     price, size = int(Decimal(str(lv["price"]))), btc_to_sat(lv["size"])
                 except (KeyError, TypeError, ValueError, ArithmeticError):
                     continue
-                if price > 0:                                         # itayose entries carry price 0
+                if price > 0:  # itayose entries carry price 0
                     levels[price] = size
             if snapshot:
                 for lv in list(self.book.iter_levels(side)):
@@ -248,7 +270,7 @@ class Exchange:
                 elif size < have:
                     self.book.reduce_crowd(side, price, have - size)
         mid = message.get("mid_price")
-        if isinstance(mid, int | float) and mid > 0:                # drop stale crowd levels past the mid
+        if isinstance(mid, int | float) and mid > 0:  # drop stale crowd levels past the mid
             for side in (Side.BUY, Side.SELL):
                 for lv in list(self.book.iter_levels(side)):
                     if not (lv.price >= mid if side is Side.BUY else lv.price <= mid):
@@ -277,18 +299,25 @@ class Exchange:
             try:
                 taker, price, size = Side(e["side"]), int(Decimal(str(e["price"]))), btc_to_sat(e["size"])
             except (KeyError, TypeError, ValueError, ArithmeticError):
-                continue                                              # itayose prints have side ""
+                continue  # itayose prints have side ""
             if price > 0 and size > 0:
-                trades += [t for t in self.book.take(taker, size, price, self.book.new_crowd_id(), False)
-                           if t.maker_own]
+                trades += [
+                    t
+                    for t in self.book.take(taker, size, price, self.book.new_crowd_id(), False)
+                    if t.maker_own
+                ]
         return self._settle(trades, now)
 
     def board(self, limit: int | None = None) -> dict[str, Any]:
         """Whole book (getboard) or the top `limit` levels a side (snapshot channel)."""
         return {
             "mid_price": self._mid_out(),
-            "bids": [{"price": price_out(p), "size": size_out(s)} for p, s in self.book.levels(Side.BUY, limit)],
-            "asks": [{"price": price_out(p), "size": size_out(s)} for p, s in self.book.levels(Side.SELL, limit)],
+            "bids": [
+                {"price": price_out(p), "size": size_out(s)} for p, s in self.book.levels(Side.BUY, limit)
+            ],
+            "asks": [
+                {"price": price_out(p), "size": size_out(s)} for p, s in self.book.levels(Side.SELL, limit)
+            ],
         }
 
     def snapshot_message(self) -> dict[str, Any]:
@@ -332,7 +361,8 @@ class Exchange:
     def board_state(self) -> dict[str, Any]:
         return {"health": self.health, "state": self.state}
 
-    # ---- market state ------------------------------------------------------------------------------------------
+    # ---- market state
+    # ------------------------------------------------------------------------------------------
     def set_health(self, status: str) -> None:
         if status not in HEALTH_VALUES:
             raise ValueError(f"health must be one of {HEALTH_VALUES}")
@@ -355,7 +385,8 @@ class Exchange:
             self._state_until = None
             self._preopen_end_wall = None
 
-    # ---- trades → ledger, events, public executions -----------------------------------------------------------
+    # ---- trades → ledger, events, public executions
+    # -----------------------------------------------------------
     def _settle(self, trades: list[Trade], now: int) -> list[Outbound]:
         if not trades:
             return []
@@ -365,30 +396,41 @@ class Exchange:
         private: dict[str, list[dict[str, Any]]] = {}
         for t in trades:
             exec_id = next(self._exec_seq)
-            buy_id, sell_id = (t.taker_id, t.maker_id) if t.taker_side is Side.BUY else (t.maker_id, t.taker_id)
-            public.append({
-                "id": exec_id,
-                "side": t.taker_side.value if self.state == "RUNNING" else "",
-                "price": price_out(t.price),
-                "size": size_out(t.size),
-                "exec_date": date,
-                "buy_child_order_acceptance_id": buy_id,
-                "sell_child_order_acceptance_id": sell_id,
-            })
+            buy_id, sell_id = (
+                (t.taker_id, t.maker_id) if t.taker_side is Side.BUY else (t.maker_id, t.taker_id)
+            )
+            public.append(
+                {
+                    "id": exec_id,
+                    "side": t.taker_side.value if self.state == "RUNNING" else "",
+                    "price": price_out(t.price),
+                    "size": size_out(t.size),
+                    "exec_date": date,
+                    "buy_child_order_acceptance_id": buy_id,
+                    "sell_child_order_acceptance_id": sell_id,
+                }
+            )
             for oid, own in ((t.maker_id, t.maker_own), (t.taker_id, t.taker_own)):
                 if not own:
                     continue
                 order = self._orders[oid]
                 self.ledger.apply_fill(order, exec_id, t.price, t.size, wall)
-                private.setdefault(order.api_key, []).append(self._event(order, "EXECUTION", date, {
-                    "exec_id": exec_id,
-                    "side": order.side.value,
-                    "price": price_out(t.price),
-                    "size": size_out(t.size),
-                    "commission": 0,
-                    "sfd": 0,
-                    "outstanding_size": size_out(order.outstanding),
-                }))
+                private.setdefault(order.api_key, []).append(
+                    self._event(
+                        order,
+                        "EXECUTION",
+                        date,
+                        {
+                            "exec_id": exec_id,
+                            "side": order.side.value,
+                            "price": price_out(t.price),
+                            "size": size_out(t.size),
+                            "commission": 0,
+                            "sfd": 0,
+                            "outstanding_size": size_out(order.outstanding),
+                        },
+                    )
+                )
             self.ltp = t.price
             self.volume_sat += t.size
         self._recent.extend(public)
@@ -411,17 +453,22 @@ class Exchange:
         self.book.cancel(order.acceptance_id)
         left = self.ledger.finish_order(order, state)
         kind = "CANCEL" if state is ChildOrderState.CANCELED else "EXPIRE"
-        ev = self._event(order, kind, iso7(self.wall(now)), {"price": price_out(order.price), "size": size_out(left)})
+        ev = self._event(
+            order, kind, iso7(self.wall(now)), {"price": price_out(order.price), "size": size_out(left)}
+        )
         return [Private(order.api_key, [ev])]
 
-    # ---- orders ------------------------------------------------------------------------------------------------
+    # ---- orders
+    # ------------------------------------------------------------------------------------------------
     def add_account(self, api_key: str, collateral_jpy: Decimal | None = None) -> None:
         self.ledger.add_account(api_key, collateral_jpy)
 
-    def send_child_order(self, api_key: str, body: dict[str, Any], now: int,
-                         fail_reason: str | None = None) -> tuple[str, list[Outbound]]:
-        """POST /v1/me/sendchildorder. Returns the acceptance id and the messages it caused. With `fail_reason`
-        the order is accepted and then fails (ORDER_FAILED), as bitFlyer does for some refusals."""
+    def send_child_order(
+        self, api_key: str, body: dict[str, Any], now: int, fail_reason: str | None = None
+    ) -> tuple[str, list[Outbound]]:
+        """POST /v1/me/sendchildorder. Returns the acceptance id and the messages it caused. With
+        `fail_reason` the order is accepted and then fails (ORDER_FAILED), as bitFlyer does for some
+        refusals."""
         self._now = now
         if body.get("product_code") in OTHER_PRODUCTS:
             return self._other_product_order(api_key, body, now)
@@ -433,8 +480,17 @@ class Exchange:
         wall = self.wall(now)
         minute_ns = self.cfg.minute_ms * 1_000_000
         order = ChildOrder(
-            seq=seq, api_key=api_key, acceptance_id=aid, child_order_id=coid, side=side, order_type=order_type,
-            price=price or 0, size=size, time_in_force=tif, order_ns=wall, expire_ns=wall + minutes * 60 * SEC,
+            seq=seq,
+            api_key=api_key,
+            acceptance_id=aid,
+            child_order_id=coid,
+            side=side,
+            order_type=order_type,
+            price=price or 0,
+            size=size,
+            time_in_force=tif,
+            order_ns=wall,
+            expire_ns=wall + minutes * 60 * SEC,
             expire_at=now + minutes * minute_ns,
         )
         self.ledger.add_order(order)
@@ -444,14 +500,28 @@ class Exchange:
         date = iso7(wall)
         if fail_reason is not None:
             self.ledger.finish_order(order, ChildOrderState.REJECTED)
-            return aid, [Private(api_key, [self._event(order, "ORDER_FAILED", date, {"reason": fail_reason})])]
-        out: list[Outbound] = [Private(api_key, [self._event(order, "ORDER", date, {
-            "child_order_type": order_type,
-            "side": side.value,
-            "price": price_out(order.price),
-            "size": size_out(size),
-            "expire_date": rest_date(order.expire_ns, 0),
-        })])]
+            return aid, [
+                Private(api_key, [self._event(order, "ORDER_FAILED", date, {"reason": fail_reason})])
+            ]
+        out: list[Outbound] = [
+            Private(
+                api_key,
+                [
+                    self._event(
+                        order,
+                        "ORDER",
+                        date,
+                        {
+                            "child_order_type": order_type,
+                            "side": side.value,
+                            "price": price_out(order.price),
+                            "size": size_out(size),
+                            "expire_date": rest_date(order.expire_ns, 0),
+                        },
+                    )
+                ],
+            )
+        ]
         limit = price if order_type == "LIMIT" else None
         if tif == "FOK" and self.book.fillable(side, limit, size) < size:
             return aid, out + self._finish(order, ChildOrderState.CANCELED, now)
@@ -469,7 +539,9 @@ class Exchange:
                 out += self._finish(order, ChildOrderState.CANCELED, now)
         return aid, out
 
-    def _other_product_order(self, api_key: str, body: dict[str, Any], now: int) -> tuple[str, list[Outbound]]:
+    def _other_product_order(
+        self, api_key: str, body: dict[str, Any], now: int
+    ) -> tuple[str, list[Outbound]]:
         """An order on another product of the same account (spot BTC_JPY): accepted and filled at once at the
         FX mid, reported on child_order_events with its own product_code, and kept out of the FX ledger — so a
         bot can be tested for counting only its own product."""
@@ -484,14 +556,33 @@ class Exchange:
         seq, aid, coid = self._new_order_ids(now)
         date = iso7(self.wall(now))
         exec_id = next(self._exec_seq)
-        base = {"product_code": product, "child_order_id": coid, "child_order_acceptance_id": aid,
-                "event_date": date}
+        base = {
+            "product_code": product,
+            "child_order_id": coid,
+            "child_order_acceptance_id": aid,
+            "event_date": date,
+        }
         events = [
-            {**base, "event_type": "ORDER", "child_order_type": "MARKET", "side": side.value, "price": 0,
-             "size": size_out(size), "expire_date": rest_date(self.wall(now) + 60 * SEC, 0)},
-            {**base, "event_type": "EXECUTION", "exec_id": exec_id, "side": side.value,
-             "price": price_out(int(self.mid())), "size": size_out(size), "commission": 0, "sfd": 0,
-             "outstanding_size": 0},
+            {
+                **base,
+                "event_type": "ORDER",
+                "child_order_type": "MARKET",
+                "side": side.value,
+                "price": 0,
+                "size": size_out(size),
+                "expire_date": rest_date(self.wall(now) + 60 * SEC, 0),
+            },
+            {
+                **base,
+                "event_type": "EXECUTION",
+                "exec_id": exec_id,
+                "side": side.value,
+                "price": price_out(int(self.mid())),
+                "size": size_out(size),
+                "commission": 0,
+                "sfd": 0,
+                "outstanding_size": 0,
+            },
         ]
         self.other_product_orders += 1
         return aid, [Private(api_key, events)]
@@ -527,12 +618,16 @@ class Exchange:
             if not d.is_finite() or d <= 0:
                 raise VenueError.of(PRICE_TOO_LOW)
             if d != d.to_integral_value():
-                raise VenueError.of(INVALID_PARAM)                    # tick is 1 JPY
+                raise VenueError.of(INVALID_PARAM)  # tick is 1 JPY
             price = int(d)
         minutes = body.get("minute_to_expire", MAX_MINUTE_TO_EXPIRE)
         if minutes is None:
             minutes = MAX_MINUTE_TO_EXPIRE
-        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= MAX_MINUTE_TO_EXPIRE:
+        if (
+            isinstance(minutes, bool)
+            or not isinstance(minutes, int)
+            or not 1 <= minutes <= MAX_MINUTE_TO_EXPIRE
+        ):
             raise VenueError.of(INVALID_PARAM)
         return side, order_type, price, size, minutes, tif
 
@@ -540,7 +635,7 @@ class Exchange:
         acct = self.ledger.account(api_key)
         pos = acct.position_sat()
         if pos and (pos > 0) != (side is Side.BUY) and size <= abs(pos):
-            return                                                    # reduces the position: always allowed
+            return  # reduces the position: always allowed
         mark = self.mid()
         need = self.ledger.require_collateral(api_key) + self.ledger.order_margin(api_key, mark, size)
         if need > self.ledger.collateral(api_key) + self.ledger.open_pnl(api_key, mark):
@@ -574,7 +669,8 @@ class Exchange:
             out += self._finish(order, ChildOrderState.CANCELED, now)
         return out
 
-    # ---- private REST views ------------------------------------------------------------------------------------
+    # ---- private REST views
+    # ------------------------------------------------------------------------------------
     def child_orders(self, api_key: str, q: dict[str, str]) -> list[dict[str, Any]]:
         if q.get("product_code", PRODUCT) != PRODUCT:
             return []
@@ -595,10 +691,20 @@ class Exchange:
         else:
             candidates = reversed(acct.orders.values())  # insertion order is seq order
         for o in candidates:
-            if o.state is ChildOrderState.REJECTED or o.executed == 0 and o.state in (
-                    ChildOrderState.CANCELED, ChildOrderState.EXPIRED):
-                continue                                              # bitFlyer forgets these
-            if state and o.state.value != state or aid and o.acceptance_id != aid or coid and o.child_order_id != coid:
+            if (
+                o.state is ChildOrderState.REJECTED
+                or o.executed == 0
+                and o.state in (ChildOrderState.CANCELED, ChildOrderState.EXPIRED)
+            ):
+                continue  # bitFlyer forgets these
+            if (
+                state
+                and o.state.value != state
+                or aid
+                and o.acceptance_id != aid
+                or coid
+                and o.child_order_id != coid
+            ):
                 continue
             if before is not None and o.seq >= before or after is not None and o.seq <= after:
                 continue
@@ -640,16 +746,18 @@ class Exchange:
                 continue
             if before is not None and e.exec_id >= before or after is not None and e.exec_id <= after:
                 continue
-            rows.append({
-                "id": e.exec_id,
-                "child_order_id": e.child_order_id,
-                "side": e.side.value,
-                "price": price_out(e.price),
-                "size": size_out(e.size),
-                "commission": 0,
-                "exec_date": rest_date(e.exec_ns, 3),
-                "child_order_acceptance_id": e.acceptance_id,
-            })
+            rows.append(
+                {
+                    "id": e.exec_id,
+                    "child_order_id": e.child_order_id,
+                    "side": e.side.value,
+                    "price": price_out(e.price),
+                    "size": size_out(e.size),
+                    "commission": 0,
+                    "exec_date": rest_date(e.exec_ns, 3),
+                    "child_order_acceptance_id": e.acceptance_id,
+                }
+            )
             if len(rows) >= count:
                 break
         return rows
@@ -660,19 +768,21 @@ class Exchange:
         rows = []
         for lot in self.ledger.lots(api_key):
             diff = (mark - lot.price) if lot.side is Side.BUY else (lot.price - mark)
-            rows.append({
-                "product_code": PRODUCT,
-                "side": lot.side.value,
-                "price": price_out(lot.price),
-                "size": size_out(lot.size),
-                "commission": 0.0,
-                "swap_point_accumulate": 0.0,
-                "require_collateral": float(Decimal(lot.price * lot.size) / 100_000_000 / lev),
-                "open_date": rest_date(lot.open_ns, 3),
-                "leverage": float(lev),
-                "pnl": float(diff * lot.size / 100_000_000),
-                "sfd": 0.0,
-            })
+            rows.append(
+                {
+                    "product_code": PRODUCT,
+                    "side": lot.side.value,
+                    "price": price_out(lot.price),
+                    "size": size_out(lot.size),
+                    "commission": 0.0,
+                    "swap_point_accumulate": 0.0,
+                    "require_collateral": float(Decimal(lot.price * lot.size) / 100_000_000 / lev),
+                    "open_date": rest_date(lot.open_ns, 3),
+                    "leverage": float(lev),
+                    "pnl": float(diff * lot.size / 100_000_000),
+                    "sfd": 0.0,
+                }
+            )
         return rows
 
     def collateral(self, api_key: str) -> dict[str, Any]:
@@ -716,5 +826,6 @@ def _paging(q: dict[str, str]) -> tuple[int, int | None, int | None]:
             return int(v)
         except ValueError:
             raise VenueError.of(INVALID_PARAM) from None
+
     count = num("count")
     return (100 if count is None or count <= 0 else count), num("before"), num("after")

@@ -23,15 +23,15 @@ def valid_error(kind: str) -> bool:
 @dataclass(slots=True)
 class FailRule:
     error: str
-    count: int | None            # next N matching calls; None = until cleared
-    rate: float | None           # probability per matching call; None = every call
+    count: int | None  # next N matching calls; None = until cleared
+    rate: float | None  # probability per matching call; None = every call
 
 
 class Faults:
     def __init__(self, seed: int = 0) -> None:
         self._rng = random.Random(seed)
         self.latency_ms = 0
-        self.silence_until = 0   # monotonic ns
+        self.silence_until = 0  # monotonic ns
         self._rules: dict[str, list[FailRule]] = {}
 
     def fail(self, endpoint: str, error: str, count: int | None = 1, rate: float | None = None) -> None:
@@ -71,4 +71,8 @@ class Faults:
         return now < self.silence_until
 
     def pending(self) -> dict[str, list[dict[str, object]]]:
-        return {k: [{"error": r.error, "count": r.count, "rate": r.rate} for r in v] for k, v in self._rules.items() if v}
+        return {
+            k: [{"error": r.error, "count": r.count, "rate": r.rate} for r in v]
+            for k, v in self._rules.items()
+            if v
+        }

@@ -15,7 +15,7 @@ from bot.sim.wire import SAT_PER_BTC, sat_to_btc
 from bot.types.dto import Side
 
 _SAT = Decimal(SAT_PER_BTC)
-FINISHED_KEPT = 20_000             # finished orders a venue account remembers (getchildorders pages)
+FINISHED_KEPT = 20_000  # finished orders a venue account remembers (getchildorders pages)
 
 
 class ChildOrderState(StrEnum):
@@ -28,20 +28,20 @@ class ChildOrderState(StrEnum):
 
 @dataclass(slots=True)
 class ChildOrder:
-    seq: int                      # the row id once no longer ACTIVE (getchildorders shows 0 while ACTIVE)
+    seq: int  # the row id once no longer ACTIVE (getchildorders shows 0 while ACTIVE)
     api_key: str
     acceptance_id: str
     child_order_id: str
     side: Side
-    order_type: str               # LIMIT | MARKET
-    price: int                    # 0 for MARKET
+    order_type: str  # LIMIT | MARKET
+    price: int  # 0 for MARKET
     size: int
     time_in_force: str
-    order_ns: int                 # wall clock
-    expire_ns: int                # wall clock
-    expire_at: int                # monotonic, when the venue expires it
+    order_ns: int  # wall clock
+    expire_ns: int  # wall clock
+    expire_at: int  # monotonic, when the venue expires it
     executed: int = 0
-    notional: int = 0             # sum(price * size) of executions, for average_price
+    notional: int = 0  # sum(price * size) of executions, for average_price
     cancel_size: int = 0
     state: ChildOrderState = ChildOrderState.ACTIVE
 
@@ -75,7 +75,7 @@ class Execution:
     side: Side
     price: int
     size: int
-    exec_ns: int                  # wall clock
+    exec_ns: int  # wall clock
     commission: int = 0
 
     @property
@@ -92,7 +92,7 @@ class Lot:
     side: Side
     price: int
     size: int
-    open_ns: int                  # wall clock
+    open_ns: int  # wall clock
 
 
 @dataclass(slots=True)
@@ -103,10 +103,10 @@ class Account:
     lots: deque[Lot] = field(default_factory=deque)
     realized: Decimal = Decimal(0)
     executions: list[Execution] = field(default_factory=list)
-    orders: dict[str, ChildOrder] = field(default_factory=dict)       # acceptance id -> order
-    by_child_id: dict[str, str] = field(default_factory=dict)         # child order id -> acceptance id
-    active: dict[str, ChildOrder] = field(default_factory=dict)       # the ACTIVE ones, for cheap scans
-    finished: deque[str] = field(default_factory=deque)               # finished acceptance ids, oldest first
+    orders: dict[str, ChildOrder] = field(default_factory=dict)  # acceptance id -> order
+    by_child_id: dict[str, str] = field(default_factory=dict)  # child order id -> acceptance id
+    active: dict[str, ChildOrder] = field(default_factory=dict)  # the ACTIVE ones, for cheap scans
+    finished: deque[str] = field(default_factory=deque)  # finished acceptance ids, oldest first
 
     def position_sat(self) -> int:
         return sum(lot.size if lot.side is Side.BUY else -lot.size for lot in self.lots)
@@ -128,7 +128,8 @@ class Ledger:
     def add_account(self, api_key: str, collateral_jpy: Decimal | None = None) -> Account:
         if api_key not in self._accounts:
             self._accounts[api_key] = Account(
-                api_key, self._collateral if collateral_jpy is None else collateral_jpy, self._leverage)
+                api_key, self._collateral if collateral_jpy is None else collateral_jpy, self._leverage
+            )
         return self._accounts[api_key]
 
     def account(self, api_key: str) -> Account:
@@ -164,7 +165,8 @@ class Ledger:
             return None
         return Decimal(sum(lot.price * lot.size for lot in lots)) / Decimal(size)
 
-    # ---- orders ----------------------------------------------------------------------------------------------
+    # ---- orders
+    # ----------------------------------------------------------------------------------------------
     def add_order(self, order: ChildOrder) -> None:
         acct = self.account(order.api_key)
         acct.orders[order.acceptance_id] = order
@@ -172,8 +174,9 @@ class Ledger:
         if order.state is ChildOrderState.ACTIVE:
             acct.active[order.acceptance_id] = order
 
-    def find_order(self, api_key: str, acceptance_id: str | None = None,
-                   child_order_id: str | None = None) -> ChildOrder | None:
+    def find_order(
+        self, api_key: str, acceptance_id: str | None = None, child_order_id: str | None = None
+    ) -> ChildOrder | None:
         acct = self.account(api_key)
         if acceptance_id:
             return acct.orders.get(acceptance_id)
@@ -200,9 +203,11 @@ class Ledger:
             if old is not None:
                 acct.by_child_id.pop(old.child_order_id, None)
 
-    # ---- fills -----------------------------------------------------------------------------------------------
+    # ---- fills
+    # -----------------------------------------------------------------------------------------------
     def apply_fill(self, order: ChildOrder, exec_id: int, price: int, size: int, wall_ns: int) -> Decimal:
-        """One execution of `order`. Updates the order, lots (FIFO) and realized PnL; returns the PnL realized."""
+        """One execution of `order`. Updates the order, lots (FIFO) and realized PnL; returns the PnL
+        realized."""
         if size <= 0 or size > order.outstanding:
             raise ValueError(f"fill of {size} sat on an order with {order.outstanding} outstanding")
         acct = self.account(order.api_key)
@@ -212,8 +217,18 @@ class Ledger:
             order.state = ChildOrderState.COMPLETED
             acct.active.pop(order.acceptance_id, None)
             self._finished(acct, order)
-        acct.executions.append(Execution(exec_id, order.api_key, order.acceptance_id, order.child_order_id,
-                                         order.side, price, size, wall_ns))
+        acct.executions.append(
+            Execution(
+                exec_id,
+                order.api_key,
+                order.acceptance_id,
+                order.child_order_id,
+                order.side,
+                price,
+                size,
+                wall_ns,
+            )
+        )
         realized = Decimal(0)
         left = size
         while left and acct.lots and acct.lots[0].side is not order.side:
@@ -229,7 +244,8 @@ class Ledger:
         acct.realized += realized
         return realized
 
-    # ---- money -----------------------------------------------------------------------------------------------
+    # ---- money
+    # -----------------------------------------------------------------------------------------------
     def open_pnl(self, api_key: str, mark: Decimal) -> Decimal:
         total = Decimal(0)
         for lot in self.account(api_key).lots:

@@ -1,10 +1,10 @@
 """The other participants: a seeded, reproducible crowd that adds, cancels and hits liquidity. Pure.
 
-Shape (SPEC §14): a fair value that drifts and sometimes jumps; crowd quotes that follow it with a spread that is
-usually wide (hundreds to thousands of ticks) and sometimes tight; regimes that alternate between *active*
-(the best bid/ask move) and *stall* (neither best price moves for 100 ms … several seconds while deeper levels,
-best sizes and partial hits go on). Stall lengths are in real time whatever `activity` is, so `stall_T_ms` keeps
-its meaning; `activity` scales the tick rate and with it every other event rate.
+Shape (SPEC §14): a fair value that drifts and sometimes jumps; crowd quotes that follow it with a spread that
+is usually wide (hundreds to thousands of ticks) and sometimes tight; regimes that alternate between *active*
+(the best bid/ask move) and *stall* (neither best price moves for 100 ms … several seconds while deeper
+levels, best sizes and partial hits go on). Stall lengths are in real time whatever `activity` is, so
+`stall_T_ms` keeps its meaning; `activity` scales the tick rate and with it every other event rate.
 
 One `step()` is one board-diff frame's worth of changes. Same seed and same calls → same book and trades.
 """
@@ -24,24 +24,24 @@ MS = 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class ModelParams:
-    mean_gap_yen: int = 90              # average distance between deep levels
-    depth_factor: float = 1.8           # book depth kept = levels_per_side × this (snapshots show the top part)
-    fair_sigma_tick: float = 250.0      # fair-value random walk per tick, yen
-    jump_per_tick: float = 1 / 1300     # ≈ one jump every 3 min at activity 1
+    mean_gap_yen: int = 90  # average distance between deep levels
+    depth_factor: float = 1.8  # book depth kept = levels_per_side × this (snapshots show the top part)
+    fair_sigma_tick: float = 250.0  # fair-value random walk per tick, yen
+    jump_per_tick: float = 1 / 1300  # ≈ one jump every 3 min at activity 1
     jump_frac: tuple[float, float] = (0.0008, 0.002)
-    tight_prob: float = 0.15            # share of active phases that aim for a tight spread
+    tight_prob: float = 0.15  # share of active phases that aim for a tight spread
     tight_ticks: tuple[int, int] = (1, 15)
     wide_ticks: tuple[int, int] = (300, 3500)
     active_mean_ticks: float = 5.0
-    move_prob: float = 0.6              # chance per active tick that a best price moves
-    trade_prob: float = 0.04            # crowd market orders per tick (≈0.3/s at 7.3 Hz; sweeps add more)
-    sweep_prob: float = 0.3             # a best level that must go is taken (vs pulled)
-    deep_ops: tuple[int, float] = (3, 0.45)   # 1 + Binomial(n, p) deep changes per tick
-    best_size_add_prob: float = 0.15    # a size change at the best per tick
+    move_prob: float = 0.6  # chance per active tick that a best price moves
+    trade_prob: float = 0.04  # crowd market orders per tick (≈0.3/s at 7.3 Hz; sweeps add more)
+    sweep_prob: float = 0.3  # a best level that must go is taken (vs pulled)
+    deep_ops: tuple[int, float] = (3, 0.45)  # 1 + Binomial(n, p) deep changes per tick
+    best_size_add_prob: float = 0.15  # a size change at the best per tick
     trade_median_btc: float = 0.01
     quote_median_btc: float = 0.02
     deep_median_btc: float = 0.05
-    long_gap_prob: float = 0.01         # occasional long pause between diffs (≈540 ms at 7.3 Hz)
+    long_gap_prob: float = 0.01  # occasional long pause between diffs (≈540 ms at 7.3 Hz)
 
 
 def _stall_ms(rng: random.Random) -> float:
@@ -52,32 +52,42 @@ def _stall_ms(rng: random.Random) -> float:
 
 
 class MarketModel:
-    def __init__(self, rng: random.Random, start_mid: int, levels_per_side: int, activity: float,
-                 diff_rate_hz: float, params: ModelParams | None = None) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        start_mid: int,
+        levels_per_side: int,
+        activity: float,
+        diff_rate_hz: float,
+        params: ModelParams | None = None,
+    ) -> None:
         self.rng = rng
         self.p = params or ModelParams()
         self.fair = start_mid
         self.activity = activity
         self.target_depth = max(20, int(levels_per_side * self.p.depth_factor))
-        self.tick_ns = 1e9 / (diff_rate_hz * activity) / 1.02   # /1.02: the jitter's mean is ≈1.02
+        self.tick_ns = 1e9 / (diff_rate_hz * activity) / 1.02  # /1.02: the jitter's mean is ≈1.02
         self.stalled = False
         self.stall_until = 0
         self.active_left = 0
         self.target_spread = 800
         self.ticks = 0
 
-    # ---- schedule --------------------------------------------------------------------------------------------
+    # ---- schedule
+    # --------------------------------------------------------------------------------------------
     def next_interval_ns(self) -> int:
         r = self.rng
         f = r.uniform(2.5, 3.9) if r.random() < self.p.long_gap_prob else r.uniform(0.55, 1.45)
         return max(1, int(self.tick_ns * f))
 
-    # ---- sizes -----------------------------------------------------------------------------------------------
+    # ---- sizes
+    # -----------------------------------------------------------------------------------------------
     def _size(self, median_btc: float, sigma: float = 1.0, cap_btc: float = 5.0) -> int:
         btc = min(cap_btc, max(0.001, math.exp(self.rng.gauss(math.log(median_btc), sigma))))
         return max(100_000, int(btc * SAT_PER_BTC))
 
-    # ---- setup -----------------------------------------------------------------------------------------------
+    # ---- setup
+    # -----------------------------------------------------------------------------------------------
     def seed_book(self, book: OrderBook) -> None:
         half = self.target_spread // 2
         for side, sign in ((Side.BUY, -1), (Side.SELL, 1)):
@@ -86,7 +96,8 @@ class MarketModel:
                 book.rest(side, price, self._size(self.p.deep_median_btc, 1.3))
                 price += sign * (1 + int(self.rng.expovariate(1 / self.p.mean_gap_yen)))
 
-    # ---- one tick --------------------------------------------------------------------------------------------
+    # ---- one tick
+    # --------------------------------------------------------------------------------------------
     def step(self, book: OrderBook, now: int, allow_trades: bool = True) -> list[Trade]:
         r = self.rng
         self.ticks += 1
@@ -141,13 +152,13 @@ class MarketModel:
         if b is None or a is None:
             return []
         want_b, want_a = self._desired()
-        gb, ga = want_b - b, a - want_a           # > 0: should improve; < 0: should back off
+        gb, ga = want_b - b, a - want_a  # > 0: should improve; < 0: should back off
         side = Side.BUY if r.random() * (abs(gb) + abs(ga) + 2) < abs(gb) + 1 else Side.SELL
         gap = gb if side is Side.BUY else ga
         best = b if side is Side.BUY else a
         if gap > 0:
             step = max(1, round(gap * r.uniform(0.3, 1.0)))
-            room = a - b - 1                       # never cross the crowd's own other side
+            room = a - b - 1  # never cross the crowd's own other side
             if room < 1:
                 return []
             step = min(step, room)
@@ -197,8 +208,11 @@ class MarketModel:
         if depth < 2:
             return
         i = 1 + int(r.random() ** 1.3 * (depth - 1))
-        price, lv = (book.bids.peekitem(-1 - i) if side is Side.BUY else book.asks.peekitem(i)) \
-            if i < depth else (None, None)
+        price, lv = (
+            (book.bids.peekitem(-1 - i) if side is Side.BUY else book.asks.peekitem(i))
+            if i < depth
+            else (None, None)
+        )
         if lv is None or price is None or lv.crowd == 0 or price == best:
             return
         cut = lv.crowd if r.random() < 0.6 else max(1, int(lv.crowd * r.uniform(0.2, 0.8)))
@@ -260,8 +274,9 @@ class MarketModel:
                 if other is not None:
                     price = min(price, other - 1) if side is Side.BUY else max(price, other + 1)
                 for k in range(5):
-                    self._crowd_limit(book, side, price + sign * k * self.p.mean_gap_yen,
-                                      self._size(self.p.deep_median_btc))
+                    self._crowd_limit(
+                        book, side, price + sign * k * self.p.mean_gap_yen, self._size(self.p.deep_median_btc)
+                    )
             while book.depth(side) > self.target_depth * 1.15:
                 far_price, far = book.bids.peekitem(0) if side is Side.BUY else book.asks.peekitem(-1)
                 if far.crowd == 0:

@@ -1,9 +1,11 @@
-"""The order book: other participants' ("crowd") liquidity and our accounts' orders in one price-time queue. Pure.
+"""The order book: other participants' ("crowd") liquidity and our accounts' orders in one price-time queue.
+Pure.
 
-Prices are integer yen, sizes integer satoshi. Each price level is a FIFO queue; an order joins behind the size
-already there and fills only as takers consume the queue ahead of it. Crowd cancellations take size from the back
-of the queue (the newest crowd size first), so our queue position only improves through trades, never through a
-guess about who cancelled. The same book, fed with a real feed's levels and trades, is a paper venue.
+Prices are integer yen, sizes integer satoshi. Each price level is a FIFO queue; an order joins behind the
+size already there and fills only as takers consume the queue ahead of it. Crowd cancellations take size from
+the back of the queue (the newest crowd size first), so our queue position only improves through trades, never
+through a guess about who cancelled. The same book, fed with a real feed's levels and trades, is a paper
+venue.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from bot.types.dto import Side
 
 @dataclass(slots=True)
 class Entry:
-    order_id: str          # acceptance id (ours) or a made-up one (crowd)
-    size: int              # remaining satoshi
-    own: bool              # an account's order (vs the crowd's)
+    order_id: str  # acceptance id (ours) or a made-up one (crowd)
+    size: int  # remaining satoshi
+    own: bool  # an account's order (vs the crowd's)
 
 
 class Level:
@@ -34,7 +36,8 @@ class Level:
         self.crowd = 0
 
     def crowd_end(self) -> int:
-        """Size up to and including the last crowd entry: what a taker must eat to leave no crowd size here."""
+        """Size up to and including the last crowd entry: what a taker must eat to leave no crowd size
+        here."""
         upto = 0
         end = 0
         for e in self.queue:
@@ -51,7 +54,7 @@ class Trade:
     size: int
     maker_id: str
     maker_own: bool
-    maker_outstanding: int     # maker's remaining size after this trade
+    maker_outstanding: int  # maker's remaining size after this trade
     taker_id: str
     taker_own: bool
 
@@ -62,10 +65,11 @@ class OrderBook:
         self.bids: SortedDict[int, Level] = SortedDict()
         self.asks: SortedDict[int, Level] = SortedDict()
         self._own: dict[str, tuple[Side, int]] = {}
-        self.touched: dict[tuple[Side, int], None] = {}   # ordered set of levels changed since last drained
+        self.touched: dict[tuple[Side, int], None] = {}  # ordered set of levels changed since last drained
         self.version = 0
 
-    # ---- queries ---------------------------------------------------------------------------------------------
+    # ---- queries
+    # ---------------------------------------------------------------------------------------------
     def _side(self, side: Side) -> SortedDict[int, Level]:
         return self.bids if side is Side.BUY else self.asks
 
@@ -143,7 +147,8 @@ class OrderBook:
                 return want
         return got
 
-    # ---- changes ---------------------------------------------------------------------------------------------
+    # ---- changes
+    # ---------------------------------------------------------------------------------------------
     def _touch(self, side: Side, price: int) -> None:
         self.touched[(side, price)] = None
         self.version += 1
@@ -171,9 +176,17 @@ class OrderBook:
         self._touch(side, price)
         return oid
 
-    def take(self, taker_side: Side, size: int, limit: int | None, taker_id: str, taker_own: bool,
-             max_size: int | None = None) -> list[Trade]:
-        """A taker eats the opposite side from its best while prices are acceptable. Returns the trades made."""
+    def take(
+        self,
+        taker_side: Side,
+        size: int,
+        limit: int | None,
+        taker_id: str,
+        taker_own: bool,
+        max_size: int | None = None,
+    ) -> list[Trade]:
+        """A taker eats the opposite side from its best while prices are acceptable. Returns the trades
+        made."""
         trades: list[Trade] = []
         left = size if max_size is None else min(size, max_size)
         book = self._side(taker_side.opposite)

@@ -27,9 +27,9 @@ class FeedStats:
     max_diff_gap_ms: float
     exec_frames_per_s: float
     trades_per_s: float
-    spread_ticks_pcts: dict[str, float]   # p5 p25 p50 p75 p95, sampled at each diff (own orders: none)
-    tight_share: float                     # diffs with spread ≤ 20 ticks
-    stall_ms_pcts: dict[str, float]        # time between best-price changes: p10 p50 p90 p99 max
+    spread_ticks_pcts: dict[str, float]  # p5 p25 p50 p75 p95, sampled at each diff (own orders: none)
+    tight_share: float  # diffs with spread ≤ 20 ticks
+    stall_ms_pcts: dict[str, float]  # time between best-price changes: p10 p50 p90 p99 max
     share_of_time_stalled_over_250ms: float
     best_changes_per_s: float
     depth_bid: int
@@ -81,8 +81,10 @@ def measure_feed(seed: int = 1, activity: float = 1.0, seconds: int = 600) -> Fe
         trades_per_s=round(trades / seconds, 3),
         spread_ticks_pcts={f"p{int(q * 100)}": _pct(spreads, q) for q in (0.05, 0.25, 0.5, 0.75, 0.95)},
         tight_share=round(sum(s <= 20 for s in spreads) / len(spreads), 3),
-        stall_ms_pcts={**{f"p{int(q * 100)}": round(_pct(stalls, q), 1) for q in (0.1, 0.5, 0.9, 0.99)},
-                       "max": round(stalls[-1], 1)},
+        stall_ms_pcts={
+            **{f"p{int(q * 100)}": round(_pct(stalls, q), 1) for q in (0.1, 0.5, 0.9, 0.99)},
+            "max": round(stalls[-1], 1),
+        },
         share_of_time_stalled_over_250ms=round(sum(s for s in stalls if s > 250) / (seconds * 1000), 3),
         best_changes_per_s=round(len(stalls) / seconds, 2),
         depth_bid=ex.book.depth(Side.BUY),

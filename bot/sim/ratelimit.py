@@ -25,7 +25,7 @@ ORDERS = Limit("orders", 300, 300)
 SMALL_ORDERS = Limit("small_orders", 100, 60)
 SMALL_ORDERS_PENALTY = Limit("small_orders", 10, 60)
 PENALTY_NS = 3600 * SEC
-SMALL_ORDER_MAX_SAT = 10_000_000        # 0.1 BTC
+SMALL_ORDER_MAX_SAT = 10_000_000  # 0.1 BTC
 
 
 @dataclass(slots=True)
@@ -52,7 +52,7 @@ class Window:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     ok: bool
-    window: Window               # the window the headers describe (the one that refused, if any)
+    window: Window  # the window the headers describe (the one that refused, if any)
     limit: Limit
 
 
@@ -71,8 +71,9 @@ class RateLimiter:
         w.roll(now)
         return w
 
-    def hit(self, now: int, ip: str, api_key: str | None = None, order: bool = False,
-            small_order: bool = False) -> Verdict:
+    def hit(
+        self, now: int, ip: str, api_key: str | None = None, order: bool = False, small_order: bool = False
+    ) -> Verdict:
         """Count one request against every limit it falls under; refuse at the first one that is used up."""
         checks: list[tuple[Limit, str]] = [(IP, ip)]
         if api_key is not None:
@@ -91,7 +92,7 @@ class RateLimiter:
                 return Verdict(False, w, lim)
             w.count += 1
             if shown is None or lim is PRIVATE:
-                shown = Verdict(True, w, lim)                    # headers show the private window when there is one
+                shown = Verdict(True, w, lim)  # headers show the private window when there is one
         assert shown is not None
         return shown
 

@@ -1,8 +1,9 @@
-"""The venue's protocol edge: bitFlyer's REST and JSON-RPC WebSocket API on one aiohttp port, plus `/_sim/` admin.
+"""The venue's protocol edge: bitFlyer's REST and JSON-RPC WebSocket API on one aiohttp port, plus `/_sim/`
+admin.
 
-`SimVenue` runs on the caller's event loop (the bot and the dashboard share one loop): one scheduler task wakes
-only when the core has something due (next diff frame, ticker, expiry, snapshot), and each WebSocket client has
-its own bounded send queue, so a slow client is dropped instead of slowing anyone else.
+`SimVenue` runs on the caller's event loop (the bot and the dashboard share one loop): one scheduler task
+wakes only when the core has something due (next diff frame, ticker, expiry, snapshot), and each WebSocket
+client has its own bounded send queue, so a slow client is dropped instead of slowing anyone else.
 """
 
 from __future__ import annotations
@@ -42,12 +43,19 @@ from bot.types.dto import Side
 
 SEC = 1_000_000_000
 JSON_CT = "application/json; charset=utf-8"
-PUBLIC_PREFIXES = ("lightning_board_snapshot_", "lightning_board_", "lightning_ticker_", "lightning_executions_")
+PUBLIC_PREFIXES = (
+    "lightning_board_snapshot_",
+    "lightning_board_",
+    "lightning_ticker_",
+    "lightning_executions_",
+)
 PRIVATE_CHANNELS = ("child_order_events", "parent_order_events")
 SNAPSHOT_CHANNEL = f"lightning_board_snapshot_{PRODUCT}"
-QUEUE_MAX = 1000                    # frames waiting for one client before it is dropped as too slow
-HTML_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
-            "</h1></center>\r\n</body>\r\n</html>\r\n")
+QUEUE_MAX = 1000  # frames waiting for one client before it is dropped as too slow
+HTML_502 = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
+    "</h1></center>\r\n</body>\r\n</html>\r\n"
+)
 
 
 def _dumps(obj: Any) -> bytes:
@@ -55,11 +63,14 @@ def _dumps(obj: Any) -> bytes:
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=_dumps(data), status=status, content_type="application/json", charset="utf-8",
-                        headers=headers)
+    return web.Response(
+        body=_dumps(data), status=status, content_type="application/json", charset="utf-8", headers=headers
+    )
 
 
-def _error(status: int, message: str, http_status: int, headers: dict[str, str] | None = None) -> web.Response:
+def _error(
+    status: int, message: str, http_status: int, headers: dict[str, str] | None = None
+) -> web.Response:
     return _json({"status": status, "error_message": message, "data": None}, http_status, headers)
 
 
@@ -102,17 +113,26 @@ class SimVenue:
     """A simulated bitFlyer for FX_BTC_JPY. `await start()`, use `base_url` / `ws_url`, `await stop()`.
 
     With `public_feed_url` it is the paper venue: no simulated crowd; the book's other participants are
-    bitFlyer's public feed at that URL (snapshots, diffs, executions), and only our orders are matched here."""
+    bitFlyer's public feed at that URL (snapshots, diffs, executions), and only our orders are matched
+    here."""
 
-    def __init__(self, cfg: SimConfig | None = None, *, clock: Clock | None = None,
-                 public_feed_url: str | None = None, product_code: str = PRODUCT) -> None:
+    def __init__(
+        self,
+        cfg: SimConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        public_feed_url: str | None = None,
+        product_code: str = PRODUCT,
+    ) -> None:
         if product_code != PRODUCT:
             raise ValueError(f"the venue trades {PRODUCT} only, not {product_code}")
         self.cfg = cfg or SimConfig()
         self.clock = clock or SystemClock()
         self.public_feed_url = public_feed_url
         now = self.clock.monotonic_ns()
-        self.exchange = Exchange(self.cfg, now, self.clock.time_ns() - now, simulate_market=public_feed_url is None)
+        self.exchange = Exchange(
+            self.cfg, now, self.clock.time_ns() - now, simulate_market=public_feed_url is None
+        )
         self._feed_task: asyncio.Task[None] | None = None
         self.feed_connected = False
         self.feed_connects = 0
@@ -120,7 +140,7 @@ class SimVenue:
         self.add_account(self.cfg.api_key, self.cfg.api_secret.get_secret_value())
         self.faults = Faults(self.cfg.seed)
         self.limiter = RateLimiter(self.cfg.rate_limits)
-        self._rng = random.Random(self.cfg.seed * 7 + 1)          # per-subscriber snapshot timing
+        self._rng = random.Random(self.cfg.seed * 7 + 1)  # per-subscriber snapshot timing
         self._conns: set[_Conn] = set()
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -128,10 +148,15 @@ class SimVenue:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.port = 0
-        self.stats: dict[str, int] = {"frames_sent": 0, "slow_clients_dropped": 0, "rest_calls": 0,
-                                      "rate_limited": 0}
+        self.stats: dict[str, int] = {
+            "frames_sent": 0,
+            "slow_clients_dropped": 0,
+            "rest_calls": 0,
+            "rate_limited": 0,
+        }
 
-    # ---- life cycle ------------------------------------------------------------------------------------------
+    # ---- life cycle
+    # ------------------------------------------------------------------------------------------
     @property
     def host(self) -> str:
         return self.cfg.host
@@ -197,8 +222,9 @@ class SimVenue:
 
     async def start(self) -> None:
         self._stopping.clear()
-        self._runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=1.0,
-                                     handle_signals=False)
+        self._runner = web.AppRunner(
+            self.build_app(), access_log=None, shutdown_timeout=1.0, handle_signals=False
+        )
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
         await self._site.start()
@@ -207,8 +233,9 @@ class SimVenue:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._task = asyncio.get_running_loop().create_task(self._scheduler(), name="sim-venue-scheduler")
         if self.public_feed_url is not None:
-            self._feed_task = asyncio.get_running_loop().create_task(self._follow_feed(self.public_feed_url),
-                                                                     name="paper-venue-feed")
+            self._feed_task = asyncio.get_running_loop().create_task(
+                self._follow_feed(self.public_feed_url), name="paper-venue-feed"
+            )
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -230,7 +257,8 @@ class SimVenue:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # ---- the clock -------------------------------------------------------------------------------------------
+    # ---- the clock
+    # -------------------------------------------------------------------------------------------
     async def _scheduler(self) -> None:
         while True:
             try:
@@ -241,7 +269,7 @@ class SimVenue:
                 for c in self._conns:
                     if c.snapshot_due is not None:
                         due = min(due, c.snapshot_due)
-            except Exception:                      # a bug in the core must not kill the venue silently
+            except Exception:  # a bug in the core must not kill the venue silently
                 logger.exception("sim venue scheduler step failed")
                 due = self.clock.monotonic_ns() + SEC // 10
             delay = max(0.0, (due - self.clock.monotonic_ns()) / SEC)
@@ -258,13 +286,16 @@ class SimVenue:
                 if targets:
                     self._send_all(targets, o.channel, o.message)
             elif isinstance(o, Private):
-                targets = [c for c in self._conns if c.api_key == o.api_key and "child_order_events" in c.channels]
+                targets = [
+                    c for c in self._conns if c.api_key == o.api_key and "child_order_events" in c.channels
+                ]
                 if targets:
                     self._send_all(targets, "child_order_events", o.events)
 
     def _send_all(self, conns: list[_Conn], channel: str, message: Any) -> None:
-        text = _dumps({"jsonrpc": "2.0", "method": "channelMessage",
-                       "params": {"channel": channel, "message": message}}).decode()
+        text = _dumps(
+            {"jsonrpc": "2.0", "method": "channelMessage", "params": {"channel": channel, "message": message}}
+        ).decode()
         for c in conns:
             if c.push(text):
                 self.stats["frames_sent"] += 1
@@ -279,12 +310,17 @@ class SimVenue:
             return
         for c in due:
             assert c.snapshot_due is not None
-            c.snapshot_due = max(c.snapshot_due + int(self._rng.uniform(0.98, 1.02) * self.cfg.snapshot_interval_ms * 1_000_000), now)
+            c.snapshot_due = max(
+                c.snapshot_due
+                + int(self._rng.uniform(0.98, 1.02) * self.cfg.snapshot_interval_ms * 1_000_000),
+                now,
+            )
         if self.faults.silenced(now) or self.exchange.state == "CLOSED":
             return
         self._send_all(due, SNAPSHOT_CHANNEL, self.exchange.snapshot_message())
 
-    # ---- paper: follow the real public feed -----------------------------------------------------------------
+    # ---- paper: follow the real public feed
+    # -----------------------------------------------------------------
     async def _follow_feed(self, url: str) -> None:
         """Keep a subscription to the real feed (reconnecting with backoff) and apply it to the book."""
         channels = (SNAPSHOT_CHANNEL, f"lightning_board_{PRODUCT}", f"lightning_executions_{PRODUCT}")
@@ -297,8 +333,9 @@ class SimVenue:
                         self.feed_connects += 1
                         backoff = 1.0
                         for i, ch in enumerate(channels, 1):
-                            await ws.send_json({"jsonrpc": "2.0", "method": "subscribe", "params": {"channel": ch},
-                                                "id": i})
+                            await ws.send_json(
+                                {"jsonrpc": "2.0", "method": "subscribe", "params": {"channel": ch}, "id": i}
+                            )
                         async for msg in ws:
                             if msg.type is WSMsgType.TEXT:
                                 self._on_feed(msg.data)
@@ -330,10 +367,12 @@ class SimVenue:
             return
         self._dispatch(outs)
 
-    # ---- REST: shared checks ---------------------------------------------------------------------------------
+    # ---- REST: shared checks
+    # ---------------------------------------------------------------------------------
     @web.middleware
-    async def _middleware(self, request: web.Request,
-                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         if not request.path.startswith("/v1/"):
             return await handler(request)
         self.stats["rest_calls"] += 1
@@ -350,11 +389,16 @@ class SimVenue:
 
     def _limit_headers(self, v: Verdict) -> dict[str, str]:
         reset_wall = (v.window.reset_at + self.exchange.wall_offset_ns) // SEC
-        return {"X-RateLimit-Period": str(v.limit.period_s), "X-RateLimit-Remaining": str(v.window.remaining),
-                "X-RateLimit-Reset": str(reset_wall)}
+        return {
+            "X-RateLimit-Period": str(v.limit.period_s),
+            "X-RateLimit-Remaining": str(v.window.remaining),
+            "X-RateLimit-Reset": str(reset_wall),
+        }
 
     def _over_limit(self, v: Verdict) -> web.Response:
-        return _error(-1, "Over API limit per minute", self.cfg.rate_limit_http_status, self._limit_headers(v))
+        return _error(
+            -1, "Over API limit per minute", self.cfg.rate_limit_http_status, self._limit_headers(v)
+        )
 
     def _authenticate(self, request: web.Request, body: str) -> str:
         key = request.headers.get("ACCESS-KEY")
@@ -372,7 +416,7 @@ class SimVenue:
         if not t.is_finite():
             raise VenueError(-500, "Invalid timestamp", 401)
         wall_s = Decimal(self.clock.time_ns()) / SEC
-        ts_s = t / 1000 if t > 100_000_000_000 else t                 # seconds or milliseconds
+        ts_s = t / 1000 if t > 100_000_000_000 else t  # seconds or milliseconds
         if abs(ts_s - wall_s) > self.cfg.auth_window_sec:
             raise VenueError(-500, "Timestamp is out of range", 401)
         text = f"{ts}{request.method}{request.raw_path}{body}".encode()
@@ -381,8 +425,11 @@ class SimVenue:
             raise VenueError(-500, "Invalid signature", 401)
         return key
 
-    def _private(self, fn: Callable[[_Call], Any], post: bool = False,
-                 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def _private(
+        self,
+        fn: Callable[[_Call], Any],
+        post: bool = False,
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         endpoint_of = str.rsplit
 
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -403,9 +450,13 @@ class SimVenue:
                 body = parsed
             now = self.clock.monotonic_ns()
             small = endpoint == "sendchildorder" and _size_sat(body.get("size")) <= SMALL_ORDER_MAX_SAT
-            verdict = self.limiter.hit(now, request.remote or "?", key,
-                                       order=endpoint in ("sendchildorder", "cancelallchildorders"),
-                                       small_order=small)
+            verdict = self.limiter.hit(
+                now,
+                request.remote or "?",
+                key,
+                order=endpoint in ("sendchildorder", "cancelallchildorders"),
+                small_order=small,
+            )
             if not verdict.ok:
                 self.stats["rate_limited"] += 1
                 return self._over_limit(verdict)
@@ -451,7 +502,8 @@ class SimVenue:
         message, http = table.get(status, ("Error", 400))
         return _error(status, message, http, headers)
 
-    # ---- REST: endpoints -------------------------------------------------------------------------------------
+    # ---- REST: endpoints
+    # -------------------------------------------------------------------------------------
     def _product(self, request: web.Request) -> None:
         code = request.query.get("product_code", PRODUCT)
         if code.upper() != PRODUCT:
@@ -511,7 +563,8 @@ class SimVenue:
     def _cancel_all(self, c: _Call) -> None:
         self._dispatch(self.exchange.cancel_all(c.key, c.body, c.now))
 
-    # ---- WebSocket JSON-RPC ----------------------------------------------------------------------------------
+    # ---- WebSocket JSON-RPC
+    # ----------------------------------------------------------------------------------
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=self.cfg.ws_heartbeat_sec, compress=False, max_msg_size=1 << 20)
         await ws.prepare(request)
@@ -549,8 +602,14 @@ class SimVenue:
         try:
             req = orjson.loads(text)
         except orjson.JSONDecodeError:
-            self._reply(conn, {"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error",
-                                                          "data": "Invalid JSON"}, "id": None})
+            self._reply(
+                conn,
+                {
+                    "jsonrpc": "2.0",
+                    "error": {"code": -32700, "message": "Parse error", "data": "Invalid JSON"},
+                    "id": None,
+                },
+            )
             return
         if isinstance(req, list):
             if not req:
@@ -593,8 +652,13 @@ class SimVenue:
             return _rpc_error(req_id, -32602, "Invalid params")
         key, ts, nonce, sign = (params.get(k) for k in ("api_key", "timestamp", "nonce", "signature"))
         secret = self._secrets.get(key) if isinstance(key, str) else None
-        if secret is None or not isinstance(nonce, str) or not isinstance(sign, str) \
-                or isinstance(ts, bool) or not isinstance(ts, int | str):
+        if (
+            secret is None
+            or not isinstance(nonce, str)
+            or not isinstance(sign, str)
+            or isinstance(ts, bool)
+            or not isinstance(ts, int | str)
+        ):
             return _rpc_error(req_id, -500, "Authentication failed")
         try:
             ts_ms = int(ts)
@@ -616,14 +680,15 @@ class SimVenue:
             return _rpc_error(req_id, -32602, "invalid channel")
         if channel in conn.channels:
             return _rpc_error(req_id, -32009, "already subscribed")
-        conn.channels.add(channel)                                # unknown products: acked, never delivered
+        conn.channels.add(channel)  # unknown products: acked, never delivered
         if channel == SNAPSHOT_CHANNEL:
             # never on subscribe: the first one comes 0.6–3.7 s later
             conn.snapshot_due = self.clock.monotonic_ns() + int(self._rng.uniform(0.6, 3.7) * SEC)
             self._wake.set()
         return {"jsonrpc": "2.0", "id": req_id, "result": True}
 
-    # ---- faults on demand (Python API; the admin HTTP API calls these) ---------------------------------------
+    # ---- faults on demand (Python API; the admin HTTP API calls these)
+    # ---------------------------------------
     async def drop_ws(self) -> int:
         """Close every WebSocket connection. Returns how many there were."""
         conns = list(self._conns)
@@ -634,7 +699,8 @@ class SimVenue:
         return len(conns)
 
     def silence(self, seconds: float) -> None:
-        """The feed sends nothing for `seconds` (sockets stay open; the market goes on); 0 ends a silence now."""
+        """The feed sends nothing for `seconds` (sockets stay open; the market goes on); 0 ends a silence
+        now."""
         self.faults.silence_until = self.clock.monotonic_ns() + int(seconds * SEC)
 
     def freeze_market(self, frozen: bool = True) -> None:
@@ -666,7 +732,9 @@ class SimVenue:
         self._wake.set()
         await self.drop_ws()
 
-    def hand_order(self, side: str, size: str, *, product_code: str = PRODUCT, api_key: str | None = None) -> str:
+    def hand_order(
+        self, side: str, size: str, *, product_code: str = PRODUCT, api_key: str | None = None
+    ) -> str:
         """A MARKET order placed on the account by someone other than the bot (a human on the web UI): its
         events go out on child_order_events like any other. Returns its acceptance id."""
         body = {"product_code": product_code, "child_order_type": "MARKET", "side": side, "size": size}
@@ -681,7 +749,8 @@ class SimVenue:
     def ledger_report(self, api_key: str | None = None) -> dict[str, Any]:
         return self.exchange.ledger_report(api_key or self.api_key)
 
-    # ---- admin HTTP API ----------------------------------------------------------------------------------------
+    # ---- admin HTTP API
+    # ----------------------------------------------------------------------------------------
     @staticmethod
     async def _admin_body(request: web.Request) -> dict[str, Any]:
         raw = await request.text()
@@ -690,9 +759,13 @@ class SimVenue:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise web.HTTPBadRequest(text='{"error":"body is not JSON"}', content_type="application/json") from None
+            raise web.HTTPBadRequest(
+                text='{"error":"body is not JSON"}', content_type="application/json"
+            ) from None
         if not isinstance(body, dict):
-            raise web.HTTPBadRequest(text='{"error":"body must be an object"}', content_type="application/json")
+            raise web.HTTPBadRequest(
+                text='{"error":"body must be an object"}', content_type="application/json"
+            )
         return body
 
     @staticmethod
@@ -727,7 +800,9 @@ class SimVenue:
         body = await self._admin_body(request)
         endpoint, error = body.get("endpoint", "*"), str(body.get("error", ""))
         if not isinstance(endpoint, str) or not valid_error(error):
-            return self._bad("need endpoint (string) and error (-NNN | 500 | html502 | timeout | timeout_before)")
+            return self._bad(
+                "need endpoint (string) and error (-NNN | 500 | html502 | timeout | timeout_before)"
+            )
         try:
             rate = self._number(body, "rate") if "rate" in body else None
             count = int(self._number(body, "count")) if "count" in body else (None if rate is not None else 1)
@@ -782,8 +857,12 @@ class SimVenue:
         if key not in self._secrets:
             return self._bad("unknown api_key")
         try:
-            aid = self.hand_order(body["side"], str(body["size"]), product_code=str(body.get("product_code") or PRODUCT),
-                                  api_key=key)
+            aid = self.hand_order(
+                body["side"],
+                str(body["size"]),
+                product_code=str(body.get("product_code") or PRODUCT),
+                api_key=key,
+            )
         except VenueError as e:
             return _json({"error": e.message, "status": e.status}, 400)
         return _json({"child_order_acceptance_id": aid})
@@ -796,11 +875,20 @@ class SimVenue:
 
     async def _admin_state(self, request: web.Request) -> web.Response:
         ex = self.exchange
-        return _json({
-            "state": ex.state, "health": ex.health, "best_bid": ex.book.best_bid(), "best_ask": ex.book.best_ask(),
-            "depth": [ex.book.depth(Side.BUY), ex.book.depth(Side.SELL)], "ticks": ex.ticks, "connections": len(self._conns),
-            "faults": self.faults.pending(), "latency_ms": self.faults.latency_ms, **self.stats,
-        })
+        return _json(
+            {
+                "state": ex.state,
+                "health": ex.health,
+                "best_bid": ex.book.best_bid(),
+                "best_ask": ex.book.best_ask(),
+                "depth": [ex.book.depth(Side.BUY), ex.book.depth(Side.SELL)],
+                "ticks": ex.ticks,
+                "connections": len(self._conns),
+                "faults": self.faults.pending(),
+                "latency_ms": self.faults.latency_ms,
+                **self.stats,
+            }
+        )
 
 
 def _size_sat(v: Any) -> int:

@@ -1,4 +1,5 @@
-"""How bitFlyer writes things on the wire: prices as whole yen with `.0`, sizes as BTC decimals, dates as UTC ISO.
+"""How bitFlyer writes things on the wire: prices as whole yen with `.0`, sizes as BTC decimals, dates as UTC
+ISO.
 
 Inside the venue prices are integer yen and sizes integer satoshi (1e-8 BTC), so nothing drifts.
 """
@@ -19,7 +20,8 @@ def price_out(price: int) -> float:
 
 
 def size_out(sat: int) -> float:
-    """Satoshi -> BTC float with at most 8 decimals; int/1e8 is correctly rounded, so repr is the short decimal."""
+    """Satoshi -> BTC float with at most 8 decimals; int/1e8 is correctly rounded, so repr is the short
+    decimal."""
     return sat / SAT_PER_BTC
 
 
@@ -28,7 +30,8 @@ def sat_to_btc(sat: int) -> Decimal:
 
 
 def btc_to_sat(value: object) -> int:
-    """A JSON number / string / Decimal in BTC -> satoshi, truncated to the 8-decimal grid. ValueError if not a number."""
+    """A JSON number / string / Decimal in BTC -> satoshi, truncated to the 8-decimal grid. ValueError if not
+    a number."""
     if isinstance(value, bool) or value is None:
         raise ValueError("not a number")
     try:
@@ -56,7 +59,8 @@ def iso7(wall_ns: int) -> str:
 
 
 def rest_date(wall_ns: int, digits: int = 3) -> str:
-    """REST dates as bitFlyer's docs show them: no zone suffix, `2015-07-07T09:57:40.397` (digits=0: no fraction)."""
+    """REST dates as bitFlyer's docs show them: no zone suffix, `2015-07-07T09:57:40.397` (digits=0: no
+    fraction)."""
     base = _dt(wall_ns).strftime("%Y-%m-%dT%H:%M:%S")
     if digits <= 0:
         return base

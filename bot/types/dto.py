@@ -38,8 +38,8 @@ class RunState(StrEnum):
 class ActionKind(StrEnum):
     PLACE_LIMIT = "place_limit"
     CANCEL_ALL_STALL = "cancel_all_stall"  # cancel every live order tagged "stall"
-    CANCEL_ALL = "cancel_all"              # cancelallchildorders: every order of the product
-    CLOSE_MARKET = "close_market"          # MARKET order on the opposite side for the given size
+    CANCEL_ALL = "cancel_all"  # cancelallchildorders: every order of the product
+    CLOSE_MARKET = "close_market"  # MARKET order on the opposite side for the given size
 
 
 class Reason(StrEnum):
@@ -50,19 +50,19 @@ class Reason(StrEnum):
     SPREAD_TOO_NARROW = "spread_too_narrow"
     INVENTORY_LIMIT = "inventory_limit"
     ORDERS_LIVE = "orders_live"
-    ALREADY_STRUCK = "already_struck"      # one strike per stall: waiting for the best to move
+    ALREADY_STRUCK = "already_struck"  # one strike per stall: waiting for the best to move
     WOULD_CROSS = "would_cross"
-    NO_BOOK = "no_book"                    # one side of the book empty
+    NO_BOOK = "no_book"  # one side of the book empty
     PAUSED = "paused"
     STOPPED = "stopped"
     KILLED = "killed"
     STALE_DATA = "stale_data"
-    MARKET_CLOSED = "market_closed"        # board state not RUNNING, health STOP/NO ORDER, maintenance
-    RECONCILING = "reconciling"            # after (re)connect, until REST reconciliation succeeds
+    MARKET_CLOSED = "market_closed"  # board state not RUNNING, health STOP/NO ORDER, maintenance
+    RECONCILING = "reconciling"  # after (re)connect, until REST reconciliation succeeds
     EXCHANGE_BACKOFF = "exchange_backoff"  # backing off after exchange errors
     RATE_BUDGET = "rate_budget"
-    CLOSE_PENDING = "close_pending"        # a closing order is in flight
-    DUST = "dust"                          # position below exchange.min_size: no order the venue must refuse
+    CLOSE_PENDING = "close_pending"  # a closing order is in flight
+    DUST = "dust"  # position below exchange.min_size: no order the venue must refuse
     # actions
     STRIKE = "strike"
     TTL_EXPIRED = "ttl_expired"
@@ -70,14 +70,14 @@ class Reason(StrEnum):
     REVERSE_STOP = "reverse_stop"
     HOLD_TIMEOUT = "hold_timeout"
     KILL_SWITCH = "kill_switch"
-    MANUAL = "manual"                      # a human's stop / kill / pause
+    MANUAL = "manual"  # a human's stop / kill / pause
 
 
 class OrderState(StrEnum):
-    PENDING_NEW = "PENDING_NEW"        # request sent, no acceptance id yet
-    ACTIVE = "ACTIVE"                  # accepted (acceptance id known) and resting
+    PENDING_NEW = "PENDING_NEW"  # request sent, no acceptance id yet
+    ACTIVE = "ACTIVE"  # accepted (acceptance id known) and resting
     PENDING_CANCEL = "PENDING_CANCEL"  # cancel requested, outcome not yet known
-    UNKNOWN = "UNKNOWN"                # a send/cancel whose outcome we could not learn (timeout, 5xx)
+    UNKNOWN = "UNKNOWN"  # a send/cancel whose outcome we could not learn (timeout, 5xx)
     FILLED = "FILLED"
     CANCELED = "CANCELED"
     EXPIRED = "EXPIRED"
@@ -86,7 +86,12 @@ class OrderState(StrEnum):
     @property
     def is_open(self) -> bool:
         """Could still rest on the book or fill: counts as live for the strategy and for stop/kill."""
-        return self in (OrderState.PENDING_NEW, OrderState.ACTIVE, OrderState.PENDING_CANCEL, OrderState.UNKNOWN)
+        return self in (
+            OrderState.PENDING_NEW,
+            OrderState.ACTIVE,
+            OrderState.PENDING_CANCEL,
+            OrderState.UNKNOWN,
+        )
 
 
 class ChildOrderEventType(StrEnum):
@@ -102,16 +107,16 @@ class ChildOrderEventType(StrEnum):
 class BoardSnapshot:
     """The market as the strategy sees it, own resting orders excluded (seed §5.1 plus what SPEC §5 needs)."""
 
-    ts: int                                # monotonic ns when taken
+    ts: int  # monotonic ns when taken
     best_bid_price: Decimal | None
     best_bid_size: Decimal | None
     best_ask_price: Decimal | None
     best_ask_size: Decimal | None
-    best_age_ms: int                       # since the last change of either best price
+    best_age_ms: int  # since the last change of either best price
     spread_ticks: int | None
-    best_changed_at: int = 0               # monotonic ns of that last change
-    stale: bool = False                    # disconnected / snapshot pending / desynced / no message lately
-    mid_price: Decimal | None = None       # (best_bid + best_ask) / 2 of the own-excluded best
+    best_changed_at: int = 0  # monotonic ns of that last change
+    stale: bool = False  # disconnected / snapshot pending / desynced / no message lately
+    mid_price: Decimal | None = None  # (best_bid + best_ask) / 2 of the own-excluded best
 
     @property
     def has_both_sides(self) -> bool:
@@ -133,7 +138,7 @@ class Action:
 class DecisionMeta:
     """What a decision saw and why it did what it did; one decisions-log row."""
 
-    ts: int                                # monotonic ns
+    ts: int  # monotonic ns
     reason: Reason
     best_age_ms: int
     spread_ticks: int | None
@@ -141,7 +146,7 @@ class DecisionMeta:
     entry_bid_px: Decimal | None = None
     entry_ask_px: Decimal | None = None
     actions: tuple[Action, ...] = ()
-    detail: str = ""                       # free text, e.g. which side was skipped and why
+    detail: str = ""  # free text, e.g. which side was skipped and why
 
     @property
     def decision_type(self) -> str:
@@ -158,7 +163,7 @@ class Fill:
     price: Decimal
     size: Decimal
     commission: Decimal
-    exec_date: datetime                    # tz-aware UTC
+    exec_date: datetime  # tz-aware UTC
     child_order_id: str = ""
     tag: str = ""
 
@@ -186,20 +191,20 @@ class ChildOrderEvent:
     outstanding_size: Decimal | None = None
     reason: str | None = None
     expire_date: datetime | None = None
-    product_code: str = ""                 # the channel covers the whole account: every product's orders
+    product_code: str = ""  # the channel covers the whole account: every product's orders
 
 
 @dataclass(slots=True)
 class OwnOrder:
     """One order of ours as we know it. bitFlyer does not echo tags, so the tag lives here only."""
 
-    client_id: str                         # ours, assigned before the request leaves
+    client_id: str  # ours, assigned before the request leaves
     tag: str
     side: Side
-    order_type: str                        # LIMIT | MARKET
+    order_type: str  # LIMIT | MARKET
     price: Decimal | None
     size: Decimal
-    placed_at: int                         # monotonic ns
+    placed_at: int  # monotonic ns
     ttl_ms: int | None = None
     state: OrderState = OrderState.PENDING_NEW
     acceptance_id: str | None = None
@@ -207,7 +212,9 @@ class OwnOrder:
     executed_size: Decimal = Decimal(0)
     reason: Reason | None = None
     last_error: str | None = None
-    accepted_at: int | None = None         # monotonic ns we learnt the acceptance id (listings before it prove nothing)
+    accepted_at: int | None = (
+        None  # monotonic ns we learnt the acceptance id (listings before it prove nothing)
+    )
 
     @property
     def outstanding(self) -> Decimal:
@@ -220,19 +227,19 @@ class OwnOrder:
 
 @dataclass(frozen=True, slots=True)
 class InventoryState:
-    side: str                              # flat | long | short
-    size: Decimal                          # absolute BTC
-    position_btc: Decimal                  # signed
+    side: str  # flat | long | short
+    size: Decimal  # absolute BTC
+    position_btc: Decimal  # signed
     avg_price: Decimal | None
-    realized_pnl_jpy: Decimal              # since start of records
+    realized_pnl_jpy: Decimal  # since start of records
     realized_today_jpy: Decimal
     unrealized_pnl_jpy: Decimal
     fees_today_jpy: Decimal
     pnl_today_jpy: Decimal
     drawdown_jpy: Decimal
     max_drawdown_jpy: Decimal
-    trading_day: str                       # YYYYMMDD in the trading-day time zone
-    opened_at: int | None = None           # monotonic ns the current position was opened (for max_hold_ms)
+    trading_day: str  # YYYYMMDD in the trading-day time zone
+    opened_at: int | None = None  # monotonic ns the current position was opened (for max_hold_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +261,8 @@ class TradeLogRow:
 @dataclass(frozen=True, slots=True)
 class OrderLogRow:
     ts: datetime
-    action: str                            # place / cancel / cancel_all / expire / fill / reject / unknown / ...
-    order_id: str                          # child_order_acceptance_id when known
+    action: str  # place / cancel / cancel_all / expire / fill / reject / unknown / ...
+    order_id: str  # child_order_acceptance_id when known
     client_order_id: str
     side: Side | None
     price: Decimal | None
@@ -264,7 +271,7 @@ class OrderLogRow:
     ttl_ms: int | None
     tag: str
     reason: str
-    status: str = ""                       # ok / error code / timeout
+    status: str = ""  # ok / error code / timeout
     latency_ms: float | None = None
 
 
@@ -279,7 +286,7 @@ class DecisionLogRow:
     entry_ask_px: Decimal | None
     actions: str
     reason: str
-    count: int = 1                         # repeated identical no-action rows collapsed into one
+    count: int = 1  # repeated identical no-action rows collapsed into one
     detail: str = ""
 
 
@@ -288,6 +295,6 @@ class Gate:
     """What the runner knows that the strategy must obey. The runner sets it; the strategy only reads it."""
 
     run_state: RunState = RunState.RUNNING
-    block_reason: Reason | None = None     # STALE_DATA / MARKET_CLOSED / RECONCILING / EXCHANGE_BACKOFF
-    order_budget: int = 1_000_000          # order requests the client-side rate limiter allows right now
+    block_reason: Reason | None = None  # STALE_DATA / MARKET_CLOSED / RECONCILING / EXCHANGE_BACKOFF
+    order_budget: int = 1_000_000  # order requests the client-side rate limiter allows right now
     notes: dict[str, str] = field(default_factory=dict)

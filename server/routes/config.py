@@ -1,4 +1,5 @@
-"""GET /config (secrets masked) and PATCH /config (JSON merge patch of strategy.* / risk.*, all or nothing)."""
+"""GET /config (secrets masked) and PATCH /config (JSON merge patch of strategy.* / risk.*, all or
+nothing)."""
 
 from __future__ import annotations
 
@@ -37,13 +38,18 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]
 def _patch_schema() -> dict[str, Any]:
     """The body's JSON schema, from the config models themselves: every hot field, none required (a merge
     patch), with its type and range, so the docs (and a property-based client) know what is accepted."""
+
     def optional(model: type[StallStrategyConfig] | type[RiskConfig]) -> dict[str, Any]:
         schema = model.model_json_schema()
         schema.pop("required", None)
         return schema
 
-    return {"type": "object", "minProperties": 1, "additionalProperties": False,
-            "properties": {"strategy": optional(StallStrategyConfig), "risk": optional(RiskConfig)}}
+    return {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {"strategy": optional(StallStrategyConfig), "risk": optional(RiskConfig)},
+    }
 
 
 def _no_constants(name: str) -> Any:
@@ -68,14 +74,22 @@ async def get_config(request: Request) -> dict[str, Any]:
         415: {"model": Detail, "description": "not application/merge-patch+json or application/json"},
         422: {"model": ConfigProblems, "description": "refused whole; nothing changed"},
     },
-    openapi_extra={"requestBody": {"required": True, "content": {
-        t: {"schema": _patch_schema(), "example": {"strategy": {"stall_T_ms": 400}}} for t in PATCH_MEDIA_TYPES
-    }}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                t: {"schema": _patch_schema(), "example": {"strategy": {"stall_T_ms": 400}}}
+                for t in PATCH_MEDIA_TYPES
+            },
+        }
+    },
 )
 async def patch_config(request: Request) -> Any:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in PATCH_MEDIA_TYPES:
-        raise HTTPException(415, "send a JSON merge patch as application/merge-patch+json or application/json")
+        raise HTTPException(
+            415, "send a JSON merge patch as application/merge-patch+json or application/json"
+        )
     raw = await request.body()  # bounded by BodyLimit before it gets here
     try:
         patch = parse_patch(raw)
@@ -88,11 +102,17 @@ async def patch_config(request: Request) -> Any:
         new_cfg = await runner.patch_config(patch, who)
     except ConfigError as e:
         problems = [{"field": fe.field, "message": fe.message} for fe in e.errors]
-        logger.warning("config patch by {} refused: {}", who, "; ".join(f"{p['field']}: {p['message']}" for p in problems))
+        logger.warning(
+            "config patch by {} refused: {}",
+            who,
+            "; ".join(f"{p['field']}: {p['message']}" for p in problems),
+        )
         return JSONResponse({"detail": problems}, status_code=422)
     new = redacted_dump(new_cfg)
     changed = config_diff(old, new)
     logger.info(
-        "config change by {}: {}", who, ", ".join(f"{k} {o} → {n}" for k, (o, n) in changed.items()) or "no change"
+        "config change by {}: {}",
+        who,
+        ", ".join(f"{k} {o} → {n}" for k, (o, n) in changed.items()) or "no change",
     )
     return {"changed": changed, "config": new}

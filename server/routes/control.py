@@ -51,6 +51,10 @@ def _control_handler(action: str) -> Callable[[Request], Awaitable[ControlResult
 
 for _action, _doc in ACTIONS.items():
     router.add_api_route(
-        f"/strategy/{_action}", _control_handler(_action), methods=["POST"], response_model=ControlResult,
-        summary=_doc, responses={409: {"model": Detail, "description": "impossible in the current state"}},
+        f"/strategy/{_action}",
+        _control_handler(_action),
+        methods=["POST"],
+        response_model=ControlResult,
+        summary=_doc,
+        responses={409: {"model": Detail, "description": "impossible in the current state"}},
     )

@@ -19,18 +19,21 @@ from server.render import config_fields
 from server.routes.common import peer_of, runner_of
 from server.security import SESSION_COOKIE, SESSION_MAX_AGE, client_of, require_auth, require_auth_page
 
-PING_SECONDS = 10          # heartbeat comment so proxies and the browser see a live stream
-SEND_TIMEOUT_SECONDS = 5   # a client that cannot take a write for this long is cut off
+PING_SECONDS = 10  # heartbeat comment so proxies and the browser see a live stream
+SEND_TIMEOUT_SECONDS = 5  # a client that cannot take a write for this long is cut off
 SHUTDOWN_GRACE_SECONDS = 2  # on SIGTERM / Ctrl-C: streams end with a proper last chunk, then the bot stops
 
-page_router = APIRouter(tags=["dashboard"], dependencies=[Depends(require_auth_page)], include_in_schema=False)
+page_router = APIRouter(
+    tags=["dashboard"], dependencies=[Depends(require_auth_page)], include_in_schema=False
+)
 stream_router = APIRouter(tags=["dashboard"], dependencies=[Depends(require_auth)])
 login_router = APIRouter(tags=["dashboard"], include_in_schema=False)
 
 
 class DashboardStream(EventSourceResponse):
-    """An SSE response that ends quietly when its client stops reading, and then resets the connection: a plain
-    close would hold the socket (and the megabytes queued in it) until a reader that never reads drains it."""
+    """An SSE response that ends quietly when its client stops reading, and then resets the connection: a
+    plain close would hold the socket (and the megabytes queued in it) until a reader that never reads drains
+    it."""
 
     client: SseClient | None = None
 
@@ -69,8 +72,11 @@ async def events(request: Request) -> EventSourceResponse:
     broadcaster = request.app.state.broadcaster
     limit = request.app.state.max_streams
     if broadcaster.client_count >= limit:
-        raise HTTPException(503, f"too many dashboard streams open ({limit}); close a tab and retry",
-                            headers={"Retry-After": "5"})
+        raise HTTPException(
+            503,
+            f"too many dashboard streams open ({limit}); close a tab and retry",
+            headers={"Retry-After": "5"},
+        )
     client = broadcaster.subscribe(peer_of(request))
     shutting_down = anyio.Event()  # set by sse-starlette when the server is asked to exit
 
@@ -79,9 +85,13 @@ async def events(request: Request) -> EventSourceResponse:
         broadcaster.end(client, "server shutting down")
 
     response = DashboardStream(
-        broadcaster.stream(client), ping=PING_SECONDS, send_timeout=SEND_TIMEOUT_SECONDS,
-        headers={"Cache-Control": "no-store"}, data_sender_callable=end_on_shutdown,
-        shutdown_event=shutting_down, shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+        broadcaster.stream(client),
+        ping=PING_SECONDS,
+        send_timeout=SEND_TIMEOUT_SECONDS,
+        headers={"Cache-Control": "no-store"},
+        data_sender_callable=end_on_shutdown,
+        shutdown_event=shutting_down,
+        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
     )
     response.client = client
     return response
@@ -103,7 +113,10 @@ async def login(request: Request, token: Annotated[str, Form(max_length=1024)] =
     wait = security.throttle.retry_after(client)
     if wait is not None:
         return request.app.state.templates.TemplateResponse(
-            request, "login.html", {"error": f"too many wrong tokens; try again in {wait} s"}, status_code=429,
+            request,
+            "login.html",
+            {"error": f"too many wrong tokens; try again in {wait} s"},
+            status_code=429,
             headers={"Retry-After": str(wait)},
         )
     if not security.token_matches(token):
@@ -115,16 +128,21 @@ async def login(request: Request, token: Annotated[str, Form(max_length=1024)] =
     logger.info("login from {}", peer_of(request))
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, security.new_session(), max_age=SESSION_MAX_AGE, httponly=True, samesite="strict",
-        path="/", secure=request.url.scheme == "https",
+        SESSION_COOKIE,
+        security.new_session(),
+        max_age=SESSION_MAX_AGE,
+        httponly=True,
+        samesite="strict",
+        path="/",
+        secure=request.url.scheme == "https",
     )
     return response
 
 
 @login_router.post("/logout")
 async def logout(request: Request) -> Response:
-    """Ends the session for good (the revocation is saved, so a restart does not bring it back). Needs the session
-    it ends: a stranger's POST cannot churn the list."""
+    """Ends the session for good (the revocation is saved, so a restart does not bring it back). Needs the
+    session it ends: a stranger's POST cannot churn the list."""
     security = request.app.state.security
     if security.enabled:
         if not security.end_session(request.cookies.get(SESSION_COOKIE)):

@@ -28,8 +28,11 @@ def ws_auth_request(key: str = KEY, secret: str = SECRET, req_id: Any = "auth") 
     ts = int(time.time() * 1000)
     nonce = secrets.token_hex(16)
     sig = hmac.new(secret.encode(), f"{ts}{nonce}".encode(), hashlib.sha256).hexdigest()
-    return {"method": "auth", "params": {"api_key": key, "timestamp": ts, "nonce": nonce, "signature": sig},
-            "id": req_id}
+    return {
+        "method": "auth",
+        "params": {"api_key": key, "timestamp": ts, "nonce": nonce, "signature": sig},
+        "id": req_id,
+    }
 
 
 class Api:
@@ -40,8 +43,12 @@ class Api:
 
     def headers(self, method: str, path_qs: str, body: str = "", ts: str | None = None) -> dict[str, str]:
         ts = ts or str(int(time.time() * 1000))
-        return {"ACCESS-KEY": self.key, "ACCESS-TIMESTAMP": ts,
-                "ACCESS-SIGN": rest_sign(self.secret, ts, method, path_qs, body), "Content-Type": "application/json"}
+        return {
+            "ACCESS-KEY": self.key,
+            "ACCESS-TIMESTAMP": ts,
+            "ACCESS-SIGN": rest_sign(self.secret, ts, method, path_qs, body),
+            "Content-Type": "application/json",
+        }
 
     async def get(self, path_qs: str, signed: bool = True) -> aiohttp.ClientResponse:
         h = self.headers("GET", path_qs) if signed else {}

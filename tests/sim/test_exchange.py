@@ -56,7 +56,7 @@ def test_resting_limit_order_shows_in_the_book_and_events_and_getchildorders_wit
     assert row["id"] == 0 and row["child_order_state"] == "ACTIVE" and row["outstanding_size"] == 0.01
     assert [o.acceptance_id for o in ex.ledger.open_orders(K)] == [aid]
     diff = public(ex.advance(ex.next_due()), "lightning_board_FX")
-    assert any({"price": float(bid + 1), "size": 0.01} in d["bids"] for d in diff)   # ours in the public board
+    assert any({"price": float(bid + 1), "size": 0.01} in d["bids"] for d in diff)  # ours in the public board
 
 
 def test_crossing_limit_takes_partially_then_rests_the_rest() -> None:
@@ -64,7 +64,7 @@ def test_crossing_limit_takes_partially_then_rests_the_rest() -> None:
     ask = ex.book.best_ask()
     assert ask is not None
     ask_size = ex.book.size_at(Side.SELL, ask)
-    want = ask_size + 100_000_000                              # more than the best level holds
+    want = ask_size + 100_000_000  # more than the best level holds
     aid, outs = send(ex, price=ask, size=want / 100_000_000)
     evs = events(outs)
     assert [e["event_type"] for e in evs] == ["ORDER", "EXECUTION"]
@@ -73,7 +73,7 @@ def test_crossing_limit_takes_partially_then_rests_the_rest() -> None:
     assert ex_ev["outstanding_size"] == 1.0 and ex_ev["commission"] == 0 and ex_ev["sfd"] == 0
     trades = public(outs, "lightning_executions")[0]
     assert trades[0]["side"] == "BUY" and trades[0]["buy_child_order_acceptance_id"] == aid
-    assert ex.book.best_bid() == ask                            # the rest rests at its price
+    assert ex.book.best_bid() == ask  # the rest rests at its price
     assert ex.ledger.position(K) == Decimal(ask_size) / 100_000_000
 
 
@@ -101,7 +101,7 @@ def test_market_ioc_fok() -> None:
 
 
 def test_minute_to_expire_expires_the_order_with_an_event_and_hides_it() -> None:
-    ex = exchange(minute_ms=1000)                               # a "minute" lasts 1 s here
+    ex = exchange(minute_ms=1000)  # a "minute" lasts 1 s here
     bid = ex.book.best_bid()
     assert bid is not None
     aid, _ = send(ex, price=bid - 5000, minute_to_expire=2)
@@ -111,7 +111,7 @@ def test_minute_to_expire_expires_the_order_with_an_event_and_hides_it() -> None
     exp = [e for e in events(out) if e["event_type"] == "EXPIRE"]
     assert exp and exp[0]["child_order_acceptance_id"] == aid and exp[0]["size"] == 0.001
     assert not ex.book.has_order(aid) and ex.ledger.open_orders(K) == []
-    assert q(ex) == []                                          # expired with no execution: not returned
+    assert q(ex) == []  # expired with no execution: not returned
     order_ev = events(send(ex, price=bid - 5000, minute_to_expire=1)[1])[0]
     assert order_ev["expire_date"].count(":") == 2 and not order_ev["expire_date"].endswith("Z")
 
@@ -126,7 +126,7 @@ def test_cancel_gives_cancel_event_then_cancel_failed_and_cancelled_orders_vanis
     assert [e["event_type"] for e in events(ex.cancel_child_order(K, body, 0))] == ["CANCEL"]
     assert [e["event_type"] for e in events(ex.cancel_child_order(K, body, 0))] == ["CANCEL_FAILED"]
     assert ex.cancel_child_order(K, {**body, "child_order_acceptance_id": "JRF-unknown"}, 0) == []
-    assert q(ex) == [] and ex.book.size_at(Side.BUY, bid - 100) == crowd_there   # cancelled, no fill: gone
+    assert q(ex) == [] and ex.book.size_at(Side.BUY, bid - 100) == crowd_there  # cancelled, no fill: gone
     a1, _ = send(ex, price=bid - 100)
     a2, _ = send(ex, price=bid - 200, side="BUY")
     outs = ex.cancel_all(K, {"product_code": "FX_BTC_JPY"}, 0)
@@ -148,18 +148,21 @@ def test_partially_filled_then_cancelled_order_is_listed_as_canceled() -> None:
     assert q(ex, child_order_state="ACTIVE") == []
 
 
-@pytest.mark.parametrize(("body", "status"), [
-    ({"product_code": "ETH_JPY"}, -100),
-    ({"size": 0.0009}, -110),
-    ({"price": 0}, -106),
-    ({"price": -5}, -106),
-    ({"side": "HOLD"}, -101),
-    ({"child_order_type": "STOP"}, -101),
-    ({"minute_to_expire": 0}, -101),
-    ({"time_in_force": "GTD"}, -101),
-    ({"price": 13_000_000.5}, -101),
-    ({"size": "abc"}, -101),
-])
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"product_code": "ETH_JPY"}, -100),
+        ({"size": 0.0009}, -110),
+        ({"price": 0}, -106),
+        ({"price": -5}, -106),
+        ({"side": "HOLD"}, -101),
+        ({"child_order_type": "STOP"}, -101),
+        ({"minute_to_expire": 0}, -101),
+        ({"time_in_force": "GTD"}, -101),
+        ({"price": 13_000_000.5}, -101),
+        ({"size": "abc"}, -101),
+    ],
+)
 def test_invalid_orders_are_refused_with_bitflyer_statuses(body: dict[str, Any], status: int) -> None:
     ex = exchange()
     with pytest.raises(VenueError) as e:
@@ -169,7 +172,7 @@ def test_invalid_orders_are_refused_with_bitflyer_statuses(body: dict[str, Any],
 
 
 def test_margin_shortage_is_minus_205_but_reducing_orders_pass() -> None:
-    ex = exchange(collateral_jpy=100_000)                       # 0.0147 BTC at 2× leverage
+    ex = exchange(collateral_jpy=100_000)  # 0.0147 BTC at 2× leverage
     with pytest.raises(VenueError) as e:
         send(ex, child_order_type="MARKET", size=0.02)
     assert e.value.status == -205
@@ -204,8 +207,12 @@ def test_expiry_heap_does_not_grow_with_cancelled_orders() -> None:
 
 def test_order_failed_event() -> None:
     ex = exchange()
-    aid, outs = ex.send_child_order(K, {"product_code": "FX_BTC_JPY", "child_order_type": "MARKET",
-                                        "side": "BUY", "size": 0.001}, 0, fail_reason="MARGIN_SHORTAGE")
+    aid, outs = ex.send_child_order(
+        K,
+        {"product_code": "FX_BTC_JPY", "child_order_type": "MARKET", "side": "BUY", "size": 0.001},
+        0,
+        fail_reason="MARGIN_SHORTAGE",
+    )
     assert events(outs) == [{**events(outs)[0], "event_type": "ORDER_FAILED", "reason": "MARGIN_SHORTAGE"}]
     assert ex.ledger.position(K) == 0 and q(ex) == []
 
@@ -217,11 +224,11 @@ def test_maintenance_closes_then_preopen_with_itayose_then_running() -> None:
     with pytest.raises(VenueError) as e:
         send(ex, price=13_000_000)
     assert e.value.status == -204
-    assert public(ex.advance(1900 * MS), "lightning_board_FX") == []      # no trading, no diffs while closed
+    assert public(ex.advance(1900 * MS), "lightning_board_FX") == []  # no trading, no diffs while closed
     outs = ex.advance(4 * SEC)
     assert ex.board_state()["state"] == "PREOPEN" and ex.ticker(4 * SEC)["preopen_end"] is not None
     diffs = public(outs, "lightning_board_FX")
-    assert any(lv["price"] == 0.0 for d in diffs for lv in d["bids"] + d["asks"])   # itayose entries
+    assert any(lv["price"] == 0.0 for d in diffs for lv in d["bids"] + d["asks"])  # itayose entries
     _, outs = send(ex, 4 * SEC, child_order_type="MARKET", size=0.01)
     assert public(outs, "lightning_executions")[0][0]["side"] == ""
     ex.advance(5 * SEC)
@@ -234,10 +241,27 @@ def test_getpositions_rows_are_lots_and_collateral_has_the_fields() -> None:
     send(ex, child_order_type="MARKET", size=0.02)
     rows = ex.positions(K)
     assert len(rows) >= 2 and sum(r["size"] for r in rows) == pytest.approx(0.03)
-    assert set(rows[0]) == {"product_code", "side", "price", "size", "commission", "swap_point_accumulate",
-                            "require_collateral", "open_date", "leverage", "pnl", "sfd"}
-    assert set(ex.collateral(K)) == {"collateral", "open_position_pnl", "require_collateral", "keep_rate",
-                                     "margin_call_amount", "margin_call_due_date"}
+    assert set(rows[0]) == {
+        "product_code",
+        "side",
+        "price",
+        "size",
+        "commission",
+        "swap_point_accumulate",
+        "require_collateral",
+        "open_date",
+        "leverage",
+        "pnl",
+        "sfd",
+    }
+    assert set(ex.collateral(K)) == {
+        "collateral",
+        "open_position_pnl",
+        "require_collateral",
+        "keep_rate",
+        "margin_call_amount",
+        "margin_call_due_date",
+    }
 
 
 def _stream(seed: int, n: int) -> list[tuple[str, Any]]:
@@ -246,7 +270,11 @@ def _stream(seed: int, n: int) -> list[tuple[str, Any]]:
     while len(out) < n:
         for o in ex.advance(ex.next_due()):
             if isinstance(o, Public) and not o.channel.startswith("lightning_ticker"):
-                msg = o.message if "board" in o.channel else [(t["side"], t["price"], t["size"]) for t in o.message]
+                msg = (
+                    o.message
+                    if "board" in o.channel
+                    else [(t["side"], t["price"], t["size"]) for t in o.message]
+                )
                 out.append((o.channel, msg))
     return out[:n]
 
@@ -257,8 +285,8 @@ def test_same_seed_same_messages_other_seed_other_messages() -> None:
 
 
 def quoter_fills(seed: int, activity: float, seconds: int) -> tuple[dict[str, int], int]:
-    """A stall-then-strike quoter (stall 250 ms, mid±1, TTL 800 ms, cancel on best change), own orders excluded
-    from the best it watches. Returns fills per side and strikes."""
+    """A stall-then-strike quoter (stall 250 ms, mid±1, TTL 800 ms, cancel on best change), own orders
+    excluded from the best it watches. Returns fills per side and strikes."""
     ex = exchange(seed=seed, activity=activity)
     now, last, changed, live, placed, struck = 0, None, 0, [], 0, False
     fills = {"BUY": 0, "SELL": 0}
@@ -271,7 +299,11 @@ def quoter_fills(seed: int, activity: float, seconds: int) -> tuple[dict[str, in
 
     def cancel_all() -> None:
         for aid in live:
-            handle(ex.cancel_child_order(K, {"product_code": "FX_BTC_JPY", "child_order_acceptance_id": aid}, now))
+            handle(
+                ex.cancel_child_order(
+                    K, {"product_code": "FX_BTC_JPY", "child_order_acceptance_id": aid}, now
+                )
+            )
         live.clear()
 
     while now < seconds * SEC:
@@ -306,8 +338,8 @@ def test_market_cadence_and_shape_over_ten_simulated_minutes() -> None:
     st = measure_feed(seed=1, activity=1.0, seconds=600)
     assert 6.8 <= st.diffs_per_s <= 7.8 and st.max_diff_gap_ms < 600
     assert 2 <= st.levels_per_diff_median <= 5
-    assert st.spread_ticks_pcts["p50"] >= 300 and st.spread_ticks_pcts["p95"] >= 1000     # usually wide
-    assert 0.02 <= st.tight_share <= 0.3                                                  # sometimes tight
+    assert st.spread_ticks_pcts["p50"] >= 300 and st.spread_ticks_pcts["p95"] >= 1000  # usually wide
+    assert 0.02 <= st.tight_share <= 0.3  # sometimes tight
     assert st.stall_ms_pcts["p10"] < 250 < st.stall_ms_pcts["p90"] and st.stall_ms_pcts["max"] >= 3000
     assert 0.5 <= st.share_of_time_stalled_over_250ms <= 0.95
     assert 0.25 <= st.exec_frames_per_s <= 0.8
@@ -327,11 +359,11 @@ def test_a_days_history_neither_slows_getchildorders_nor_grows_without_bound(mon
     ex = exchange()
     bid = ex.book.best_bid()
     assert bid is not None
-    resting, _ = send(ex, price=bid - 1_000_000, size=0.002)       # far below anything that trades here
-    for _ in range(2_000):                                         # cancelled ones (never listed)...
+    resting, _ = send(ex, price=bid - 1_000_000, size=0.002)  # far below anything that trades here
+    for _ in range(2_000):  # cancelled ones (never listed)...
         aid, _ = send(ex, price=bid - 2_000_000)
         ex.cancel_child_order(K, {"product_code": "FX_BTC_JPY", "child_order_acceptance_id": aid}, 0)
-    for _ in range(100):                                           # ...and filled ones (COMPLETED, listed)
+    for _ in range(100):  # ...and filled ones (COMPLETED, listed)
         send(ex, child_order_type="MARKET", side="BUY")
         send(ex, child_order_type="MARKET", side="SELL")
     acct = ex.ledger.account(K)

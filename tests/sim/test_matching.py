@@ -21,7 +21,7 @@ def book() -> OrderBook:
 
 def test_order_behind_one_btc_fills_only_after_one_btc_traded() -> None:
     b = book()
-    b.rest(Side.BUY, 100, 1 * BTC)                         # the crowd's 1 BTC was there first
+    b.rest(Side.BUY, 100, 1 * BTC)  # the crowd's 1 BTC was there first
     b.rest(Side.BUY, 100, BTC // 100, "mine", own=True)
     assert b.queue_ahead("mine") == BTC
     trades = b.take(Side.SELL, BTC // 2, None, "t1", False)
@@ -29,8 +29,10 @@ def test_order_behind_one_btc_fills_only_after_one_btc_traded() -> None:
     assert b.queue_ahead("mine") == BTC // 2
     trades = b.take(Side.SELL, BTC // 2, None, "t2", False)
     assert all(not t.maker_own for t in trades) and b.queue_ahead("mine") == 0
-    trades = b.take(Side.SELL, BTC // 400, None, "t3", False)   # 0.0025 BTC: a partial fill of our 0.01
-    assert [(t.maker_id, t.size, t.maker_outstanding) for t in trades] == [("mine", BTC // 400, BTC // 100 - BTC // 400)]
+    trades = b.take(Side.SELL, BTC // 400, None, "t3", False)  # 0.0025 BTC: a partial fill of our 0.01
+    assert [(t.maker_id, t.size, t.maker_outstanding) for t in trades] == [
+        ("mine", BTC // 400, BTC // 100 - BTC // 400)
+    ]
     assert b.has_order("mine")
 
 
@@ -38,10 +40,10 @@ def test_crowd_cancels_take_the_newest_size_so_our_place_does_not_improve() -> N
     b = book()
     b.rest(Side.SELL, 200, BTC)
     b.rest(Side.SELL, 200, BTC // 10, "mine", own=True)
-    b.rest(Side.SELL, 200, BTC)                            # behind us
-    assert b.reduce_crowd(Side.SELL, 200, BTC) == BTC      # removes the size behind us
+    b.rest(Side.SELL, 200, BTC)  # behind us
+    assert b.reduce_crowd(Side.SELL, 200, BTC) == BTC  # removes the size behind us
     assert b.queue_ahead("mine") == BTC
-    assert b.reduce_crowd(Side.SELL, 200, BTC // 2) == BTC // 2   # only then the size ahead
+    assert b.reduce_crowd(Side.SELL, 200, BTC // 2) == BTC // 2  # only then the size ahead
     assert b.queue_ahead("mine") == BTC // 2
     assert b.level(Side.SELL, 200).crowd == BTC // 2
 
@@ -55,16 +57,16 @@ def test_taker_walks_levels_in_price_order_and_stops_at_its_limit() -> None:
     assert [(t.price, t.size) for t in trades] == [(101, BTC // 2), (102, BTC)]
     assert b.best_ask() == 103
     b.drain_touched()
-    assert b.take(Side.BUY, BTC, 102, "me", True) == []     # nothing left at or under the limit
+    assert b.take(Side.BUY, BTC, 102, "me", True) == []  # nothing left at or under the limit
     assert b.drain_touched() == []
 
 
 def test_fillable_and_crowd_best_ignore_nothing_but_own_only_levels() -> None:
     b = book()
     b.rest(Side.BUY, 100, BTC)
-    b.rest(Side.BUY, 105, BTC // 1000, "mine", own=True)   # our bid inside the spread
+    b.rest(Side.BUY, 105, BTC // 1000, "mine", own=True)  # our bid inside the spread
     assert b.best_bid() == 105
-    assert b.crowd_best(Side.BUY) == 100                    # the best as a bot excluding its own orders sees it
+    assert b.crowd_best(Side.BUY) == 100  # the best as a bot excluding its own orders sees it
     assert b.fillable(Side.SELL, 100, 10 * BTC) == BTC + BTC // 1000
     assert b.fillable(Side.SELL, 101, 10 * BTC) == BTC // 1000
 
@@ -81,7 +83,7 @@ def test_cancel_removes_only_our_order_and_reports_its_size() -> None:
 def test_set_crowd_size_follows_a_real_feed_level_and_keeps_our_order() -> None:
     b = book()
     b.rest(Side.BUY, 100, BTC // 100, "mine", own=True)
-    b.set_crowd_size(Side.BUY, 100, BTC)                    # the feed says 1 BTC of others arrived (behind us)
+    b.set_crowd_size(Side.BUY, 100, BTC)  # the feed says 1 BTC of others arrived (behind us)
     assert b.size_at(Side.BUY, 100) == BTC + BTC // 100 and b.queue_ahead("mine") == 0
     b.set_crowd_size(Side.BUY, 100, 0)
     assert b.size_at(Side.BUY, 100) == BTC // 100
@@ -90,8 +92,17 @@ def test_set_crowd_size_follows_a_real_feed_level_and_keeps_our_order() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["rest", "take", "cancel"]), st.booleans(),
-                          st.integers(95, 105), st.integers(1, 3 * BTC)), max_size=40))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["rest", "take", "cancel"]),
+            st.booleans(),
+            st.integers(95, 105),
+            st.integers(1, 3 * BTC),
+        ),
+        max_size=40,
+    )
+)
 def test_size_is_conserved_and_the_book_never_crosses(ops: list[tuple[str, bool, int, int]]) -> None:
     b = book()
     resting = 0

@@ -32,6 +32,7 @@ from bot.config.loader import AppConfig, apply_live_patch
 from bot.engine.executor import OrderExecutor
 from bot.engine.inventory import FillResult, InventoryManager
 from bot.engine.orders import UNTRACKED_TAG, OrderTracker
+from bot.engine.rate_budget import RateBudget, RateHearing
 from bot.engine.reconcile import OrderStatusReport, Reconciler, VenueReports, exec_order_key
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.infra.bitflyer_parse import (
@@ -42,13 +43,11 @@ from bot.infra.bitflyer_parse import (
     parse_position_rows,
 )
 from bot.infra.board_store import BoardStore
-from bot.infra.http_bitflyer import BitflyerHttp, ExchangeError, RateLimitInfo
+from bot.infra.http_bitflyer import BitflyerHttp
 from bot.infra.logging_structured import DecisionLogger, OrderLogger, TradeLogger
 from bot.infra.orderbook_view import OrderBookView
 from bot.infra.pyb_session import FeedLink, PyBotterSession
-from bot.infra.rate_budget import RateBudget
 from bot.infra.state_file import StateFile
-from bot.infra.tasks import BackgroundTasks
 from bot.settle import SettleGoal, SettleStatus, SettleSupervisor
 from bot.types.dto import (
     NS_PER_MS,
@@ -58,6 +57,7 @@ from bot.types.dto import (
     DecisionLogRow,
     DecisionMeta,
     Fill,
+    Gate,
     OrderLogRow,
     OrderState,
     Reason,
@@ -65,6 +65,8 @@ from bot.types.dto import (
     Side,
     TradeLogRow,
 )
+from bot.types.exchange import ExchangeError
+from bot.types.tasks import BackgroundTasks
 
 STRATEGY_NAME = "stall_then_strike"
 HOUSEKEEPING_S = 2.0
@@ -155,6 +157,7 @@ class BotRunner:
         self.tracker = OrderTracker()
         self.view = OrderBookView(self.store, cfg.exchange.product_code, tick, self.tracker)
         self.inventory = InventoryManager(cfg.risk, tick_size=tick)
+        self.gate = Gate()  # the runner writes it; the strategy reads it
         self.strategy = StallThenStrikeStrategy(
             cfg.strategy,
             tick,
@@ -162,6 +165,7 @@ class BotRunner:
             orders=self.tracker,
             risk=cfg.risk,
             min_size=cfg.exchange.min_size,
+            gate=self.gate,
         )
         tz = cfg.risk.trading_day_tz
         self.trade_log = TradeLogger(log_dir, STRATEGY_NAME, tz=tz)
@@ -253,7 +257,7 @@ class BotRunner:
         if saved.get("state") == RunState.KILLED.value:
             self.state = RunState.KILLED
             self.state_reason = f"still KILLED after restart: {saved.get('reason', '')}"
-            self.strategy.gate.run_state = RunState.KILLED
+            self.gate.run_state = RunState.KILLED
         else:
             self.state = start
             self.state_reason = f"restart ({self.mode})"
@@ -301,8 +305,7 @@ class BotRunner:
         await self.session.__aenter__()
         exchange = cfg.exchange.model_copy(update={"base_url": ep.rest_base_url})
         self.http = BitflyerHttp(self.session.get_client(), exchange, timeout_s=cfg.pybotters.timeout_sec)
-        self.http.request_listeners.append(lambda _path: self.rest_budget.force(self._clock()))
-        self.http.add_rate_listener(self._on_rate_headers)
+        self.http.rate_listener = RateHearing(self.order_budget, self.rest_budget, self._clock)
         self.executor = OrderExecutor(
             self.http, cfg.exchange, self.order_log, self.tracker, budget=self.order_budget
         )
@@ -363,14 +366,6 @@ class BotRunner:
         for lg in (self.decision_log, self.order_log, self.trade_log):
             await lg.aclose()
         logger.info("runner closed in state {}", self.state.value)
-
-    def _on_rate_headers(self, path: str, info: RateLimitInfo) -> None:
-        """The venue says the key's private window is used up (another client on the key, or a trip): hold
-        every private call until its reset instead of asking again and again."""
-        if path.startswith("/v1/me/") and info.remaining == 0:
-            self.rest_budget.update_from_headers(
-                0, info.reset_epoch, self._clock(), wall_now=info.seen_at_wall
-            )
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task:
         return self._tasks.spawn(coro, name)
@@ -563,7 +558,7 @@ class BotRunner:
         Returns the actions handed to the executor."""
         if self._closing or self.executor is None:
             return []
-        gate = self.strategy.gate
+        gate = self.gate
         gate.run_state = self.state
         gate.block_reason = self._block_reason(now)
         gate.order_budget = self._entry_budget(now)
@@ -674,7 +669,7 @@ class BotRunner:
         self.state = new
         self.state_reason = reason
         self.state_since = datetime.now(UTC)
-        self.strategy.gate.run_state = new
+        self.gate.run_state = new
         logger.warning("state {} → {} by {}: {}", old.value, new.value, who, reason)
         self._save_state_soon()
 

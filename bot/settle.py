@@ -28,8 +28,9 @@ from loguru import logger
 from bot.engine.executor import OrderExecutor
 from bot.engine.orders import OrderTracker
 from bot.infra.bitflyer_parse import ParseError, net_position, parse_getchildorders, parse_position_rows
-from bot.infra.http_bitflyer import BitflyerHttp, ExchangeError
+from bot.infra.http_bitflyer import BitflyerHttp
 from bot.types.dto import Action, ActionKind, OrderState, Reason, Side
+from bot.types.exchange import ExchangeError
 
 FLATTEN_TAG = "close"
 

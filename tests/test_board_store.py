@@ -67,8 +67,7 @@ def book() -> BoardStore:
     return store
 
 
-# ---- pybotters as the oracle
-# ----------------------------------------------------------------------------------
+# ---- pybotters as the oracle -------------------------------------------------------------------------------
 class _QuietWS(ClientWebSocketResponse):
     """What bitFlyerDataStore needs to accept a snapshot: a pybotters socket to unsubscribe through."""
 
@@ -94,8 +93,7 @@ def our_best(store: BoardStore) -> tuple[Any, ...]:
     return tuple(None if x is None else float(x) for x in (bp, bs, ap, as_))
 
 
-# ---- a naive reference model
-# ------------------------------------------------------------------------------------
+# ---- a naive reference model -------------------------------------------------------------------------------
 class RefBoard:
     """Plain dicts, best by max/min, everything recomputed: slow and obviously right."""
 
@@ -154,8 +152,7 @@ class RefBoard:
         return sorted(self.asks.items())
 
 
-# ---- stale / resync
-# -----------------------------------------------------------------------------------------------
+# ---- stale / resync ----------------------------------------------------------------------------------------
 def test_starts_stale_and_empty() -> None:
     store = BoardStore(PC)
     assert store.stale and store.stale_reason is StaleReason.NO_SNAPSHOT
@@ -243,8 +240,7 @@ def test_a_diff_without_mid_is_applied_without_prune_or_check(book: BoardStore) 
     assert not book.stale
 
 
-# ---- levels
-# ---------------------------------------------------------------------------------------------------
+# ---- levels ------------------------------------------------------------------------------------------------
 def test_size_zero_deletes_and_crossed_levels_are_pruned_against_mid(book: BoardStore) -> None:
     book.onmessage(diff(BASE, bids=[(BASE - 10, 0.0), (BASE, 9.0), (BASE + 3, 9.0)], asks=[(BASE - 2, 9.0)]))
     assert raw_levels(book, Side.BUY) == [(BASE - 20, 1.0)]  # deleted; bids >= mid dropped
@@ -334,8 +330,7 @@ def test_pybotters_itself_loses_levels_past_9999() -> None:
     assert pybotters_best(pb)[2] != BASE + 1
 
 
-# ---- frames
-# ---------------------------------------------------------------------------------------------------
+# ---- frames ------------------------------------------------------------------------------------------------
 BAD_FRAMES = [
     frame(DIFF, None),
     frame(DIFF, []),
@@ -410,8 +405,7 @@ def test_a_failure_while_applying_never_escapes_and_leaves_the_book_stale(
     assert not book.stale
 
 
-# ---- DataStore semantics
-# ------------------------------------------------------------------------------------------
+# ---- DataStore semantics -----------------------------------------------------------------------------------
 async def test_watch_yields_one_change_per_applied_message(book: BoardStore) -> None:
     with book.watch() as stream:
         d = diff(BASE, bids=[(BASE - 5, 0.1), (BASE - 6, 0.1), (BASE - 7, 0.1)])
@@ -457,8 +451,7 @@ def test_find_get_and_sorted_keep_the_pybotters_board_shape(book: BoardStore) ->
     assert book.sorted({"product_code": "BTC_JPY"}) == {"bids": [], "asks": []}
 
 
-# ---- property tests
-# -----------------------------------------------------------------------------------------------
+# ---- property tests ----------------------------------------------------------------------------------------
 SIZES = st.sampled_from([0.0, 0.0, 0.001, 0.01, 0.05, 0.5, 1.23456789, 0.00000001])
 OFFSETS = st.integers(-40, 40)
 LEVEL = st.tuples(OFFSETS, SIZES, st.integers(0, 19))  # offset from BASE, size, 0 = itayose price 0
@@ -569,8 +562,7 @@ def test_matches_a_naive_model_over_long_sequences(ops: list) -> None:
         assert store.version == ref.version
 
 
-# ---- replay
-# -------------------------------------------------------------------------------------------------------
+# ---- replay ------------------------------------------------------------------------------------------------
 def _replay(store: BoardStore, frames: list[dict]) -> list[tuple[Any, ...]]:
     seq = []
     for fr in frames:

@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 from bot.config.loader import ExchangeConfig
 from bot.engine.executor import BackoffPolicy, OrderExecutor
 from bot.engine.orders import OrderTracker
+from bot.engine.rate_budget import RateBudget, RateHearing
 from bot.infra.http_bitflyer import (
     CANCEL_ALL_CHILD_ORDERS,
     CANCEL_CHILD_ORDER,
     SEND_CHILD_ORDER,
     BitflyerHttp,
 )
-from bot.infra.rate_budget import RateBudget
 from bot.types.dto import (
     Action,
     ActionKind,
@@ -84,6 +84,7 @@ class Rig:
         self.orders = OrderTracker()
         cfg = ExchangeConfig(base_url=venue.base_url)
         self.http = BitflyerHttp(client, cfg, timeout_s=timeout_s)
+        self.http.rate_listener = RateHearing(budget, None, self.clock)  # as the runner wires it
         self.ex = OrderExecutor(self.http, cfg, self.log, self.orders, clock=self.clock, budget=budget)
 
     @property
@@ -177,8 +178,7 @@ async def test_execute_waits_and_returns_the_orders(rig: Rig) -> None:
     assert rig.ex.running == 0
 
 
-# ---- unknown outcomes: never failed, never re-sent
-# ----------------------------------------------------------------
+# ---- unknown outcomes: never failed, never re-sent ---------------------------------------------------------
 async def test_timeout_leaves_the_order_unknown_and_it_is_not_resent(
     venue: FakeBitflyer, client: pybotters.Client
 ) -> None:
@@ -253,8 +253,7 @@ async def test_an_unexpected_failure_below_is_unknown_not_failed() -> None:
     assert [r.status for r in log.rows] == ["unknown"] and ex.error_counts["unexpected"] == 1
 
 
-# ---- definite rejections
-# ----------------------------------------------------------------------------------------
+# ---- definite rejections -----------------------------------------------------------------------------------
 async def test_205_rejects_and_blocks_entries_long_without_a_second_send(rig: Rig) -> None:
     rig.venue.then(SEND_CHILD_ORDER, bf_error(-205, "Margin amount is insufficient for this order.", 400))
     (order,) = await rig.ex.execute([BID], rig.now)
@@ -326,8 +325,7 @@ async def test_invalid_actions_never_reach_the_venue_or_the_tracker(rig: Rig) ->
     assert rig.statuses("place") == ["invalid", "invalid"]
 
 
-# ---- cancels
-# ----------------------------------------------------------------------------------------------------
+# ---- cancels -----------------------------------------------------------------------------------------------
 def _event(kind: ChildOrderEventType, aid: str) -> ChildOrderEvent:
     from datetime import UTC, datetime
 
@@ -435,8 +433,7 @@ async def test_deferred_cancel_of_an_unknown_send_goes_out_once_reconciliation_l
     await rig.ex.drain()
 
 
-# ---- rate budget
-# --------------------------------------------------------------------------------------------------
+# ---- rate budget -------------------------------------------------------------------------------------------
 async def test_executor_respects_the_order_budget_and_the_exchange_count(
     venue: FakeBitflyer, client: pybotters.Client
 ) -> None:
@@ -509,8 +506,7 @@ def test_budget_never_allows_more_than_limit_in_any_window(steps: list[tuple[int
         assert len(in_window) <= limit
 
 
-# ---- end to end against the project's simulated venue
-# ----------------------------------------------------------
+# ---- end to end against the project's simulated venue ------------------------------------------------------
 @pytest.mark.integration
 async def test_strike_cancel_close_against_the_sim_venue_keeps_position_equal_to_the_venue() -> None:
     from bot.infra.bitflyer_parse import net_position, parse_child_order_events, parse_position_rows

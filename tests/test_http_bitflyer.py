@@ -37,6 +37,7 @@ from bot.infra.http_bitflyer import (
     BitflyerHttp,
     ErrorKind,
     ExchangeError,
+    RateLimitInfo,
     classify,
     price_on_wire,
     size_on_wire,
@@ -240,8 +241,7 @@ def make_http(client: pybotters.Client, venue: FakeBitflyer, timeout_s: float = 
     return BitflyerHttp(client, ExchangeConfig(base_url=venue.base_url), timeout_s=timeout_s)
 
 
-# ---- signing: pybotters' own vectors, recomputed by hand
-# ----------------------------------------------------------
+# ---- signing: pybotters' own vectors, recomputed by hand ---------------------------------------------------
 class _FakeSession:
     def __init__(self, key: str, secret: str) -> None:
         self.__dict__["_apis"] = {"bitflyer": (key, secret.encode(), "")}
@@ -330,8 +330,7 @@ async def test_ws_auth_signature_is_pybotters_own_vector(monkeypatch: pytest.Mon
     ]
 
 
-# ---- host registration
-# -------------------------------------------------------------------------------------------
+# ---- host registration -------------------------------------------------------------------------------------
 @pytest.fixture
 def fresh_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     """pybotters' host tables as shipped, restored after the test (registration is process-global)."""
@@ -432,8 +431,7 @@ async def test_ws_auth_is_sent_to_the_registered_local_host_before_subscriptions
     assert [r["method"] for r in received] == ["auth", "subscribe"]
 
 
-# ---- orders on the wire
-# ----------------------------------------------------------------------------------------
+# ---- orders on the wire ------------------------------------------------------------------------------------
 async def test_limit_order_json_on_the_wire(venue: FakeBitflyer, client: pybotters.Client) -> None:
     http = make_http(client, venue)
     aid = await http.send_child_order(
@@ -504,8 +502,7 @@ def test_wire_numbers() -> None:
     assert price_on_wire(Decimal("13633747.00")) == 13633747
 
 
-# ---- errors
-# ---------------------------------------------------------------------------------------------------
+# ---- errors ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("reply", "kind", "code", "http_status", "label"),
     [
@@ -628,12 +625,20 @@ def test_classification_table(http_status: int, code: int | None, kind: ErrorKin
     assert classify(http_status, code) is kind
 
 
-# ---- headers, latency, queries
-# ------------------------------------------------------------------------------------
+# ---- headers, latency, queries -----------------------------------------------------------------------------
 async def test_rate_headers_and_latency_are_recorded(venue: FakeBitflyer, client: pybotters.Client) -> None:
     http = make_http(client, venue)
     heard: list[tuple[str, int | None]] = []
-    http.add_rate_listener(lambda path, info: heard.append((path, info.remaining)))
+    sent: list[str] = []
+
+    class Listener:
+        def on_request(self, path: str) -> None:
+            sent.append(path)
+
+        def on_headers(self, path: str, info: RateLimitInfo) -> None:
+            heard.append((path, info.remaining))
+
+    http.rate_listener = Listener()
     await http.send_child_order(Side.BUY, Decimal("0.001"), price=Decimal(13600000))
     venue.then(CANCEL_CHILD_ORDER, bf_error(-208, "Order is not accepted.", 500))
     with pytest.raises(ExchangeError):
@@ -643,6 +648,7 @@ async def test_rate_headers_and_latency_are_recorded(venue: FakeBitflyer, client
     assert info.reset_epoch is not None and 0 < info.reset_epoch - time.time() <= 121
     assert http.rate_limits[CANCEL_CHILD_ORDER].remaining == 478  # errors carry headers too
     assert heard == [(SEND_CHILD_ORDER, 479), (CANCEL_CHILD_ORDER, 478)]
+    assert sent == [SEND_CHILD_ORDER, CANCEL_CHILD_ORDER]  # told as each request leaves
     assert http.last_latency_ms is not None and 0 < http.last_latency_ms < 2000
 
 

@@ -79,8 +79,7 @@ def m() -> Market:
     return Market()
 
 
-# ---- own-order exclusion
-# -------------------------------------------------------------------------------------------
+# ---- own-order exclusion -----------------------------------------------------------------------------------
 def test_market_best_without_own_orders(m: Market) -> None:
     s = m.view.snapshot(now=5 * MS)
     assert (s.best_bid_price, s.best_bid_size, s.best_ask_price, s.best_ask_size) == (
@@ -189,8 +188,7 @@ def test_the_ladder_marks_our_share(m: Market) -> None:
     ]
 
 
-# ---- the stall clock
-# -----------------------------------------------------------------------------------------------
+# ---- the stall clock ---------------------------------------------------------------------------------------
 def test_the_first_snapshot_with_a_book_starts_the_clock(m: Market) -> None:
     s = m.view.snapshot(now=1_000 * MS)
     assert s.best_changed_at == 1_000 * MS and s.best_age_ms == 0
@@ -245,8 +243,7 @@ def test_a_desync_is_reported_stale(m: Market) -> None:
     assert m.view.snapshot(now=0).stale
 
 
-# ---- property: the view against a brute-force own-excluded best
-# ------------------------------------------------------
+# ---- property: the view against a brute-force own-excluded best --------------------------------------------
 OWN = st.lists(
     st.tuples(
         st.sampled_from([Side.BUY, Side.SELL]),

@@ -62,8 +62,7 @@ async def _post(client: httpx.AsyncClient, action: str, **kw: Any) -> httpx.Resp
     return await client.post(f"/strategy/{action}", **kw)
 
 
-# ---- status and snapshot
-# ------------------------------------------------------------------------------------
+# ---- status and snapshot -----------------------------------------------------------------------------------
 async def test_status_says_state_reason_since_and_mode(client: httpx.AsyncClient) -> None:
     await ensure_state(client, "RUNNING")
     body = (await client.get("/strategy")).json()
@@ -146,8 +145,7 @@ async def test_dashboard_page_and_its_assets_come_from_this_app(client: httpx.As
         assert (await client.get(escape)).status_code == 404, escape
 
 
-# ---- life cycle
-# ---------------------------------------------------------------------------------------------
+# ---- life cycle --------------------------------------------------------------------------------------------
 async def test_pause_resume_and_idempotent_repeats(client: httpx.AsyncClient, runtime_log: list[str]) -> None:
     await ensure_state(client, "RUNNING")
     r = await _post(client, "pause")

@@ -83,8 +83,7 @@ def _has_prices(board_html: str) -> bool:
     return any(ch.isdigit() for ch in best_bid)
 
 
-# ---- the broadcaster on its own: ticks driven by hand
-# ---------------------------------------------------------
+# ---- the broadcaster on its own: ticks driven by hand ------------------------------------------------------
 class FakeBot:
     def __init__(self) -> None:
         self.age = 0

@@ -28,19 +28,32 @@ from loguru import logger
 
 from bot.config.loader import ExchangeConfig
 from bot.engine.orders import OrderTracker
-from bot.infra.http_bitflyer import (
-    SEND_CHILD_ORDER,
-    BitflyerHttp,
-    ErrorKind,
-    ExchangeError,
-    price_on_wire,
-    size_on_wire,
-)
-from bot.infra.rate_budget import RateBudget
-from bot.infra.tasks import BackgroundTasks
+from bot.engine.rate_budget import RateBudget
 from bot.types.dto import Action, ActionKind, OrderLogRow, OrderState, OwnOrder, Side
+from bot.types.exchange import ErrorKind, ExchangeError, price_on_wire, size_on_wire
+from bot.types.tasks import BackgroundTasks
 
 NS_PER_S = 1_000_000_000
+
+
+class OrderGateway(Protocol):
+    """The exchange's order endpoints as the executor needs them (bot/infra/http_bitflyer.py implements it).
+    Each raises `ExchangeError` with a kind that says whether the venue may have acted."""
+
+    async def send_child_order(
+        self,
+        side: Side,
+        size: Decimal,
+        *,
+        order_type: str = "LIMIT",
+        price: Decimal | None = None,
+        minute_to_expire: int | None = None,
+        time_in_force: str = "GTC",
+    ) -> str: ...
+
+    async def cancel_child_order(self, acceptance_id: str) -> None: ...
+
+    async def cancel_all_child_orders(self) -> None: ...
 
 
 class OrderLogSink(Protocol):
@@ -81,7 +94,7 @@ _TRANSIENT_KINDS = frozenset(
 class OrderExecutor:
     def __init__(
         self,
-        http: BitflyerHttp,
+        http: OrderGateway,
         exchange_cfg: ExchangeConfig,
         order_logger: OrderLogSink | None,
         orders: OrderTracker,
@@ -373,8 +386,7 @@ class OrderExecutor:
                 marked.append(order)
         return self._cancel_all(action, marked)
 
-    # ---- asynchronous part (one coroutine per REST call)
-    # ------------------------------------------------------
+    # ---- asynchronous part (one coroutine per REST call) ---------------------------------------------------
     async def _place(self, order: OwnOrder, action: Action, *, market: bool) -> None:
         kind = "close" if market else "place"
         cid = order.client_id
@@ -390,7 +402,6 @@ class OrderExecutor:
                 time_in_force="GTC",
             )
         except ExchangeError as e:
-            self._after_send_headers()
             if e.definite:
                 self._cancel_on_ack.discard(cid)  # it never existed: nothing to cancel
                 self.orders.on_rejected(cid, e.label)
@@ -439,7 +450,6 @@ class OrderExecutor:
                 reason=f"unexpected {type(e).__name__}",
             )
             return
-        self._after_send_headers()
         self._on_success()
         if market:
             self._close_refusals = 0
@@ -542,8 +552,7 @@ class OrderExecutor:
         self._on_success()
         self._log("cancel_all", None, action=action, status="ok", latency_ns=self._clock() - t0)
 
-    # ---- bookkeeping
-    # ------------------------------------------------------------------------------------------
+    # ---- bookkeeping ---------------------------------------------------------------------------------------
     def _on_success(self) -> None:
         self._fail_streak = 0
         self._backoff_until = 0
@@ -582,18 +591,6 @@ class OrderExecutor:
             self._entry_block_until = until
             self.backoff_reason = e.label
         logger.error("executor: new entries blocked for {:.0f}s after {} ({})", seconds, e.label, e.message)
-
-    def _after_send_headers(self) -> None:
-        """Let the exchange's own X-RateLimit count lower the order budget (never raise it)."""
-        if self.budget is None:
-            return
-        info = getattr(self._http, "rate_limits", {}).get(SEND_CHILD_ORDER)
-        if info is None or info.remaining is None:
-            return
-        # our clock, not the wrapper's: the budget lives on the executor's timeline
-        self.budget.update_from_headers(
-            info.remaining, info.reset_epoch, self._clock(), wall_now=info.seen_at_wall
-        )
 
     def _log(
         self,

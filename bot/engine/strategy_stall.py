@@ -126,6 +126,19 @@ class _Quote:
     price: Decimal
 
 
+class GateView(Protocol):
+    """What the runner knows that the strategy must obey, read-only here (the runner's `Gate` is one)."""
+
+    @property
+    def run_state(self) -> RunState: ...
+
+    @property
+    def block_reason(self) -> Reason | None: ...
+
+    @property
+    def order_budget(self) -> int: ...
+
+
 class StallThenStrikeStrategy:
     def __init__(
         self,
@@ -136,6 +149,7 @@ class StallThenStrikeStrategy:
         orders: OrderTracker,
         risk: RiskConfig | None = None,
         min_size: Decimal = Decimal("0.001"),
+        gate: GateView | None = None,
     ) -> None:
         if tick_size <= 0:
             raise ValueError("tick_size must be > 0")
@@ -145,7 +159,7 @@ class StallThenStrikeStrategy:
         self._tick = tick_size
         self.inventory = inventory  # public: the runner swaps in the one restored from the state file
         self._orders = orders
-        self.gate = Gate()
+        self.gate: GateView = gate if gate is not None else Gate()  # a lone strategy (tests) runs ungated
         self._killed = False
         self._saw_killed_gate = False
         self._struck_stall: int | None = None  # best_changed_at of the stall we struck

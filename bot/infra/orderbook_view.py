@@ -13,13 +13,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Protocol
 
-from bot.engine.orders import OrderTracker
 from bot.infra.board_store import BoardStore, Level
 from bot.types.dto import NS_PER_MS, BoardSnapshot, Side
 
 _ZERO = Decimal(0)
 _TWO = Decimal(2)
+
+
+class RestingOrders(Protocol):
+    """Where our resting size is known (the engine's order tracker): the view reads it, never owns it."""
+
+    def resting_levels(self) -> dict[tuple[Side, Decimal], Decimal]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +39,7 @@ class LadderLevel:
 
 class OrderBookView:
     def __init__(
-        self, store: BoardStore, product_code: str, tick_size: Decimal, orders: OrderTracker
+        self, store: BoardStore, product_code: str, tick_size: Decimal, orders: RestingOrders
     ) -> None:
         if store.product_code != product_code:
             raise ValueError(f"store holds {store.product_code}, not {product_code}")

@@ -128,8 +128,7 @@ class Exchange:
         self._snapshot_cache: tuple[int, dict[str, Any]] | None = None
         self._recent: deque[dict[str, Any]] = deque(maxlen=500)  # public executions, for REST
 
-    # ---- time
-    # ------------------------------------------------------------------------------------------------
+    # ---- time ----------------------------------------------------------------------------------------------
     def wall(self, now: int) -> int:
         return now + self.wall_offset_ns
 
@@ -144,8 +143,7 @@ class Exchange:
     def _ticker_gap(self) -> int:
         return int(self._ticker_rng.uniform(0.5, 0.7) * SEC)  # ≈1.7/s, never closer than 500 ms
 
-    # ---- ids
-    # ---------------------------------------------------------------------------------------------------
+    # ---- ids -----------------------------------------------------------------------------------------------
     def _new_crowd_id(self) -> str:
         return f"JRF{id_date(self.wall(self._now))}-{next(self._crowd_seq) % 1_000_000:06d}"
 
@@ -154,8 +152,7 @@ class Exchange:
         stamp = id_date(self.wall(now))
         return n, f"JRF{stamp}-{n % 1_000_000:06d}", f"JOR{stamp}-{n % 1_000_000:06d}"
 
-    # ---- the clock moves
-    # -------------------------------------------------------------------------------------
+    # ---- the clock moves -----------------------------------------------------------------------------------
     def advance(self, now: int) -> list[Outbound]:
         """Run everything due up to `now`: state changes, expiries, market ticks (one diff frame each),
         ticker."""
@@ -190,8 +187,7 @@ class Exchange:
         self._now = now
         return out
 
-    # ---- board
-    # -------------------------------------------------------------------------------------------------
+    # ---- board ---------------------------------------------------------------------------------------------
     def mid(self) -> Decimal:
         b, a = self.book.best_bid(), self.book.best_ask()
         if b is None or a is None:
@@ -235,8 +231,7 @@ class Exchange:
             f"lightning_board_{PRODUCT}", {"mid_price": self._mid_out(), "bids": bids, "asks": asks}
         )
 
-    # ---- paper: a real feed drives the crowd
-    # -----------------------------------------------------------------
+    # ---- paper: a real feed drives the crowd ---------------------------------------------------------------
     def feed_board(self, message: dict[str, Any], snapshot: bool, now: int) -> list[Outbound]:
         """Apply a real lightning_board(_snapshot) message to the crowd's liquidity. A snapshot resyncs every
         level (levels it lacks lose their crowd size); size changes keep our queue place (crowd size leaves
@@ -361,8 +356,7 @@ class Exchange:
     def board_state(self) -> dict[str, Any]:
         return {"health": self.health, "state": self.state}
 
-    # ---- market state
-    # ------------------------------------------------------------------------------------------
+    # ---- market state --------------------------------------------------------------------------------------
     def set_health(self, status: str) -> None:
         if status not in HEALTH_VALUES:
             raise ValueError(f"health must be one of {HEALTH_VALUES}")
@@ -385,8 +379,7 @@ class Exchange:
             self._state_until = None
             self._preopen_end_wall = None
 
-    # ---- trades → ledger, events, public executions
-    # -----------------------------------------------------------
+    # ---- trades → ledger, events, public executions --------------------------------------------------------
     def _settle(self, trades: list[Trade], now: int) -> list[Outbound]:
         if not trades:
             return []
@@ -458,8 +451,7 @@ class Exchange:
         )
         return [Private(order.api_key, [ev])]
 
-    # ---- orders
-    # ------------------------------------------------------------------------------------------------
+    # ---- orders --------------------------------------------------------------------------------------------
     def add_account(self, api_key: str, collateral_jpy: Decimal | None = None) -> None:
         self.ledger.add_account(api_key, collateral_jpy)
 
@@ -669,8 +661,7 @@ class Exchange:
             out += self._finish(order, ChildOrderState.CANCELED, now)
         return out
 
-    # ---- private REST views
-    # ------------------------------------------------------------------------------------
+    # ---- private REST views --------------------------------------------------------------------------------
     def child_orders(self, api_key: str, q: dict[str, str]) -> list[dict[str, Any]]:
         if q.get("product_code", PRODUCT) != PRODUCT:
             return []

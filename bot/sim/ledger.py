@@ -165,8 +165,7 @@ class Ledger:
             return None
         return Decimal(sum(lot.price * lot.size for lot in lots)) / Decimal(size)
 
-    # ---- orders
-    # ----------------------------------------------------------------------------------------------
+    # ---- orders --------------------------------------------------------------------------------------------
     def add_order(self, order: ChildOrder) -> None:
         acct = self.account(order.api_key)
         acct.orders[order.acceptance_id] = order
@@ -203,8 +202,7 @@ class Ledger:
             if old is not None:
                 acct.by_child_id.pop(old.child_order_id, None)
 
-    # ---- fills
-    # -----------------------------------------------------------------------------------------------
+    # ---- fills ---------------------------------------------------------------------------------------------
     def apply_fill(self, order: ChildOrder, exec_id: int, price: int, size: int, wall_ns: int) -> Decimal:
         """One execution of `order`. Updates the order, lots (FIFO) and realized PnL; returns the PnL
         realized."""
@@ -244,8 +242,7 @@ class Ledger:
         acct.realized += realized
         return realized
 
-    # ---- money
-    # -----------------------------------------------------------------------------------------------
+    # ---- money ---------------------------------------------------------------------------------------------
     def open_pnl(self, api_key: str, mark: Decimal) -> Decimal:
         total = Decimal(0)
         for lot in self.account(api_key).lots:

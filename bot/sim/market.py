@@ -73,21 +73,18 @@ class MarketModel:
         self.target_spread = 800
         self.ticks = 0
 
-    # ---- schedule
-    # --------------------------------------------------------------------------------------------
+    # ---- schedule ------------------------------------------------------------------------------------------
     def next_interval_ns(self) -> int:
         r = self.rng
         f = r.uniform(2.5, 3.9) if r.random() < self.p.long_gap_prob else r.uniform(0.55, 1.45)
         return max(1, int(self.tick_ns * f))
 
-    # ---- sizes
-    # -----------------------------------------------------------------------------------------------
+    # ---- sizes ---------------------------------------------------------------------------------------------
     def _size(self, median_btc: float, sigma: float = 1.0, cap_btc: float = 5.0) -> int:
         btc = min(cap_btc, max(0.001, math.exp(self.rng.gauss(math.log(median_btc), sigma))))
         return max(100_000, int(btc * SAT_PER_BTC))
 
-    # ---- setup
-    # -----------------------------------------------------------------------------------------------
+    # ---- setup ---------------------------------------------------------------------------------------------
     def seed_book(self, book: OrderBook) -> None:
         half = self.target_spread // 2
         for side, sign in ((Side.BUY, -1), (Side.SELL, 1)):
@@ -96,8 +93,7 @@ class MarketModel:
                 book.rest(side, price, self._size(self.p.deep_median_btc, 1.3))
                 price += sign * (1 + int(self.rng.expovariate(1 / self.p.mean_gap_yen)))
 
-    # ---- one tick
-    # --------------------------------------------------------------------------------------------
+    # ---- one tick ------------------------------------------------------------------------------------------
     def step(self, book: OrderBook, now: int, allow_trades: bool = True) -> list[Trade]:
         r = self.rng
         self.ticks += 1

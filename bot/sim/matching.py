@@ -68,8 +68,7 @@ class OrderBook:
         self.touched: dict[tuple[Side, int], None] = {}  # ordered set of levels changed since last drained
         self.version = 0
 
-    # ---- queries
-    # ---------------------------------------------------------------------------------------------
+    # ---- queries -------------------------------------------------------------------------------------------
     def _side(self, side: Side) -> SortedDict[int, Level]:
         return self.bids if side is Side.BUY else self.asks
 
@@ -147,8 +146,7 @@ class OrderBook:
                 return want
         return got
 
-    # ---- changes
-    # ---------------------------------------------------------------------------------------------
+    # ---- changes -------------------------------------------------------------------------------------------
     def _touch(self, side: Side, price: int) -> None:
         self.touched[(side, price)] = None
         self.version += 1

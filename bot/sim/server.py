@@ -155,8 +155,7 @@ class SimVenue:
             "rate_limited": 0,
         }
 
-    # ---- life cycle
-    # ------------------------------------------------------------------------------------------
+    # ---- life cycle ----------------------------------------------------------------------------------------
     @property
     def host(self) -> str:
         return self.cfg.host
@@ -257,8 +256,7 @@ class SimVenue:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # ---- the clock
-    # -------------------------------------------------------------------------------------------
+    # ---- the clock -----------------------------------------------------------------------------------------
     async def _scheduler(self) -> None:
         while True:
             try:
@@ -319,8 +317,7 @@ class SimVenue:
             return
         self._send_all(due, SNAPSHOT_CHANNEL, self.exchange.snapshot_message())
 
-    # ---- paper: follow the real public feed
-    # -----------------------------------------------------------------
+    # ---- paper: follow the real public feed ----------------------------------------------------------------
     async def _follow_feed(self, url: str) -> None:
         """Keep a subscription to the real feed (reconnecting with backoff) and apply it to the book."""
         channels = (SNAPSHOT_CHANNEL, f"lightning_board_{PRODUCT}", f"lightning_executions_{PRODUCT}")
@@ -367,8 +364,7 @@ class SimVenue:
             return
         self._dispatch(outs)
 
-    # ---- REST: shared checks
-    # ---------------------------------------------------------------------------------
+    # ---- REST: shared checks -------------------------------------------------------------------------------
     @web.middleware
     async def _middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -502,8 +498,7 @@ class SimVenue:
         message, http = table.get(status, ("Error", 400))
         return _error(status, message, http, headers)
 
-    # ---- REST: endpoints
-    # -------------------------------------------------------------------------------------
+    # ---- REST: endpoints -----------------------------------------------------------------------------------
     def _product(self, request: web.Request) -> None:
         code = request.query.get("product_code", PRODUCT)
         if code.upper() != PRODUCT:
@@ -563,8 +558,7 @@ class SimVenue:
     def _cancel_all(self, c: _Call) -> None:
         self._dispatch(self.exchange.cancel_all(c.key, c.body, c.now))
 
-    # ---- WebSocket JSON-RPC
-    # ----------------------------------------------------------------------------------
+    # ---- WebSocket JSON-RPC --------------------------------------------------------------------------------
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=self.cfg.ws_heartbeat_sec, compress=False, max_msg_size=1 << 20)
         await ws.prepare(request)
@@ -687,8 +681,7 @@ class SimVenue:
             self._wake.set()
         return {"jsonrpc": "2.0", "id": req_id, "result": True}
 
-    # ---- faults on demand (Python API; the admin HTTP API calls these)
-    # ---------------------------------------
+    # ---- faults on demand (Python API; the admin HTTP API calls these) -------------------------------------
     async def drop_ws(self) -> int:
         """Close every WebSocket connection. Returns how many there were."""
         conns = list(self._conns)
@@ -749,8 +742,7 @@ class SimVenue:
     def ledger_report(self, api_key: str | None = None) -> dict[str, Any]:
         return self.exchange.ledger_report(api_key or self.api_key)
 
-    # ---- admin HTTP API
-    # ----------------------------------------------------------------------------------------
+    # ---- admin HTTP API ------------------------------------------------------------------------------------
     @staticmethod
     async def _admin_body(request: web.Request) -> dict[str, Any]:
         raw = await request.text()

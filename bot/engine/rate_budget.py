@@ -10,6 +10,9 @@ made since the headers were seen against the exchange's figure too.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+
+from bot.types.exchange import SEND_CHILD_ORDER, RateLimitInfo
 
 NS_PER_S = 1_000_000_000
 
@@ -119,3 +122,35 @@ class RateBudget:
         self._taken.clear()
         self._cap_remaining = None
         self._cap_until = 0
+
+
+class RateHearing:
+    """The one place the venue's rate limits are heard: the REST client calls it, nothing else reads headers.
+
+    Every request leaving counts against the private REST budget. A `sendchildorder` answer's
+    `X-RateLimit-Remaining` can lower the order budget; a private answer saying nothing is left (another
+    client on the key, or a trip) holds the REST budget until the venue's reset instead of asking again and
+    again. Either budget may be absent (a test of one part). `clock` is the budgets' timeline (monotonic
+    ns)."""
+
+    def __init__(
+        self, order_budget: RateBudget | None, rest_budget: RateBudget | None, clock: Callable[[], int]
+    ) -> None:
+        self.order_budget = order_budget
+        self.rest_budget = rest_budget
+        self._clock = clock
+
+    def on_request(self, path: str) -> None:
+        if self.rest_budget is not None:
+            self.rest_budget.force(self._clock())
+
+    def on_headers(self, path: str, info: RateLimitInfo) -> None:
+        if info.remaining is None:
+            return
+        now = self._clock()
+        if path == SEND_CHILD_ORDER and self.order_budget is not None:
+            self.order_budget.update_from_headers(
+                info.remaining, info.reset_epoch, now, wall_now=info.seen_at_wall
+            )
+        if path.startswith("/v1/me/") and info.remaining == 0 and self.rest_budget is not None:
+            self.rest_budget.update_from_headers(0, info.reset_epoch, now, wall_now=info.seen_at_wall)

@@ -40,7 +40,8 @@ live: $(STAMP) $(NPM_STAMP)
 sim: $(STAMP)
 	$(PY) -m bot.sim --host 127.0.0.1 --port 8765 --seed 1
 
-test: $(STAMP) $(NPM_STAMP)
+# lint first: a red type check or format check fails the test run (and so CI)
+test: lint $(NPM_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -51,7 +52,9 @@ soak: $(STAMP)
 	$(PY) -m bench.soak --minutes $(MINUTES) --seed $(SEED)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bot server tests bench
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) node_modules

@@ -195,7 +195,7 @@ class _QuietWS(ClientWebSocketResponse):
     def __init__(self) -> None:  # no aiohttp connection behind it
         self.sent: list[Any] = []
 
-    async def send_json(self, data: Any, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    async def send_json(self, data: Any, *args: Any, **kwargs: Any) -> None:
         self.sent.append(data)
 
 

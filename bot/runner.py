@@ -1049,7 +1049,8 @@ class BotRunner:
         board = self.view.snapshot(now)
         inv = self.inventory.state()
         own = self.tracker.resting_levels()
-        bids, asks = [], []
+        bids: list[list[str]] = []
+        asks: list[list[str]] = []
         for side, out in ((Side.BUY, bids), (Side.SELL, asks)):
             for price, size in self.store.levels(side, 10):
                 out.append([str(price), str(size), str(own.get((side, price), ""))])

@@ -17,6 +17,7 @@ from loguru import logger
 
 from bot.config.loader import AppConfig
 from bot.runner import BotRunner, Endpoints
+from bot.sim.server import SimVenue
 
 
 class ModeRefused(Exception):
@@ -31,7 +32,7 @@ class BotService:
         self.venue_url = venue_url.rstrip("/") if venue_url else None
         self.log_dir = Path(log_dir)
         self.state_file = Path(state_file) if state_file else self.log_dir / "state.json"
-        self.venue = None  # SimVenue in sim/paper mode
+        self.venue: SimVenue | None = None  # in sim/paper mode
         self.runner: BotRunner | None = None
         self._endpoints: Endpoints | None = None
 

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import AppConfig
 from bot.infra.logging_runtime import register_secret
+from bot.runner import BotRunner
 from server.body_limit import BodyLimit
 from server.connections import ConnectionGuard, connection_cap
 from server.events import Broadcaster
@@ -122,7 +123,10 @@ def create_app(
     templates = make_templates(TEMPLATES_DIR)
     renderer = FragmentRenderer(templates)
     broadcaster = Broadcaster(
-        snapshot=lambda: service.runner.snapshot(), render=renderer, chart=chart_payload, hz=cfg.server.sse_hz
+        snapshot=lambda: _runner(service).snapshot(),
+        render=renderer,
+        chart=chart_payload,
+        hz=cfg.server.sse_hz,
     )
 
     @asynccontextmanager
@@ -186,3 +190,10 @@ def create_app(
     app.add_middleware(HostOriginGuard, security=security)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def _runner(service: Any) -> BotRunner:
+    """The service's runner: it exists from the app's start (the lifespan starts the service first)."""
+    if service.runner is None:
+        raise RuntimeError("the bot service has not started")
+    return service.runner

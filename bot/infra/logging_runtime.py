@@ -132,9 +132,9 @@ class _StdlibToLoguru(logging.Handler):
             message += f" (and {dropped} like it in the last {REPEAT_INTERVAL_SEC:.0f} s, not logged)"
         if record.exc_info and record.exc_info[0] is not None:
             message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
-        logger.patch(lambda r: r.update(name=record.name, function=record.funcName, line=record.lineno)).log(
-            level, message
-        )
+        logger.patch(
+            lambda r: r.update({"name": record.name, "function": record.funcName, "line": record.lineno})
+        ).log(level, message)
 
 
 def setup_runtime_logging(

@@ -464,7 +464,7 @@ class CsvLogWriter:
 
         def done() -> None:
             try:
-                loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+                loop.call_soon_threadsafe(_settle, fut)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
 
@@ -687,3 +687,9 @@ class DecisionLogger(_CsvLogger[DecisionLogRow]):
         super().__init__(_DecisionSink(log_dir, ZoneInfo(tz), collapse_max_s), writer)
 
     log_decision = _CsvLogger.log
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    """Resolve a flush waiter from the writer thread's callback (it may have been cancelled meanwhile)."""
+    if not fut.done():
+        fut.set_result(None)

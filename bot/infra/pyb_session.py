@@ -10,6 +10,7 @@ another.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,11 @@ from bot.infra.pyb_auth import register_bitflyer_hosts
 
 PRIVATE_CHANNELS = frozenset({"child_order_events", "parent_order_events"})
 _ids = itertools.count(1)
+
+
+def _auth_kwargs(channels: Any) -> dict[str, Any]:
+    """A public-only link (paper mode: bitFlyer's feed) must not send our venue's keys anywhere."""
+    return {} if PRIVATE_CHANNELS & set(channels) else {"auth": None}
 
 
 @dataclass
@@ -133,11 +139,11 @@ class PyBotterSession:
             link.app = client.ws_connect(
                 link.url,
                 send_json=[],  # subscriptions are sent per connection by the watcher
-                hdlr_json=lambda msg, ws, link=link: self._handle(link, msg, ws),
+                hdlr_json=functools.partial(self._handle, link),
                 backoff=self._backoff,
                 heartbeat=10.0,
                 # a public-only link (paper mode: bitFlyer's feed) must not send our venue's keys anywhere
-                **({} if PRIVATE_CHANNELS & set(link.channels) else {"auth": None}),
+                **_auth_kwargs(link.channels),
             )
             self._watchers.append(asyncio.create_task(self._watch(link), name=f"ws-watch-{link.name}"))
         if wait_up_s is not None:

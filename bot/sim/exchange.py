@@ -539,7 +539,7 @@ class Exchange:
         bot can be tested for counting only its own product."""
         product = str(body["product_code"])
         try:
-            side = Side(body.get("side"))
+            side = Side(str(body.get("side")))
             size = btc_to_sat(body.get("size"))
         except (ValueError, TypeError):
             raise VenueError.of(INVALID_PARAM) from None
@@ -583,7 +583,7 @@ class Exchange:
         if body.get("product_code") != PRODUCT:
             raise VenueError.of(INVALID_PRODUCT)
         try:
-            side = Side(body.get("side"))
+            side = Side(str(body.get("side")))
         except ValueError:
             raise VenueError.of(INVALID_PARAM) from None
         order_type = body.get("child_order_type")

@@ -15,7 +15,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from bot.sim.matching import OrderBook, Trade
+from bot.sim.matching import Level, OrderBook, Trade
 from bot.sim.wire import SAT_PER_BTC
 from bot.types.dto import Side
 
@@ -162,7 +162,7 @@ class MarketModel:
             return self._crowd_limit(book, side, price, self._size(self.p.quote_median_btc))
         # back off toward the wanted price: pull (or have someone take) up to a few levels at once
         want = want_b if side is Side.BUY else want_a
-        levels = []
+        levels: list[Level] = []
         for lv in book.iter_levels(side):
             if len(levels) >= 8 or (lv.price < want if side is Side.BUY else lv.price > want):
                 break

@@ -228,8 +228,8 @@ class SimVenue:
         self._site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
         await self._site.start()
         server = self._site._server
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        assert isinstance(server, asyncio.Server) and server.sockets
+        self.port = server.sockets[0].getsockname()[1]
         self._task = asyncio.get_running_loop().create_task(self._scheduler(), name="sim-venue-scheduler")
         if self.public_feed_url is not None:
             self._feed_task = asyncio.get_running_loop().create_task(

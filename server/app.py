@@ -20,7 +20,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import AppConfig
 from bot.infra.logging_runtime import register_secret
-from bot.runner import BotRunner
 from server.body_limit import BodyLimit
 from server.connections import ConnectionGuard, connection_cap
 from server.events import Broadcaster
@@ -28,6 +27,7 @@ from server.metrics import build_registry
 from server.render import FragmentRenderer, chart_payload, make_templates
 from server.routes import config as config_routes
 from server.routes import control, dashboard, logs, ops
+from server.routes.common import runner_in
 from server.security import AuthGuard, HostOriginGuard, Security
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +123,7 @@ def create_app(
     templates = make_templates(TEMPLATES_DIR)
     renderer = FragmentRenderer(templates)
     broadcaster = Broadcaster(
-        snapshot=lambda: _runner(service).snapshot(),
+        snapshot=lambda: runner_in(service).snapshot(),
         render=renderer,
         chart=chart_payload,
         hz=cfg.server.sse_hz,
@@ -190,10 +190,3 @@ def create_app(
     app.add_middleware(HostOriginGuard, security=security)
     app.add_middleware(SecurityHeaders)
     return app
-
-
-def _runner(service: Any) -> BotRunner:
-    """The service's runner: it exists from the app's start (the lifespan starts the service first)."""
-    if service.runner is None:
-        raise RuntimeError("the bot service has not started")
-    return service.runner

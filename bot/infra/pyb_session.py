@@ -142,7 +142,6 @@ class PyBotterSession:
                 hdlr_json=functools.partial(self._handle, link),
                 backoff=self._backoff,
                 heartbeat=10.0,
-                # a public-only link (paper mode: bitFlyer's feed) must not send our venue's keys anywhere
                 **_auth_kwargs(link.channels),
             )
             self._watchers.append(asyncio.create_task(self._watch(link), name=f"ws-watch-{link.name}"))

@@ -6,13 +6,22 @@ from typing import Any
 
 from fastapi import Request
 
+from bot.runner import BotRunner
+
 
 def service_of(request: Request) -> Any:
     return request.app.state.service
 
 
-def runner_of(request: Request) -> Any:
-    return request.app.state.service.runner
+def runner_of(request: Request) -> BotRunner:
+    return runner_in(service_of(request))
+
+
+def runner_in(service: Any) -> BotRunner:
+    """The service's runner: it exists from the app's start (the lifespan starts the service first)."""
+    if service.runner is None:
+        raise RuntimeError("the bot service has not started")
+    return service.runner
 
 
 def peer_of(request: Request) -> str:

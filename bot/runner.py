@@ -31,7 +31,7 @@ from loguru import logger
 from bot.config.loader import AppConfig, apply_live_patch
 from bot.engine.executor import OrderExecutor
 from bot.engine.inventory import FillResult, InventoryManager
-from bot.engine.orders import UNTRACKED_TAG, OrderTracker
+from bot.engine.orders import UNTRACKED_TAG, OrderTracker, SuspectFill
 from bot.engine.rate_budget import RateBudget, RateHearing
 from bot.engine.reconcile import OrderStatusReport, Reconciler, VenueReports, exec_order_key
 from bot.engine.strategy_stall import StallThenStrikeStrategy
@@ -103,7 +103,7 @@ class RunnerMetrics:
     reconnects: int = 0
     other_product_events: int = 0  # child_order_events of other products on the account (ignored)
     position_corrections: int = 0  # venue positions adopted after replaying executions still disagreed
-    unverified_fills: int = 0  # executions of orders we never sent, held until REST confirms them
+    unverified_fills: int = 0  # executions the feed cannot vouch for, held until REST confirms them
     decision_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=20_000))
     deadline_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=5_000))
     # stall deadline → strike handed to the HTTP client (the orders' request task is created)
@@ -430,6 +430,9 @@ class BotRunner:
                         status="event",
                     )
                 )
+            if isinstance(fill, SuspectFill):
+                self._verify_fill(fill.fill, fill.why)
+                continue
             if fill is not None:
                 if order is None:
                     in_flight = [
@@ -438,15 +441,7 @@ class BotRunner:
                         if o.acceptance_id is None and o.side is fill.side
                     ]
                     if not in_flight:
-                        # an execution of an order we never sent (a hand trade, or a forged frame) is evidence
-                        # to verify: REST's executions apply it if it is real, with its PnL
-                        self.metrics.unverified_fills += 1
-                        logger.warning(
-                            "execution {} of an order we did not send ({}): verifying over REST",
-                            fill.exec_id,
-                            fill.child_order_acceptance_id,
-                        )
-                        self._reconcile_soon("an execution of an unknown order")
+                        self._verify_fill(fill, "an order we did not send")
                         continue
                     # our own fill often beats the send's answer: it is the in-flight order's
                     tags = {o.tag for o in in_flight}
@@ -454,6 +449,15 @@ class BotRunner:
                 self._apply_fill(fill, now)
         if events:
             self._decide(now, None)
+
+    def _verify_fill(self, fill: Fill, why: str) -> None:
+        """An execution the feed cannot vouch for (a hand trade, a forged or corrupt frame) is evidence, not a
+        fill: REST's executions apply it if it is real, with its PnL."""
+        self.metrics.unverified_fills += 1
+        logger.warning(
+            "execution {} ({}): {}; verifying over REST", fill.exec_id, fill.child_order_acceptance_id, why
+        )
+        self._reconcile_soon("an execution the feed cannot vouch for")
 
     def _reconcile_soon(self, why: str) -> None:
         """One reconcile shortly (coalesced: a burst of evidence costs one set of REST calls)."""

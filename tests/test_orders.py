@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from bot.config.loader import RiskConfig
 from bot.engine.inventory import InventoryManager
-from bot.engine.orders import UNTRACKED_TAG, OrderTracker
+from bot.engine.orders import UNTRACKED_TAG, OrderTracker, SuspectFill
 from bot.types.dto import ChildOrderEvent, ChildOrderEventType, OrderState, Side
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
@@ -82,6 +82,29 @@ def test_cancel_and_expire_close_orders_and_untracked_fills_still_count():
     assert a.state is OrderState.EXPIRED and t.open_orders() == []
     stray = t.on_event(execution("ZZZ", "9", Side.BUY, 150, "0.003", "0"))
     assert stray is not None and stray.tag == UNTRACKED_TAG
+
+
+def test_an_execution_past_the_orders_size_or_after_its_end_is_suspect_and_moves_nothing():
+    t = OrderTracker()
+    a = t.new_order(
+        tag="stall", side=Side.BUY, order_type="LIMIT", price=Decimal(100), size=Decimal("0.001"), now=0
+    )
+    b = t.new_order(
+        tag="stall", side=Side.SELL, order_type="LIMIT", price=Decimal(101), size=Decimal("0.001"), now=0
+    )
+    t.on_accepted(a.client_id, "A")
+    t.on_accepted(b.client_id, "B")
+    assert not isinstance(t.on_event(execution("A", "1", Side.BUY, 100, "0.0006", "0.0004")), SuspectFill)
+    # a fresh exec id (a forged or corrupt frame) that would take A past its 0.001
+    over = t.on_event(execution("A", "2", Side.BUY, 100, "0.0005", "0"))
+    assert isinstance(over, SuspectFill) and "past its size" in over.why
+    assert a.executed_size == Decimal("0.0006") and a.state is OrderState.ACTIVE
+    assert not isinstance(t.on_event(execution("A", "3", Side.BUY, 100, "0.0004", "0")), SuspectFill)
+    assert a.state is OrderState.FILLED
+    t.on_event(ev(ChildOrderEventType.CANCEL, "B"))
+    late = t.on_event(execution("B", "4", Side.SELL, 101, "0.0001", "0.0009"))
+    assert isinstance(late, SuspectFill) and "CANCELED" in late.why and b.executed_size == 0
+    assert t.on_event(execution("A", "3", Side.BUY, 100, "0.0004", "0")) is None  # a repeat is only a repeat
 
 
 def test_resting_levels_sum_our_open_limit_orders_by_price():

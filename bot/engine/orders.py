@@ -2,13 +2,15 @@
 
 bitFlyer does not echo tags, and child_order_events for an order can arrive before the sendchildorder response
 that tells us its acceptance id; events for ids we do not know yet are parked and replayed on acceptance.
-Every EXECUTION becomes a Fill at once, ours or not: the position must equal the venue's whatever placed it.
+Every new EXECUTION becomes a Fill at once; one that cannot be of the order it names (the order is finished,
+or the size would take it past its own) comes back as a SuspectFill, for the caller to verify over REST.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 
 from bot.types.dto import (
@@ -23,6 +25,14 @@ from bot.types.dto import (
 
 _FINAL = (OrderState.FILLED, OrderState.CANCELED, OrderState.EXPIRED, OrderState.REJECTED)
 UNTRACKED_TAG = "untracked"
+
+
+@dataclass(frozen=True, slots=True)
+class SuspectFill:
+    """An execution the venue cannot have made for the order it names: not applied until REST shows it."""
+
+    fill: Fill
+    why: str
 
 
 class OrderTracker:
@@ -127,8 +137,9 @@ class OrderTracker:
         return order
 
     # ---- what the venue tells us ------------------------------------------------------------------
-    def on_event(self, ev: ChildOrderEvent) -> Fill | None:
-        """Apply one child_order_events item. Returns the Fill for an EXECUTION not seen before."""
+    def on_event(self, ev: ChildOrderEvent) -> Fill | SuspectFill | None:
+        """Apply one child_order_events item. Returns the Fill for an EXECUTION not seen before (a
+        SuspectFill when it cannot be of the order it names)."""
         cid = self._by_acceptance.get(ev.child_order_acceptance_id)
         order = self._orders.get(cid) if cid else None
         if ev.event_type is ChildOrderEventType.EXECUTION:
@@ -140,13 +151,14 @@ class OrderTracker:
             self._seen_exec_ids[key] = None
             if len(self._seen_exec_ids) > self._seen_cap:
                 del self._seen_exec_ids[next(iter(self._seen_exec_ids))]
-            if order is not None:
+            assert ev.side is not None and ev.price is not None and ev.size is not None
+            why = self._implausible(order, ev.size) if order is not None else None
+            if order is not None and why is None:
                 self._apply_execution(order, ev)
-            elif ev.child_order_acceptance_id:
+            elif order is None and ev.child_order_acceptance_id:
                 # the order's state waits for its acceptance id; the fill itself counts now
                 self._park(ev)
-            assert ev.side is not None and ev.price is not None and ev.size is not None
-            return Fill(
+            fill = Fill(
                 exec_id=exec_id,
                 child_order_acceptance_id=ev.child_order_acceptance_id,
                 side=ev.side,
@@ -157,6 +169,7 @@ class OrderTracker:
                 child_order_id=ev.child_order_id,
                 tag=order.tag if order else UNTRACKED_TAG,
             )
+            return fill if why is None else SuspectFill(fill, why)
         if order is None:
             if ev.child_order_acceptance_id:
                 self._park(ev)
@@ -187,6 +200,16 @@ class OrderTracker:
         self._parked.setdefault(ev.child_order_acceptance_id, []).append(ev)
         while len(self._parked) > self._parked_cap:
             del self._parked[next(iter(self._parked))]
+
+    @staticmethod
+    def _implausible(order: OwnOrder, size: Decimal) -> str | None:
+        """Why an execution cannot be this order's (a forged or corrupt frame), or None. Orders finished by
+        inference (absent from listings) are included: a late real fill is then applied from REST instead."""
+        if not order.state.is_open:
+            return f"order {order.acceptance_id} is already {order.state.value}"
+        if order.executed_size + size > order.size:
+            return f"{size} more would fill order {order.acceptance_id} past its size {order.size}"
+        return None
 
     @staticmethod
     def _apply_execution(order: OwnOrder, ev: ChildOrderEvent) -> None:

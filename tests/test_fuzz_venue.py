@@ -86,7 +86,7 @@ def _frame(channel: Any, message: Any) -> dict[str, Any]:
 
 def _mutations(events: list[dict[str, Any]]) -> st.SearchStrategy[list[Any]]:
     """Real events with one field made wrong or dropped: each one fails to parse, is a repeat, or names an
-    order it cannot be of (a fresh exec id on a filled or cancelled order: verified over REST, not applied)."""
+    order it cannot be of (a fresh exec id on a filled or cancelled order: checked over REST)."""
 
     def mutate(ev: dict[str, Any], key: str, value: Any, drop: bool) -> dict[str, Any]:
         out = dict(ev)

@@ -41,9 +41,9 @@ class Broadcaster:
 
     def __init__(
         self,
-        snapshot: Callable[[], dict[str, Any]],
-        render: Callable[[dict[str, Any]], dict[str, str]],
-        chart: Callable[[dict[str, Any]], Any],
+        snapshot: Callable[[], Any],
+        render: Callable[[Any], dict[str, str]],
+        chart: Callable[[Any], Any],
         hz: float,
         *,
         queue_size: int = 8,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -14,29 +13,23 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from pydantic import BaseModel
 
 from bot.types.dto import RunState
 from server.events import Broadcaster
+from server.routes.common import runner_in
 
 # decision latency buckets in seconds: 50 µs … 100 ms
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
-def _gauges(source: dict[str, Any], table: tuple[tuple[str, str, str], ...]) -> Iterator[GaugeMetricFamily]:
-    """One gauge per (key, metric name, help) whose value in `source` is present and numeric."""
+def _gauges(source: BaseModel, table: tuple[tuple[str, str, str], ...]) -> Iterator[GaugeMetricFamily]:
+    """One gauge per (field, metric name, help) whose value on `source` is present."""
     for key, name, doc in table:
-        value = _float(source.get(key))
+        value = getattr(source, key)
         if value is not None:
-            yield GaugeMetricFamily(name, doc, value=value)
-
-
-def _float(v: Any) -> float | None:
-    if v is None or v == "":
-        return None
-    try:
-        return float(Decimal(str(v)))  # exposition only: the bot's own arithmetic stays Decimal
-    except (InvalidOperation, ValueError):
-        return None
+            # exposition only: the bot's own arithmetic stays Decimal
+            yield GaugeMetricFamily(name, doc, value=float(value))
 
 
 def _quantile(sorted_samples: list[int], q: float) -> float:
@@ -62,21 +55,20 @@ class RunnerCollector(Collector):
         self._broadcaster = broadcaster
 
     def collect(self) -> Iterator[Metric]:
-        runner = self._service.runner
+        runner = runner_in(self._service)
         m = runner.metrics
         snap = runner.snapshot()
 
         state = GaugeMetricFamily("stst_state", "1 for the bot's current run state", labels=["state"])
         for s in RunState:
-            state.add_metric([s.value], 1.0 if snap.get("state") == s.value else 0.0)
+            state.add_metric([s.value], 1.0 if snap.state == s.value else 0.0)
         yield state
         mode = GaugeMetricFamily("stst_mode", "1 for the running mode", labels=["mode"])
-        mode.add_metric([str(snap.get("mode") or runner.mode)], 1.0)
+        mode.add_metric([snap.mode], 1.0)
         yield mode
 
-        inv = snap.get("inventory") or {}
         yield from _gauges(
-            inv,
+            snap.inventory,
             (
                 ("position_btc", "stst_position_btc", "net position, signed BTC (the bot's view)"),
                 ("avg_price", "stst_avg_price_jpy", "average entry price of the position"),
@@ -88,9 +80,11 @@ class RunnerCollector(Collector):
                 ("max_drawdown_jpy", "stst_max_drawdown_jpy", "worst drawdown today (<= 0)"),
             ),
         )
-        venue = _float(snap.get("venue_position_btc"))
+        venue = snap.venue_position_btc
         if venue is not None:
-            yield GaugeMetricFamily("stst_venue_position_btc", "position according to the venue", value=venue)
+            yield GaugeMetricFamily(
+                "stst_venue_position_btc", "position according to the venue", value=float(venue)
+            )
 
         for attr, name, doc in (
             ("orders_sent", "stst_orders_sent", "order requests sent"),
@@ -98,18 +92,18 @@ class RunnerCollector(Collector):
             ("fills", "stst_fills", "executions of our orders"),
             ("board_messages", "stst_board_messages", "board messages received"),
         ):
-            yield CounterMetricFamily(name, doc, value=float(getattr(m, attr, 0) or 0))
+            yield CounterMetricFamily(name, doc, value=float(getattr(m, attr)))
         errors = CounterMetricFamily("stst_exchange_errors", "exchange errors by code", labels=["code"])
-        for code, n in sorted((getattr(m, "exchange_errors", None) or {}).items(), key=lambda kv: str(kv[0])):
+        for code, n in sorted(m.exchange_errors.items(), key=lambda kv: str(kv[0])):
             errors.add_metric([str(code)], float(n))
         yield errors
 
         yield GaugeMetricFamily(
             "stst_event_loop_lag_seconds",
             "latest measured event-loop lag",
-            value=float(getattr(m, "loop_lag_ms", 0.0) or 0.0) / 1000,
+            value=m.loop_lag_ms / 1000,
         )
-        samples = list(getattr(m, "decision_latency_ns", None) or [])
+        samples = list(m.decision_latency_ns)
         buckets, total, _count = latency_histogram(samples)
         yield HistogramMetricFamily(
             "stst_decision_latency_seconds",
@@ -129,9 +123,9 @@ class RunnerCollector(Collector):
                 quantiles.add_metric([str(q)], _quantile(ordered, q))
         yield quantiles
 
-        health = snap.get("health") or {}
+        health = snap.health
         yield GaugeMetricFamily(
-            "stst_ws_connected", "1 when the feed is up", value=1.0 if health.get("ws_connected") else 0.0
+            "stst_ws_connected", "1 when the feed is up", value=1.0 if health.ws_connected else 0.0
         )
         yield from _gauges(
             health,

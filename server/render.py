@@ -16,6 +16,7 @@ from jinja2 import Undefined
 from pydantic import BaseModel
 
 from bot.config import RiskConfig, StallStrategyConfig
+from bot.types.snapshot import BotSnapshot, plain
 
 # Panel name = SSE event name = templates/fragments/<name>.html = the sse-swap target on the page.
 PANELS = ("banner", "board", "orders", "inventory", "decisions", "fills", "health", "config")
@@ -143,20 +144,6 @@ def make_templates(directory: Path) -> Jinja2Templates:
     return templates
 
 
-def _normalise(snap: dict[str, Any]) -> dict[str, Any]:
-    """Tolerate a snapshot taken before the first board/inventory exists: every section present."""
-    s = dict(snap)
-    for key in ("board", "inventory", "limits", "health", "counters", "chart", "config"):
-        s[key] = s.get(key) or {}
-    for key in ("orders", "decisions", "fills"):
-        s[key] = s.get(key) or []
-    board = dict(s["board"])
-    board["bids"] = board.get("bids") or []
-    board["asks"] = board.get("asks") or []
-    s["board"] = board
-    return s
-
-
 _NEWLINE_INDENT = re.compile(r"\n\s*")
 _BETWEEN_TAGS = re.compile(r">\s+<")
 
@@ -173,10 +160,10 @@ class FragmentRenderer:
     def __init__(self, templates: Jinja2Templates) -> None:
         self._templates = {name: templates.env.get_template(f"fragments/{name}.html") for name in PANELS}
 
-    def context(self, snap: dict[str, Any]) -> dict[str, Any]:
-        return {"s": _normalise(snap)}
+    def context(self, snap: BotSnapshot) -> dict[str, Any]:
+        return {"s": snap}
 
-    def __call__(self, snap: dict[str, Any]) -> dict[str, str]:
+    def __call__(self, snap: BotSnapshot) -> dict[str, str]:
         ctx = self.context(snap)
         return {name: compact(tpl.render(ctx)) for name, tpl in self._templates.items()}
 
@@ -193,11 +180,12 @@ def thin(points: list[Any], max_points: int = CHART_MAX_POINTS) -> list[Any]:
     return out
 
 
-def chart_payload(snap: dict[str, Any]) -> dict[str, Any]:
-    chart = snap.get("chart") or {}
+def chart_payload(snap: BotSnapshot) -> dict[str, Any]:
+    """The chart event's JSON: points as [unix seconds, "decimal string"] (the browser parses them)."""
+    chart = snap.chart
     return {
-        "mid": thin(chart.get("mid") or []),
-        "fills": chart.get("fills") or [],
-        "pnl": thin(chart.get("pnl") or []),
-        "limits": snap.get("limits") or {},
+        "mid": [[t, plain(v)] for t, v in thin(chart.mid)],
+        "fills": [[t, plain(v), side] for t, v, side in chart.fills],
+        "pnl": [[t, plain(v)] for t, v in thin(chart.pnl)],
+        "limits": snap.limits.model_dump(mode="json"),
     }

@@ -7,21 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-
-class StrategyStatus(BaseModel):
-    """GET /strategy: where the bot is and why."""
-
-    state: str = Field(description="STOPPED | RUNNING | PAUSED | KILLED")
-    reason: str | None = Field(default=None, description="why the last transition happened")
-    since: str | None = Field(default=None, description="ISO time of the last transition")
-    mode: str = Field(description="sim | paper | live")
-    activity: str | None = Field(
-        default=None, description="e.g. 'KILLED — flattening (attempt 3, last error …)'"
-    )
-    settle: dict[str, Any] | None = Field(default=None, description="the stop/kill goal being held, if any")
+from bot.types.snapshot import RunStatus
 
 
-class ControlResult(StrategyStatus):
+class ControlResult(RunStatus):
     """POST /strategy/{action}: the status after the call; `changed` is false for a repeat (a no-op)."""
 
     changed: bool

@@ -145,9 +145,11 @@ async def test_refused_transition_is_explained(tab: Tab, served: Served) -> None
     await ensure_state(served.api, "PAUSED")
     page = await _open(tab, served)
     await expect(page.locator("#start-btn")).to_be_disabled()
-    # a page that has not caught up yet (its Start still enabled): the server refuses and the page says why
-    await page.evaluate("document.getElementById('start-btn').disabled = false")
-    await page.click("#start-btn")
+    # a page that has not caught up yet (its Start still enabled): the server refuses and the page says why.
+    # Enabled and clicked in one script turn: a banner frame arriving in between would disable it again.
+    await page.evaluate(
+        "(() => { const b = document.getElementById('start-btn'); b.disabled = false; b.click(); })()"
+    )
     await expect(page.locator("#flash")).to_contain_text("start refused: PAUSED")
     await expect(page.locator("#state")).to_have_text("PAUSED")
     assert (await served.api.get("/strategy")).json()["state"] == "PAUSED"

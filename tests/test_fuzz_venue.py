@@ -115,17 +115,17 @@ async def test_fuzzed_frames_are_skipped_the_bot_stays_up_and_its_ledger_stays_t
     svc = await make_service({"runner": {"start_state": "running"}})
     runner, venue, key = svc.runner, svc.venue, svc.cfg.sim.api_key
     recorded: list[list[Any]] = []
-    original = runner._on_child_order_events
+    original = runner.feed.on_child_order_events
 
     def record(message: Any, now: int) -> None:
         if isinstance(message, list):
             recorded.append(message)
         original(message, now)
 
-    runner._on_child_order_events = record  # type: ignore[method-assign]
+    runner.feed.on_child_order_events = record  # type: ignore[method-assign]
     await eventually(lambda: runner.metrics.fills >= 2, 120, "the bot's first fills")
     assert await runner.stop("test")  # no new orders while the venue "misbehaves"
-    runner._on_child_order_events = original  # type: ignore[method-assign]
+    runner.feed.on_child_order_events = original  # type: ignore[method-assign]
     assert runner.state is RunState.STOPPED
     # a fill made just before the stop's cancel may still be on its way: the snapshot waits until the bot has
     # heard every execution the venue made, so nothing real can move it while the fuzz runs
@@ -185,7 +185,7 @@ async def test_fuzzed_frames_are_skipped_the_bot_stays_up_and_its_ledger_stays_t
     @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
     @given(frame=frames)
     def feed(frame: Any) -> None:
-        runner._on_json(frame)  # the handler pybotters calls; it must never raise
+        runner.feed.on_json(frame)  # the handler pybotters calls; it must never raise
 
     feed()
     assert runner.metrics.fills == fills  # nothing counted twice or invented
@@ -193,7 +193,7 @@ async def test_fuzzed_frames_are_skipped_the_bot_stays_up_and_its_ledger_stays_t
 
     # still up: the feed reconnects to real frames, a reconcile runs, and the ledger is the venue's
     n = runner.metrics.reconciles
-    runner._reconcile_needed = True
+    runner.sync.needed = True
     await eventually(lambda: runner.metrics.reconciles >= n + 2, 60, "two reconciles after the fuzz")
     assert runner.inventory.position_btc == venue.ledger.position(key)
     assert runner.inventory.realized_pnl_jpy == Decimal(venue.ledger.realized_pnl(key))

@@ -146,9 +146,7 @@ async def test_dropped_websocket_reconnects_resyncs_and_ledgers_still_equal(serv
     await eventually(lambda: runner.metrics.fills >= 1, 90, "a first fill")
     assert await venue.drop_ws() >= 1
     await eventually(lambda: runner.metrics.reconnects >= 1, 20, "reconnect")
-    await eventually(
-        lambda: runner.session.feed_up and not runner._reconcile_needed, 20, "resubscribe + reconcile"
-    )
+    await eventually(lambda: runner.links.feed_up and not runner.sync.needed, 20, "resubscribe + reconcile")
     await eventually(lambda: not runner.store.stale, 15, "a fresh snapshot")
     fills = runner.metrics.fills
     await eventually(lambda: runner.metrics.fills > fills, 90, "trading goes on")
@@ -242,16 +240,16 @@ async def test_silent_feed_cancels_stall_orders_and_no_strike_until_a_new_snapsh
 
     def stale_cancel() -> bool:
         return any(
-            d["reason"] == "stale_data" and "cancel_all_stall" in d["actions"]
-            for d in runner.recent_decisions
+            d.reason == "stale_data" and "cancel_all_stall" in d.actions
+            for d in runner.history.recent_decisions
         )
 
     await eventually(stale_cancel, 8, "the stale rule's cancel decision")
     await eventually(lambda: venue.ledger.open_orders(key) == [], 8, "stall orders cancelled at the venue")
-    assert runner.snapshot()["health"]["block_reason"] == "stale_data"
+    assert runner.snapshot().health.block_reason == "stale_data"
     # the cancels were the stale-feed rule's, asked within stale_after_ms of the last board message plus one
     # deadline's lateness (generous: this machine is shared)
-    last_msg = runner._last_board_at
+    last_msg = runner.decisions.last_board_at
     asked = [runner.executor._cancel_sent_at.get(o.client_id) for o in live if o.executed_size == 0]
     assert asked and all(t is not None for t in asked)
     assert all(0 < (t - last_msg) / 1e6 <= 800 + 500 for t in asked), [(t - last_msg) / 1e6 for t in asked]
@@ -268,9 +266,7 @@ async def test_silent_feed_cancels_stall_orders_and_no_strike_until_a_new_snapsh
     runner.executor.submit = spy
     venue.silence(0)  # the feed is back (the next snapshot is seconds away) ...
     venue.freeze_market(False)  # ... and the book did not move meanwhile: its diffs apply without a desync
-    await eventually(
-        lambda: runner._last_board_at is not None and runner._last_board_at > last_msg, 20, "the feed back"
-    )
+    await eventually(lambda: (runner.decisions.last_board_at or 0) > last_msg, 20, "the feed back")
     await eventually(lambda: bool(strikes), 60, "a strike after the silence")
     assert all(n > resyncs for n in strikes), f"struck before a new snapshot: resyncs {strikes} vs {resyncs}"
 
@@ -339,7 +335,7 @@ async def test_signing_refused_with_a_wrong_secret_and_private_channel_needs_aut
 async def test_rate_budget_skips_strikes_rather_than_exceed_it(make_service):
     svc = await make_service({"runner": {"order_rate_per_min": 4}})
     runner = svc.runner
-    seen = lambda: any(d["reason"] == "rate_budget" for d in runner.recent_decisions)  # noqa: E731
+    seen = lambda: any(d.reason == "rate_budget" for d in runner.history.recent_decisions)  # noqa: E731
     await eventually(seen, 90, "a strike skipped for the rate budget")
     await runner.stop("test")
     await runner.order_log.aflush()
@@ -354,7 +350,7 @@ async def test_exchange_health_stop_blocks_new_orders_until_normal(make_service)
     runner, venue = svc.runner, svc.venue
     await eventually(lambda: runner.metrics.orders_sent >= 1, 60, "a first strike")
     venue.set_health("STOP")
-    await eventually(lambda: runner.snapshot()["health"]["block_reason"] == "market_closed", 10, "the block")
+    await eventually(lambda: runner.snapshot().health.block_reason == "market_closed", 10, "the block")
     sent = runner.metrics.orders_sent
     n = runner.metrics.board_messages
     await eventually(lambda: runner.metrics.board_messages > n + 40, 30, "40 more board messages")

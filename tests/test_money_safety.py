@@ -23,7 +23,7 @@ async def quiet_bot(make_service, extra: dict | None = None):
     svc = await make_service({**QUIET, **(extra or {})})
     runner = svc.runner
     await eventually(
-        lambda: runner._reconciled_at is not None and not runner._reconcile_needed, 30, "the first reconcile"
+        lambda: runner.sync.reconciled_at is not None and not runner.sync.needed, 30, "the first reconcile"
     )
     return svc, runner, svc.venue, svc.cfg.sim.api_key
 
@@ -63,7 +63,7 @@ async def test_kill_in_maintenance_with_dust_ends_exactly_flat_after_the_window(
     assert "-110" not in runner.metrics.exchange_errors  # nothing refused for its size
     await eventually(lambda: runner.inventory.position_btc == 0, 10, "the bot to see flat")
     assert runner.inventory.realized_pnl_jpy == venue.ledger.realized_pnl(key)
-    assert "flat and no orders, confirmed at" in runner.status()["activity"]
+    assert "flat and no orders, confirmed at" in runner.status().activity
 
 
 async def test_a_position_opened_by_hand_while_killed_is_flattened_again(make_service):
@@ -89,7 +89,7 @@ async def test_a_kill_switch_and_a_human_kill_run_one_flatten_not_two(make_servi
     venue.hand_order("BUY", "0.003")
     await eventually(lambda: runner.inventory.position_btc == D("0.003"), 15, "the position")
     venue.fail("sendchildorder", "timeout_before", count=1)  # the first close hangs until the client gives up
-    runner._enter_killed("kill switch: test", "kill_switch")
+    runner.run_state.enter_killed("kill switch: test", "kill_switch")
     await asyncio.gather(runner.kill("human 1"), runner.kill("human 2"))
     await eventually(lambda: runner.settle_status().confirmed_at is not None, 60, "flat and confirmed")
     assert venue.ledger.position(key) == 0  # never flipped short by a double close
@@ -125,7 +125,7 @@ async def test_an_execution_of_an_order_we_never_sent_is_verified_not_believed(m
         },
     }
     n = runner.metrics.reconciles
-    runner._on_json(forged)
+    runner.feed.on_json(forged)
     assert runner.metrics.unverified_fills == 1 and runner.inventory.position_btc == 0
     await eventually(lambda: runner.metrics.reconciles > n, 10, "the verifying reconcile")
     assert runner.inventory.position_btc == 0 and runner.state is RunState.RUNNING

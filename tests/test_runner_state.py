@@ -54,7 +54,7 @@ def test_the_hold_timer_survives_a_restart_on_another_monotonic_clock(tmp_path: 
 
     first = runner(tmp_path, clock=lambda: 5_000_000_000_000)
     first.inventory.apply_fill(buy(10_000_000, "0.001"), now=5_000_000_000_000 - 10_000_000_000)
-    first.state_store.save_sync(first._persisted())
+    first.run_state.save_now()
     after_reboot = runner(tmp_path, clock=lambda: 42_000_000_000)  # a fresh monotonic clock
     held_ns = 42_000_000_000 - after_reboot.inventory.opened_at  # type: ignore[operator]
     assert 10_000_000_000 <= held_ns < 12_000_000_000

@@ -82,7 +82,8 @@ async def test_a_frame_whose_channel_is_not_a_name_is_skipped_with_a_line(make_s
     sink = logger.add(lambda m: lines.append(str(m)), level="WARNING", format="{message}")
     try:
         for channel in (7, None, ["lightning_board_FX_BTC_JPY"], {"a": 1}):
-            runner._on_json({"jsonrpc": "2.0", "method": "channelMessage", "params": {"channel": channel}})
+            frame = {"jsonrpc": "2.0", "method": "channelMessage", "params": {"channel": channel}}
+            runner.feed.on_json(frame)
     finally:
         logger.remove(sink)
     assert sum("channel is not a name" in line for line in lines) == 4

@@ -163,25 +163,6 @@ class OrderExecutor:
     def running(self) -> int:
         return len(self._tasks)
 
-    def stats(self) -> dict[str, Any]:
-        now = self._clock()
-        until = self.backoff_until(now)
-        return {
-            "orders_sent": self.orders_sent,
-            "orders_cancelled": self.orders_cancelled,
-            "cancel_all_sent": self.cancel_all_sent,
-            "orders_accepted": self.orders_accepted,
-            "orders_rejected": self.orders_rejected,
-            "orders_unknown": self.orders_unknown,
-            "local_refusals": self.local_refusals,
-            "deferred_cancels": self.deferred_cancels,
-            "in_flight": len(self._tasks),
-            "error_counts": dict(self.error_counts),
-            "last_error": self.last_error,
-            "backoff_ms_left": None if until is None else (until - now) // 1_000_000,
-            "backoff_reason": self.backoff_reason if until is not None else None,
-        }
-
     # ---- entry points -----------------------------------------------------------------------------------
     def submit(self, actions: list[Action], now: int) -> asyncio.Task | None:
         """Register every intent now; run the HTTP calls in one background task. Returns it (None if no

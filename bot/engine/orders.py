@@ -45,8 +45,6 @@ class OrderTracker:
         self._maybe_open: dict[str, OwnOrder] = {}
         self._by_acceptance: dict[str, str] = {}  # acceptance id -> client_id
         self._parked: dict[str, list[ChildOrderEvent]] = {}
-        self._seen_exec_ids: dict[str, None] = {}  # bounded, insertion-ordered
-        self._seen_cap = 5000
         self._parked_cap = 1000
         self._keep_finished = keep_finished
 
@@ -89,7 +87,10 @@ class OrderTracker:
             order.state = OrderState.ACTIVE
         for ev in self._parked.pop(acceptance_id, []):
             if ev.event_type is ChildOrderEventType.EXECUTION:
-                self._apply_execution(order, ev)
+                key = _execution_key(ev)
+                if key not in order.heard_executions:  # a parked event sent twice counts once
+                    order.heard_executions.add(key)
+                    self._apply_execution(order, ev)
             else:
                 self.on_event(ev)
 
@@ -144,13 +145,11 @@ class OrderTracker:
         order = self._orders.get(cid) if cid else None
         if ev.event_type is ChildOrderEventType.EXECUTION:
             exec_id = ev.exec_id or ""
-            # exec_id + side: a self-trade gives both of our orders one exec_id
-            key = f"{exec_id}:{ev.side.value if ev.side else ''}"
-            if key in self._seen_exec_ids:
-                return None
-            self._seen_exec_ids[key] = None
-            if len(self._seen_exec_ids) > self._seen_cap:
-                del self._seen_exec_ids[next(iter(self._seen_exec_ids))]
+            key = _execution_key(ev)
+            if order is not None:
+                if key in order.heard_executions:
+                    return None  # a re-sent event; an unknown order's repeats the ledger drops
+                order.heard_executions.add(key)
             assert ev.side is not None and ev.price is not None and ev.size is not None
             why = self._implausible(order, ev.size) if order is not None else None
             if order is not None and why is None:
@@ -256,3 +255,8 @@ class OrderTracker:
             o = self._orders.pop(cid)
             if o.acceptance_id:
                 self._by_acceptance.pop(o.acceptance_id, None)
+
+
+def _execution_key(ev: ChildOrderEvent) -> str:
+    """exec_id + side: a self-trade gives both of our orders one exec_id."""
+    return f"{ev.exec_id or ''}:{ev.side.value if ev.side else ''}"

@@ -215,6 +215,9 @@ class OwnOrder:
     accepted_at: int | None = (
         None  # monotonic ns we learnt the acceptance id (listings before it prove nothing)
     )
+    # the executions (exec_id:side) this order has heard: its own state counts each once. The ledger's
+    # de-duplication of fills is the inventory's; this set is bounded by the order's size.
+    heard_executions: set[str] = field(default_factory=set)
 
     @property
     def outstanding(self) -> Decimal:

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from loguru import logger
 
 from bot.runner import TransitionRefused
+from bot.types.snapshot import RunStatus
 from server.routes.common import runner_of, who_of
-from server.schemas import ControlResult, Detail, StrategyStatus
+from server.schemas import ControlResult, Detail
 from server.security import require_auth
 
 ACTIONS: dict[str, str] = {
@@ -24,8 +25,8 @@ ACTIONS: dict[str, str] = {
 router = APIRouter(tags=["strategy"], dependencies=[Depends(require_auth)])
 
 
-@router.get("/strategy", response_model=StrategyStatus)
-async def get_strategy(request: Request) -> dict:
+@router.get("/strategy", response_model=RunStatus)
+async def get_strategy(request: Request) -> RunStatus:
     return runner_of(request).status()
 
 
@@ -33,7 +34,7 @@ def _control_handler(action: str) -> Callable[[Request], Awaitable[ControlResult
     async def control(request: Request) -> ControlResult:
         runner = runner_of(request)
         who = who_of(request)
-        before = runner.status()["state"]
+        before = runner.state.value
         try:
             changed = await getattr(runner, action)(who)
         except TransitionRefused as e:
@@ -41,9 +42,9 @@ def _control_handler(action: str) -> Callable[[Request], Awaitable[ControlResult
             raise HTTPException(409, str(e)) from None
         status = runner.status()
         logger.info(
-            "control {} by {}: {} → {}{}", action, who, before, status["state"], "" if changed else " (no-op)"
+            "control {} by {}: {} → {}{}", action, who, before, status.state, "" if changed else " (no-op)"
         )
-        return ControlResult(**status, changed=changed)
+        return ControlResult(**status.model_dump(), changed=changed)
 
     control.__name__ = f"strategy_{action}"
     return control

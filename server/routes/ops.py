@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.types.snapshot import BotSnapshot
 from server.routes.common import runner_of
 from server.schemas import Health
 from server.security import require_auth
@@ -17,8 +18,9 @@ router = APIRouter(tags=["ops"], dependencies=[Depends(require_auth)])
 public_router = APIRouter(tags=["ops"])
 
 
-@router.get("/state")
-async def state(request: Request) -> dict[str, Any]:
+@router.get("/state", response_model=BotSnapshot)
+async def state(request: Request) -> BotSnapshot:
+    """Everything the dashboard shows, as JSON: money and sizes as plain decimal strings."""
     return runner_of(request).snapshot()
 
 

@@ -1,0 +1,210 @@
+"""DecisionLoop: one decision at a time, on a board message or a deadline — the gate the strategy reads is
+set (run state, block reason, entry budget), the strategy decides on the board view, what the run state allows
+goes to the executor, the decision is logged, and one timer is armed for the earliest instant a decision could
+change without new data (the strategy's next deadline, the stale-feed deadline, the end of a backoff).
+
+A decision is a plain synchronous callback, so it is atomic with respect to config patches and control calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from loguru import logger
+
+from bot.config.loader import AppConfig
+from bot.dashboard_view import DashboardHistory
+from bot.engine.inventory import InventoryManager
+from bot.engine.rate_budget import RateBudget
+from bot.engine.strategy_stall import StallThenStrikeStrategy
+from bot.infra.board_store import BoardStore
+from bot.infra.logging_structured import DecisionLogger, decision_row
+from bot.infra.orderbook_view import OrderBookView
+from bot.links import RunnerMetrics, VenueLinks
+from bot.run_state import RunStateMachine
+from bot.types.dto import NS_PER_MS, Action, ActionKind, Gate, Reason, RunState
+from bot.venue_sync import VenueSync
+
+# epoll sleeps in whole milliseconds, so a timer fires up to 1 ms late: wake this much early and yield to the
+# loop until the deadline (at most ~1 ms of loop turns per deadline, I/O still served)
+TIMER_EARLY_NS = 1_000_000
+JST = ZoneInfo("Asia/Tokyo")
+
+
+class DecisionLoop:
+    def __init__(
+        self,
+        *,
+        config: Callable[[], AppConfig],
+        clock: Callable[[], int],
+        store: BoardStore,
+        view: OrderBookView,
+        strategy: StallThenStrikeStrategy,
+        gate: Gate,
+        inventory: InventoryManager,
+        run_state: RunStateMachine,
+        sync: VenueSync,
+        links: VenueLinks,
+        order_budget: RateBudget,
+        rest_budget: RateBudget,
+        metrics: RunnerMetrics,
+        decision_log: DecisionLogger,
+        history: DashboardHistory,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._store = store
+        self._view = view
+        self._strategy = strategy
+        self._gate = gate
+        self._inventory = inventory
+        self._run_state = run_state
+        self._sync = sync
+        self._links = links
+        self._order_budget = order_budget
+        self._rest_budget = rest_budget
+        self._metrics = metrics
+        self._decision_log = decision_log
+        self._history = history
+        self._timer: asyncio.Handle | None = None
+        self._timer_at: int | None = None
+        self.last_board_at: int | None = None  # when the latest board message arrived (monotonic ns)
+
+    # ---------------------------------------------------------------- what may be done
+    def block_reason(self, now: int) -> Reason | None:
+        stale_ns = self._config().strategy.stale_after_ms * NS_PER_MS
+        last = self.last_board_at
+        if last is not None and now - last >= stale_ns:
+            self._store.mark_silent()  # no strike again until fresh data *and* a new snapshot (SPEC §10)
+        if not self._links.feed_up or self._store.stale or last is None or now - last >= stale_ns:
+            return Reason.STALE_DATA
+        if self._sync.needed:
+            return Reason.RECONCILING
+        if self._market_closed():
+            return Reason.MARKET_CLOSED
+        executor = self._links.executor
+        if executor is not None and executor.in_backoff(now):
+            return Reason.EXCHANGE_BACKOFF
+        return None
+
+    def entry_budget(self, now: int) -> int:
+        """Order sends the strategy may spend now: the order budget, but none once the REST budget is down to
+        the reserve kept for cancels, closes, reconciliation and a kill."""
+        reserve = self._rest_budget.limit // 4
+        if self._rest_budget.available(now) <= reserve:
+            return 0
+        return self._order_budget.available(now)
+
+    def _market_closed(self) -> bool:
+        sync = self._sync
+        if sync.board_state not in ("RUNNING", "UNKNOWN") or sync.exchange_health in ("STOP", "NO ORDER"):
+            return True
+        if self._run_state.mode in ("live", "paper"):  # bitFlyer's daily maintenance, 04:00–04:10 JST
+            t = datetime.now(JST).time()
+            if (t.hour == 4 and t.minute < 10) or (t.hour == 3 and t.minute >= 59):
+                return True
+        return False
+
+    # ---------------------------------------------------------------- the decision
+    def on_board(self, now: int) -> None:
+        """A board message arrived at `now` (the store has applied it)."""
+        self._metrics.board_messages += 1
+        self.last_board_at = now
+        self.decide(now, now)
+
+    def kick(self) -> None:
+        """Decide now: something other than the market changed (state, config, reconciliation, the feed)."""
+        if self._links.executor is not None:
+            self.decide(self._clock(), None)
+
+    def decide(self, now: int, cause_ns: int | None) -> list[Action]:
+        """One decision. `cause_ns` is when the triggering message arrived (for the latency histogram).
+        Returns the actions handed to the executor."""
+        executor = self._links.executor
+        if self._links.closing or executor is None:
+            return []
+        state = self._run_state.state
+        gate = self._gate
+        gate.run_state = state
+        gate.block_reason = self.block_reason(now)
+        gate.order_budget = self.entry_budget(now)
+        board = self._view.snapshot(now)
+        try:
+            actions, meta = self._strategy.on_board(board, now)
+        except Exception:
+            logger.exception("strategy raised; no action this time")
+            actions, meta = [], None
+        self._metrics.decisions += 1
+        if meta is not None:
+            wall = datetime.now(UTC)
+            row = decision_row(meta, wall)
+            self._decision_log.log(row)
+            self._history.on_decision(
+                meta, row.actions, wall, board.mid_price, self._inventory.state().pnl_today_jpy
+            )
+            if meta.reason is Reason.KILL_SWITCH and state in (RunState.RUNNING, RunState.PAUSED):
+                detail = self._inventory.kill_detail or meta.detail
+                self._run_state.enter_killed(f"kill switch: {detail}", "kill_switch")
+        allowed = state in (RunState.RUNNING, RunState.PAUSED) or (
+            meta is not None and meta.reason is Reason.KILL_SWITCH
+        )
+        if not allowed:
+            actions = []
+        elif state is RunState.PAUSED:  # PAUSED: protective exits and cancels only, never an entry
+            actions = [a for a in actions if a.kind is not ActionKind.PLACE_LIMIT]
+        if actions:
+            executor.submit(actions, now)
+        if cause_ns is not None:
+            self._metrics.decision_latency_ns.append(self._clock() - cause_ns)
+        self._arm_timer(now)
+        return actions
+
+    # ---------------------------------------------------------------- the one timer
+    def _arm_timer(self, now: int) -> None:
+        """One timer at the earliest instant a decision could change without new data."""
+        deadlines = []
+        nd = self._strategy.next_deadline(now)
+        if nd is not None:
+            deadlines.append(nd)
+        if self.last_board_at is not None and not self._store.stale:
+            stale_at = self.last_board_at + self._config().strategy.stale_after_ms * NS_PER_MS
+            if stale_at > now:
+                deadlines.append(stale_at)
+        executor = self._links.executor
+        if executor is not None:
+            # the end of an exchange backoff changes the block reason: decide then, not at the next message
+            until = executor.backoff_until(now)
+            if until is not None:
+                deadlines.append(until)
+        if not deadlines:
+            return
+        at = min(deadlines)
+        if self._timer is not None and self._timer_at == at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        delay_s = max(0.0, (at - TIMER_EARLY_NS - self._clock()) / 1e9)
+        self._timer_at = at
+        self._timer = loop.call_at(loop.time() + delay_s, self._on_timer, at)
+
+    def _on_timer(self, due: int) -> None:
+        if self._clock() < due:
+            # woke early on purpose: come back on the next loop turn (which still polls the sockets)
+            self._timer = asyncio.get_running_loop().call_soon(self._on_timer, due)
+            return
+        self._timer = None
+        self._timer_at = None
+        now = self._clock()
+        self._metrics.deadline_latency_ns.append(max(0, now - due))
+        submitted = self.decide(now, None)
+        if any(a.kind is ActionKind.PLACE_LIMIT for a in submitted):
+            self._metrics.strike_latency_ns.append(self._clock() - due)
+
+    def cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,151 @@
+"""BotSnapshot: what the trader sees, typed. The dashboard renders it, GET /state returns it (its response
+model), /metrics reads it. Money and sizes stay Decimal inside the process and are written to JSON as plain
+decimal strings (`0.00000001`, never `1E-8`); counts and latencies are numbers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+
+
+def plain(d: Decimal) -> str:
+    """A Decimal as people write it: no exponent, trailing zeros of the value kept as they are."""
+    return format(d, "f")
+
+
+Dec = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=False)
+
+
+class SettleView(_View):
+    goal: str
+    working: bool
+    attempt: int
+    last_error: str | None
+    confirmed_at: str | None
+    cancel_requests: int
+    flatten_orders: list[str]
+
+
+class BoardPanel(_View):
+    best_bid: Dec | None
+    best_bid_size: Dec | None
+    best_ask: Dec | None
+    best_ask_size: Dec | None
+    spread_ticks: int | None
+    mid: Dec | None
+    best_age_ms: int | None
+    stale: bool
+    stale_reason: str | None
+    # (price, size, our resting size there) best first; what the ladder draws
+    bids: list[tuple[Dec, Dec, Dec]]
+    asks: list[tuple[Dec, Dec, Dec]]
+
+
+class OrderRow(_View):
+    client_id: str
+    acceptance_id: str | None
+    tag: str
+    side: str
+    price: Dec | None
+    size: Dec
+    executed: Dec
+    state: str
+    age_ms: int
+    ttl_left_ms: int | None
+
+
+class InventoryPanel(_View):
+    position_btc: Dec
+    avg_price: Dec | None
+    realized_pnl_jpy: Dec
+    unrealized_pnl_jpy: Dec
+    pnl_today_jpy: Dec
+    fees_today_jpy: Dec
+    drawdown_jpy: Dec
+    max_drawdown_jpy: Dec
+    trading_day: str
+
+
+class Limits(_View):
+    daily_pnl_jpy: Dec
+    max_dd_jpy: Dec
+    max_inventory_btc: Dec
+
+
+class HealthPanel(_View):
+    ws_connected: bool
+    feed_up: bool
+    last_message_age_ms: int | None
+    rest_latency_ms: float | None
+    order_budget_left: int
+    private_budget_left: int
+    board_state: str
+    exchange_health: str
+    reconciled_at: str | None
+    block_reason: str | None
+    loop_lag_ms: float
+    loop_lag_max_ms: float
+
+
+class Counters(_View):
+    orders_sent: int
+    orders_cancelled: int
+    fills: int
+    board_messages: int
+    exchange_errors: dict[str, int]
+    reconnects: int
+    other_product_events: int
+
+
+class DecisionEntry(_View):
+    ts: str
+    reason: str
+    actions: str
+    detail: str
+
+
+class FillEntry(_View):
+    ts: str
+    side: str
+    price: Dec
+    size: Dec
+    tag: str
+    pnl_jpy: Dec
+
+
+class Chart(_View):
+    mid: list[tuple[float, Dec]]  # (unix seconds, mid)
+    fills: list[tuple[float, Dec, str]]  # (unix seconds, price, side)
+    pnl: list[tuple[float, Dec]]  # (unix seconds, the day's PnL)
+
+
+class RunStatus(_View):
+    """GET /strategy: the run state and what the bot is doing about it."""
+
+    state: str
+    reason: str
+    since: str
+    mode: str
+    activity: str
+    settle: SettleView | None
+
+
+class BotSnapshot(RunStatus):
+    position_warning: str | None
+    board: BoardPanel
+    orders: list[OrderRow]
+    inventory: InventoryPanel
+    limits: Limits
+    venue_position_btc: Dec | None
+    health: HealthPanel
+    counters: Counters
+    decisions: list[DecisionEntry]
+    fills: list[FillEntry]
+    chart: Chart
+    config: dict[str, dict[str, Any]]  # the hot sections as JSON values (what the config form shows)

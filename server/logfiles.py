@@ -1,9 +1,9 @@
 """Which log files exist and how to hand one out safely.
 
-Only names we construct ourselves are ever opened: `<kind>/<kind>-<YYYYMMDD>.csv` for the three CSV kinds and
-a plain file name directly inside `runtime/`. Anything else — other kinds, malformed dates, encoded slashes or
-dots — is simply not found. Files still being appended are sent up to the size they had when the request
-arrived, so the Content-Length is always right.
+Only names we construct ourselves are ever opened: the CSV files as the loggers lay them out
+(`bot/infra/logging_structured.csv_path`) and a plain file name directly inside `runtime/`. Anything else —
+other kinds, malformed dates, encoded slashes or dots, symlinks — is simply not found. Files still being
+appended are sent up to the size they had when the request arrived, so the Content-Length is always right.
 """
 
 from __future__ import annotations
@@ -15,24 +15,17 @@ from pathlib import Path
 import anyio
 from starlette.responses import StreamingResponse
 
-CSV_KINDS = ("trades", "orders", "decisions")
-RUNTIME_DIR = "runtime"
+from bot.infra.logging_runtime import RUNTIME_DIR
+from bot.infra.logging_structured import csv_path as csv_file
+from bot.infra.logging_structured import list_days
+
 _DAY = re.compile(r"^(\d{8})\.csv$")
 _RUNTIME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 _CHUNK = 64 * 1024
 
 
 def list_logs(log_dir: Path) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for kind in CSV_KINDS:
-        days = []
-        folder = log_dir / kind
-        if folder.is_dir():
-            for p in folder.glob(f"{kind}-*.csv"):
-                day = p.name[len(kind) + 1 : -4]
-                if len(day) == 8 and day.isdigit() and p.is_file() and not p.is_symlink():
-                    days.append(day)
-        out[kind] = sorted(days, reverse=True)
+    out = {kind: sorted(days, reverse=True) for kind, days in list_days(log_dir).items()}
     runtime = log_dir / RUNTIME_DIR
     out[RUNTIME_DIR] = (
         sorted(
@@ -64,9 +57,13 @@ def _plain_file_in(folder: Path, name: str) -> Path | None:
 
 def csv_path(log_dir: Path, kind: str, filename: str) -> Path | None:
     m = _DAY.match(filename)
-    if kind not in CSV_KINDS or m is None:
+    if m is None:
         return None
-    return _plain_file_in(log_dir / kind, f"{kind}-{m.group(1)}.csv")
+    try:
+        path = csv_file(log_dir, kind, m.group(1))
+    except ValueError:  # not a kind we write
+        return None
+    return _plain_file_in(path.parent, path.name)
 
 
 def runtime_path(log_dir: Path, name: str) -> Path | None:

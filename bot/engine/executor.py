@@ -164,7 +164,7 @@ class OrderExecutor:
         return len(self._tasks)
 
     # ---- entry points -----------------------------------------------------------------------------------
-    def submit(self, actions: list[Action], now: int) -> asyncio.Task | None:
+    def submit(self, actions: list[Action], now: int) -> asyncio.Task[None] | None:
         """Register every intent now; run the HTTP calls in one background task. Returns it (None if no
         call)."""
         return self._submit(actions, now, [])
@@ -177,7 +177,7 @@ class OrderExecutor:
             await asyncio.shield(task)  # a cancelled caller must not cancel requests already on the wire
         return touched
 
-    def flush_deferred_cancels(self, now: int) -> asyncio.Task | None:
+    def flush_deferred_cancels(self, now: int) -> asyncio.Task[None] | None:
         """Send the cancels waiting for an acceptance id that something else (reconciliation) has learnt
         since."""
         jobs = self._ready_deferred_cancels(now, [])
@@ -188,7 +188,7 @@ class OrderExecutor:
         await self._tasks.drain()
 
     # ---- synchronous part ---------------------------------------------------------------------------------
-    def _submit(self, actions: list[Action], now: int, touched: list[OwnOrder]) -> asyncio.Task | None:
+    def _submit(self, actions: list[Action], now: int, touched: list[OwnOrder]) -> asyncio.Task[None] | None:
         if len(self._cancel_sent_at) > 256:  # bounded memory on long runs: forget finished orders
             self._cancel_sent_at = {
                 cid: t
@@ -212,7 +212,7 @@ class OrderExecutor:
                     jobs.append(self._prepare_cancel_all(action, touched))
         return self._spawn(jobs, "orders")
 
-    def _spawn(self, jobs: list[Coroutine[Any, Any, None]], name: str) -> asyncio.Task | None:
+    def _spawn(self, jobs: list[Coroutine[Any, Any, None]], name: str) -> asyncio.Task[None] | None:
         if not jobs:
             return None
 

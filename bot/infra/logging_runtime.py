@@ -21,6 +21,8 @@ from typing import Any
 
 from loguru import logger
 
+RUNTIME_DIR = "runtime"  # the runtime log's folder under the log folder
+
 MASK = "***"
 LINE_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS Z} | {level: <8} | {name}:{function}:{line} | {message}"
 
@@ -149,7 +151,7 @@ def setup_runtime_logging(
     """Send the runtime log to `<log_dir>/runtime/app.log` (rotated, old files removed after `retention`) and
     to stderr. Calling it again replaces the sinks it added before (no duplicates). Returns the app.log path.
     `intercept_stdlib` routes stdlib logging records at the root logger's level into the same sinks."""
-    path = Path(log_dir) / "runtime" / "app.log"
+    path = Path(log_dir) / RUNTIME_DIR / "app.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     with _setup_lock:
         _remove_own_handlers()

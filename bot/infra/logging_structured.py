@@ -120,7 +120,7 @@ def list_days(log_dir: Path) -> dict[str, list[str]]:
         if folder.is_dir():
             for p in folder.iterdir():
                 m = _DAY_FILE.match(p.name)
-                if m and m.group(1) == kind and p.is_file():
+                if m and m.group(1) == kind and p.is_file() and not p.is_symlink():  # we never write links
                     days.append(m.group(2))
         out[kind] = sorted(days)
     return out

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from bot.runner import BotRunner
 
@@ -13,8 +13,12 @@ def service_of(request: Request) -> Any:
     return request.app.state.service
 
 
-def runner_of(request: Request) -> BotRunner:
+def get_runner(request: Request) -> BotRunner:
+    """The typed dependency every route that reads or drives the bot declares (`runner: RunnerDep`)."""
     return runner_in(service_of(request))
+
+
+RunnerDep = Annotated[BotRunner, Depends(get_runner)]
 
 
 def runner_in(service: Any) -> BotRunner:

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 
 from bot.config import ConfigError, RiskConfig, StallStrategyConfig, redacted_dump
-from server.routes.common import runner_of, who_of
+from server.routes.common import RunnerDep, who_of
 from server.schemas import ConfigPatchResult, ConfigProblems, Detail
 from server.security import require_auth
 
@@ -62,8 +62,8 @@ def parse_patch(raw: bytes) -> Any:
 
 
 @router.get("/config")
-async def get_config(request: Request) -> dict[str, Any]:
-    return redacted_dump(runner_of(request).config)
+async def get_config(runner: RunnerDep) -> dict[str, Any]:
+    return redacted_dump(runner.config)
 
 
 @router.patch(
@@ -84,7 +84,7 @@ async def get_config(request: Request) -> dict[str, Any]:
         }
     },
 )
-async def patch_config(request: Request) -> Any:
+async def patch_config(request: Request, runner: RunnerDep) -> Any:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in PATCH_MEDIA_TYPES:
         raise HTTPException(
@@ -95,7 +95,6 @@ async def patch_config(request: Request) -> Any:
         patch = parse_patch(raw)
     except (ValueError, RecursionError) as e:
         raise HTTPException(400, f"malformed JSON: {e}") from None
-    runner = runner_of(request)
     who = who_of(request)
     old = redacted_dump(runner.config)
     try:

@@ -9,7 +9,7 @@ from loguru import logger
 
 from bot.runner import TransitionRefused
 from bot.types.snapshot import RunStatus
-from server.routes.common import runner_of, who_of
+from server.routes.common import RunnerDep, who_of
 from server.schemas import ControlResult, Detail
 from server.security import require_auth
 
@@ -26,13 +26,12 @@ router = APIRouter(tags=["strategy"], dependencies=[Depends(require_auth)])
 
 
 @router.get("/strategy", response_model=RunStatus)
-async def get_strategy(request: Request) -> RunStatus:
-    return runner_of(request).status()
+async def get_strategy(runner: RunnerDep) -> RunStatus:
+    return runner.status()
 
 
-def _control_handler(action: str) -> Callable[[Request], Awaitable[ControlResult]]:
-    async def control(request: Request) -> ControlResult:
-        runner = runner_of(request)
+def _control_handler(action: str) -> Callable[..., Awaitable[ControlResult]]:
+    async def control(request: Request, runner: RunnerDep) -> ControlResult:
         who = who_of(request)
         before = runner.state.value
         try:

@@ -16,7 +16,7 @@ from bot.config import redacted_dump
 from server.events import SseClient
 from server.logfiles import list_logs
 from server.render import config_fields
-from server.routes.common import peer_of, runner_of
+from server.routes.common import RunnerDep, peer_of
 from server.security import SESSION_COOKIE, SESSION_MAX_AGE, client_of, require_auth, require_auth_page
 
 PING_SECONDS = 10  # heartbeat comment so proxies and the browser see a live stream
@@ -49,8 +49,7 @@ class DashboardStream(EventSourceResponse):
 
 
 @page_router.get("/", response_class=HTMLResponse)
-async def dashboard(request: Request) -> Response:
-    runner = runner_of(request)
+async def dashboard(request: Request, runner: RunnerDep) -> Response:
     renderer = request.app.state.renderer
     logs = await anyio.to_thread.run_sync(list_logs, runner.log_dir)  # directory listing: off the loop
     return request.app.state.templates.TemplateResponse(

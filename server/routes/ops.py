@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.types.snapshot import BotSnapshot
-from server.routes.common import runner_of
+from server.routes.common import RunnerDep
 from server.schemas import Health
 from server.security import require_auth
 
@@ -19,9 +19,9 @@ public_router = APIRouter(tags=["ops"])
 
 
 @router.get("/state", response_model=BotSnapshot)
-async def state(request: Request) -> BotSnapshot:
+async def state(runner: RunnerDep) -> BotSnapshot:
     """Everything the dashboard shows, as JSON: money and sizes as plain decimal strings."""
-    return runner_of(request).snapshot()
+    return runner.snapshot()
 
 
 @router.get("/metrics", response_class=Response)
@@ -41,7 +41,6 @@ async def docs() -> RedirectResponse:
 
 
 @public_router.get("/healthz", response_model=Health)
-async def healthz(request: Request) -> dict[str, str]:
+async def healthz(runner: RunnerDep) -> dict[str, str]:
     """Liveness: the process answers. Deliberately says nothing about positions or config."""
-    runner = runner_of(request)
     return {"status": "ok", "state": str(runner.state), "mode": runner.mode}

@@ -67,7 +67,9 @@
     var xhr = evt.detail.xhr;
     var body = parseJson(xhr) || {};
     if (xhr.status === 200) {
-      showFlash(action + ": " + body.state + (body.changed ? "" : " (already)"), false);
+      // a stop or kill says what it did: cancelled, flattened at which price, PnL, confirmed when
+      var did = (action === "stop" || action === "kill") && body.report ? " — " + body.report.text : "";
+      showFlash(action + ": " + body.state + (body.changed ? "" : " (already)") + did, false);
     } else {
       showFlash(action + " refused: " + (body.detail || xhr.status), true);
     }

@@ -267,6 +267,11 @@ async def test_kill_asks_first_then_flattens(tab: Tab, served: Served) -> None:
     await page.click("#kill-btn")
     await expect(page.locator("#state")).to_have_text("KILLED", timeout=30_000)
     assert (await served.api.get("/strategy")).json()["state"] == "KILLED"
+    # the answer says what the kill did and who did it (not an address), and the banner says why it is idle
+    await expect(page.locator("#flash")).to_contain_text("kill: KILLED — kill by dashboard: ")
+    await expect(page.locator("#activity")).to_have_attribute("data-activity", "blocked")
+    await expect(page.locator("#activity-detail")).to_contain_text("KILLED: killed by dashboard")
+    await expect(page.locator("#settle-report")).to_contain_text("kill by dashboard: ")
     service = served.app.state.service
     key = service.cfg.sim.api_key
     assert service.venue.ledger.open_orders(key) == []

@@ -154,8 +154,9 @@ class DecisionLoop:
                 meta, row.actions, wall, board.mid_price, self._inventory.state().pnl_today_jpy
             )
             if meta.reason is Reason.KILL_SWITCH and state in (RunState.RUNNING, RunState.PAUSED):
-                detail = self._inventory.kill_detail or meta.detail
-                self._run_state.enter_killed(f"kill switch: {detail}", "kill_switch")
+                # the inventory's sentence names the limit and the figures ("Kill switch: today's PnL …")
+                detail = self._inventory.kill_detail or f"Kill switch: {meta.detail}"
+                self._run_state.enter_killed(detail, "kill switch")
         allowed = state in (RunState.RUNNING, RunState.PAUSED) or (
             meta is not None and meta.reason is Reason.KILL_SWITCH
         )

@@ -85,7 +85,7 @@ def fmt_clock(ts: Any, tz: Any = None) -> str:
 
 
 def fmt_tzname(tz: Any) -> str:
-    """'Asia/Tokyo' → 'JST': the label beside every time on the page (one zone on screen, the trading day's)."""
+    """'Asia/Tokyo' → 'JST': the label beside every time on the page (one zone on screen)."""
     if not tz or isinstance(tz, Undefined):
         return "UTC"
     try:

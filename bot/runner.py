@@ -327,6 +327,7 @@ class BotRunner:
         )
         await links.session.connect_ws(wait_up_s=30.0)
         if self.state is RunState.KILLED:  # a kill outlives the process: flatten again, whatever happened
+            self.settle_report.begin(SettleGoal.FLAT, "the latch, after a restart")
             links.settler.hold(SettleGoal.FLAT)
         self._tasks.spawn(self._housekeeping(), "housekeeping")
         self._tasks.spawn(self._loop_lag_monitor(), "loop-lag")

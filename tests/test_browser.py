@@ -175,7 +175,7 @@ async def test_invalid_value_is_refused_inline(tab: Tab, served: Served) -> None
     await page.fill('[name="strategy.stall_T_ms"]', "-5")
     await page.click("#config-submit")
     error = page.locator('[data-error-for="strategy.stall_T_ms"]')
-    await expect(error).to_contain_text("greater than 0")
+    await expect(error).to_have_text("stall_T_ms must be at least 1 ms")
     await expect(page.locator("#config-result")).to_contain_text("refused")
     await expect(page.locator('[name="strategy.stall_T_ms"]')).to_have_class(_INVALID)
     assert (await served.api.get("/config")).json() == before

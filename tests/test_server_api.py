@@ -267,13 +267,13 @@ async def test_patch_applies_to_the_running_bot(
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [
-        ({"strategy": {"stall_T_ms": 300, "ttl_ms": -1}}, "strategy.ttl_ms", "greater than 0"),
-        ({"strategy": {"stall_T_ms": -5}}, "strategy.stall_T_ms", "greater than 0"),
-        ({"strategy": {"stall_T_ms": "soon"}}, "strategy.stall_T_ms", "integer"),
+        ({"strategy": {"stall_T_ms": 300, "ttl_ms": -1}}, "strategy.ttl_ms", "ttl_ms must be at least 1 ms"),
+        ({"strategy": {"stall_T_ms": -5}}, "strategy.stall_T_ms", "stall_T_ms must be at least 1 ms"),
+        ({"strategy": {"stall_T_ms": "soon"}}, "strategy.stall_T_ms", "must be a whole number of ms"),
         ({"strategy": {"nope": 1}}, "strategy.nope", "unknown"),
         ({"exchange": {"tick_size": 5}}, "exchange", "restart required"),
         ({"env": "live"}, "env", "restart required"),
-        ({"risk": {"daily_pnl_jpy": 1000}}, "risk.daily_pnl_jpy", "less than 0"),
+        ({"risk": {"daily_pnl_jpy": 1000}}, "risk.daily_pnl_jpy", "daily_pnl_jpy must be below 0 JPY"),
         ({"strategy": {"size_min": "0.000000001"}}, "strategy.size_min", "0.00000001"),
     ],
 )

@@ -464,7 +464,7 @@ def plain_sentence(path: str, err_type: str, ctx: dict[str, Any], msg: str) -> s
     if err_type in ("string_type", "string_too_long", "string_too_short"):
         return f"{name} must be text"
     if err_type == "extra_forbidden":
-        return f"{name} is not a setting here (unknown key)"
+        return "unknown key"  # as for an unknown section: the field path names it
     if msg.startswith("must "):  # our own validators already speak in sentences about the field
         return f"{name} {msg}"
     return msg

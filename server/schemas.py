@@ -46,6 +46,7 @@ class LogIndex(BaseModel):
     trades: list[str]
     orders: list[str]
     decisions: list[str]
+    audit: list[str]
     runtime: list[str]
 
 

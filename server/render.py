@@ -123,11 +123,11 @@ def field_range(info: Any, kind: str, unit: str) -> str:
         if isinstance(m, annotated_types.Ge):
             low = ("≥", m.ge)
         elif isinstance(m, annotated_types.Gt):
-            low = ("≥", m.gt + 1) if whole else (">", m.gt)
+            low = ("≥", int(str(m.gt)) + 1) if whole else (">", m.gt)
         elif isinstance(m, annotated_types.Le):
             high = ("≤", m.le)
         elif isinstance(m, annotated_types.Lt):
-            high = ("≤", m.lt - 1) if whole else ("<", m.lt)
+            high = ("≤", int(str(m.lt)) - 1) if whole else ("<", m.lt)
     if low is not None and high is not None and low[0] == "≥" and high[0] == "≤":
         return f"{fmt_num(low[1])} – {fmt_num(high[1])}{unit}"
     parts = [f"{b[0]} {fmt_num(b[1])}" for b in (low, high) if b is not None]

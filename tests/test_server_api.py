@@ -381,7 +381,7 @@ async def test_log_index_and_downloads_equal_the_files(client: httpx.AsyncClient
     (log_dir / "runtime" / "app.log").write_text("2026-01-01 started\n", encoding="utf-8")
 
     index = (await client.get("/logs")).json()
-    assert set(index) == {"trades", "orders", "decisions", "runtime"}
+    assert set(index) == {"trades", "orders", "decisions", "audit", "runtime"}
     assert "20260101" in index["trades"]
     assert "app.log" in index["runtime"]
 

@@ -16,6 +16,8 @@ header is not read at all. Money stays exact: amounts are read as DECIMAL(38,10)
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -44,11 +46,16 @@ _TRADE_TYPES = {
 assert tuple(_TRADE_TYPES) == TRADE_COLUMNS  # the reader follows the writer's columns, in order
 _AUDIT_TYPES = dict.fromkeys(AUDIT_COLUMNS, "VARCHAR")
 CORRECTION_TAG = "correction"  # a position adopted from the venue: not a trade (no volume, no fill count)
+NOT_CORRECTION = f"coalesce(tag, '') <> '{CORRECTION_TAG}'"  # an empty cell reads as NULL
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 _CURSOR = re.compile(r"^(\d{8})-(\d{1,12})$")
 _TAG = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 _DAY = re.compile(r"^\d{8}$")
+
+
+class HistoryUnavailable(Exception):
+    """The files could not be read just now (removed or unreadable mid-query); the message says why (503)."""
 
 
 class BadQuery(ValueError):
@@ -93,8 +100,17 @@ class TradeQuery:
         return cls(day, side, tag, n, after)
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(":memory:", config={"threads": 1})
+@contextmanager
+def _connect() -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB with one thread; a DuckDB failure (a file removed by hand mid-query, an unreadable
+    file) becomes HistoryUnavailable rather than an unexplained 500."""
+    con = duckdb.connect(":memory:", config={"threads": 1})
+    try:
+        yield con
+    except duckdb.Error as e:
+        raise HistoryUnavailable(f"the CSV logs could not be read just now: {e}") from e
+    finally:
+        con.close()
 
 
 def _readable(path: Path, columns: tuple[str, ...]) -> bool:
@@ -147,10 +163,10 @@ def daily_history(
             SELECT day,
                    coalesce(sum(pnl_jpy), 0) AS realized,
                    coalesce(sum(fee), 0) AS fees,
-                   coalesce(sum(size) FILTER (WHERE tag <> '{CORRECTION_TAG}'), 0) AS volume,
-                   count(*) FILTER (WHERE tag <> '{CORRECTION_TAG}') AS fills,
-                   count(*) FILTER (WHERE tag <> '{CORRECTION_TAG}' AND pnl_jpy > 0) AS wins,
-                   count(*) FILTER (WHERE tag <> '{CORRECTION_TAG}' AND pnl_jpy <> 0) AS closing
+                   coalesce(sum(size) FILTER (WHERE {NOT_CORRECTION}), 0) AS volume,
+                   count(*) FILTER (WHERE {NOT_CORRECTION}) AS fills,
+                   count(*) FILTER (WHERE {NOT_CORRECTION} AND pnl_jpy > 0) AS wins,
+                   count(*) FILTER (WHERE {NOT_CORRECTION} AND pnl_jpy <> 0) AS closing
             FROM ({union}) GROUP BY day ORDER BY day
         """
         with _connect() as con:

@@ -81,6 +81,7 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             row(DAY1, 4, Side.BUY, "0.003", tag="correction", pnl="7"),
             row(DAY2, 0, Side.BUY, "0.001"),
             row(DAY2, 1, Side.SELL, "0.001", tag="close", pnl="10"),
+            row(DAY2, 2, Side.BUY, "0.001", tag=""),  # a trade by hand: no tag, still a fill
         ]
         + [row(DAY_PAGED, i, Side.BUY if i % 2 else Side.SELL, "0.001") for i in range(7)],
     )
@@ -119,7 +120,7 @@ async def test_daily_history_sums_each_day_and_adds_the_summary_files_drawdown_a
     assert one["max_drawdown_jpy"] == "-310.5"  # the deeper of the two writes
     assert one["kills"] == [{"at": "2026-01-05T03:00:00+00:00", "reason": "kill switch", "who": "x"}]
     two = days[DAY2]
-    assert (two["fills"], two["realized_jpy"], two["win_rate"]) == (2, "10", 1.0)  # torn line skipped
+    assert (two["fills"], two["realized_jpy"], two["win_rate"]) == (3, "10", 1.0)  # torn line skipped
     assert two["max_drawdown_jpy"] is None and two["kills"] == []
     assert [d["day"] for d in r.json()] == sorted(days)
 

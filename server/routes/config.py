@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 
 from bot.config import ConfigError, RiskConfig, StallStrategyConfig, redacted_dump
-from server.history import audit_rows
+from server.history import HistoryUnavailable, audit_rows
 from server.routes.common import RunnerDep, who_of
 from server.schemas import AuditLog, ConfigPatchResult, ConfigProblems, Detail
 from server.security import require_auth
@@ -75,11 +75,14 @@ async def get_file_config(runner: RunnerDep) -> dict[str, Any]:
     return redacted_dump(runner.file_config)
 
 
-@router.get("/config/audit", response_model=AuditLog)
+@router.get("/config/audit", response_model=AuditLog, responses={503: {"model": Detail}})
 async def config_audit(
     runner: RunnerDep, limit: Annotated[int, Query(ge=1, le=500, description="rows, newest first")] = 50
 ) -> dict[str, Any]:
-    items = await anyio.to_thread.run_sync(audit_rows, runner.log_dir, limit)
+    try:
+        items = await anyio.to_thread.run_sync(audit_rows, runner.log_dir, limit)
+    except HistoryUnavailable as e:
+        raise HTTPException(503, str(e)) from None
     return {"items": items}
 
 

@@ -9,7 +9,7 @@ import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from server.history import MAX_LIMIT, BadQuery, TradeQuery, daily_history, trade_page
+from server.history import MAX_LIMIT, BadQuery, HistoryUnavailable, TradeQuery, daily_history, trade_page
 from server.routes.common import RunnerDep
 from server.schemas import DayHistory, Detail, TradePage
 from server.security import require_auth, require_auth_page
@@ -42,15 +42,18 @@ _Cursor = Annotated[
 ]
 
 
-@router.get("/history/daily", response_model=list[DayHistory])
+@router.get("/history/daily", response_model=list[DayHistory], responses={503: {"model": Detail}})
 async def history_daily(runner: RunnerDep) -> list[dict[str, Any]]:
     inv = runner.inventory  # today's drawdown so far: the summary file has it only after a kill or the roll
-    return await anyio.to_thread.run_sync(
-        daily_history, runner.log_dir, inv.trading_day or None, inv.max_drawdown_jpy
-    )
+    try:
+        return await anyio.to_thread.run_sync(
+            daily_history, runner.log_dir, inv.trading_day or None, inv.max_drawdown_jpy
+        )
+    except HistoryUnavailable as e:
+        raise HTTPException(503, str(e)) from None
 
 
-@router.get("/trades", response_model=TradePage, responses={422: {"model": Detail}})
+@router.get("/trades", response_model=TradePage, responses={422: {"model": Detail}, 503: {"model": Detail}})
 async def trades(
     runner: RunnerDep,
     day: _Day = None,
@@ -63,7 +66,10 @@ async def trades(
         query = TradeQuery.parse(day, side, tag, limit, cursor)
     except BadQuery as e:
         raise HTTPException(422, str(e)) from None
-    return await anyio.to_thread.run_sync(trade_page, runner.log_dir, query)
+    try:
+        return await anyio.to_thread.run_sync(trade_page, runner.log_dir, query)
+    except HistoryUnavailable as e:
+        raise HTTPException(503, str(e)) from None
 
 
 @page_router.get("/history", response_class=HTMLResponse)

@@ -406,7 +406,7 @@ def test_any_patch_is_applied_whole_or_refused_whole(cfg: AppConfig, patch: dict
         (
             {"strategy": {"min_spread_tick": 0}},
             "strategy.min_spread_tick",
-            "min_spread_tick must be at least 1 ticks",
+            "min_spread_tick must be at least 1 tick",
         ),
         ({"strategy": {"size_min": "0"}}, "strategy.size_min", "size_min must be more than 0 BTC"),
         (

@@ -424,6 +424,14 @@ def _number(v: Any) -> str:
     return format(v, "f") if isinstance(v, Decimal) else str(v)
 
 
+def _amount(v: Any, unit: str) -> str:
+    """'1 tick', '2 ticks', '0 ms'."""
+    text = _number(v)
+    if text in ("1", "-1") and unit == " ticks":
+        unit = " tick"
+    return text + unit
+
+
 def plain_sentence(path: str, err_type: str, ctx: dict[str, Any], msg: str) -> str:
     """One validation problem as a sentence a trader reads: 'stall_T_ms must be at least 1 ms' rather than
     pydantic's 'Input should be greater than 0'."""
@@ -434,21 +442,21 @@ def plain_sentence(path: str, err_type: str, ctx: dict[str, Any], msg: str) -> s
     if err_type == "greater_than":
         gt = ctx.get("gt", 0)
         return (
-            f"{name} must be at least {int(gt) + 1}{unit}"
+            f"{name} must be at least {_amount(int(gt) + 1, unit)}"
             if whole
             else f"{name} must be more than {_number(gt)}{unit}"
         )
     if err_type == "greater_than_equal":
-        return f"{name} must be at least {_number(ctx.get('ge'))}{unit}"
+        return f"{name} must be at least {_amount(ctx.get('ge'), unit)}"
     if err_type == "less_than":
         lt = ctx.get("lt", 0)
         return (
-            f"{name} must be at most {int(lt) - 1}{unit}"
+            f"{name} must be at most {_amount(int(lt) - 1, unit)}"
             if whole
             else f"{name} must be below {_number(lt)}{unit}"
         )
     if err_type == "less_than_equal":
-        return f"{name} must be at most {_number(ctx.get('le'))}{unit}"
+        return f"{name} must be at most {_amount(ctx.get('le'), unit)}"
     if err_type in ("int_parsing", "int_type", "int_from_float"):
         return f"{name} must be a whole number{unit and ' of' + unit}"
     if err_type in ("decimal_parsing", "decimal_type", "float_parsing", "float_type"):

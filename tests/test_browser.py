@@ -261,7 +261,7 @@ async def test_config_form_follows_a_curl_patch_and_marks_what_differs_from_the_
     target = in_file["stall_T_ms"] + 200
     r = await served.api.patch("/config", json={"strategy": {"stall_T_ms": target}})  # as curl would
     assert r.status_code == 200, r.text
-    await expect(stall).to_have_value(str(target))
+    await expect(stall).to_have_value(str(target), timeout=15_000)  # the config panel's next SSE frame
     await expect(mark).to_be_visible()
     await expect(mark).to_contain_text(f"≠ file ({in_file['stall_T_ms']})")
     await expect(stall).to_have_class(_DIFFERS)
@@ -272,7 +272,7 @@ async def test_config_form_follows_a_curl_patch_and_marks_what_differs_from_the_
     r = await served.api.patch("/config", json={"strategy": {"ttl_ms": in_file["ttl_ms"] + 1}})
     assert r.status_code == 200, r.text
     ttl_mark = page.locator('[data-differs-for="strategy.ttl_ms"]')
-    await expect(ttl_mark).to_contain_text(f"edited; running {in_file['ttl_ms'] + 1}")
+    await expect(ttl_mark).to_contain_text(f"edited; running {in_file['ttl_ms'] + 1}", timeout=15_000)
     await expect(ttl).to_have_value("777")
     await page.click("#config-revert")  # discard the edit: back to the running value
     await expect(ttl).to_have_value(str(in_file["ttl_ms"] + 1))
@@ -291,8 +291,8 @@ async def test_revert_to_file_restores_the_file_values_and_the_audit_panel_says_
     assert r.status_code == 200, r.text
     page = await _open(tab, served)
     stall = page.locator('[name="strategy.stall_T_ms"]')
-    await expect(stall).to_have_value(str(in_file["stall_T_ms"] + 300))
-    await expect(page.locator("#audit-rows tr").first).to_contain_text("strategy.stall_T_ms")
+    await expect(stall).to_have_value(str(in_file["stall_T_ms"] + 300), timeout=15_000)
+    await expect(page.locator("#audit-rows tr").first).to_contain_text("strategy.stall_T_ms", timeout=15_000)
 
     page.once("dialog", lambda d: __import__("asyncio").ensure_future(d.accept()))
     await page.click("#config-revert-file")

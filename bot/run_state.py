@@ -17,6 +17,7 @@ from loguru import logger
 
 from bot.config.loader import AppConfig
 from bot.engine.inventory import InventoryManager
+from bot.infra.daily_summary import DailySummaryFile
 from bot.infra.state_file import StateFile
 from bot.links import VenueLinks
 from bot.settle import SettleGoal
@@ -60,6 +61,10 @@ class RunStateMachine:
         self.kick: Callable[[], None] = lambda: None  # decide now (a transition changes what is allowed)
         self.on_reset: Callable[[], None] = lambda: None  # a human cleared the kill: forget its latches
         self.on_settle: Callable[[SettleGoal, str], None] = lambda goal, who: None  # a stop or kill begins
+        self.daily: DailySummaryFile | None = None  # each kill is written to the day's summary file
+        # the hot config sections' changes from the config file (a merge patch), saved with the latch
+        self.live_patch: dict[str, Any] = {}
+        self.saved_live_patch: dict[str, Any] | None = None  # what restore() found (the runner re-applies it)
 
     # ---------------------------------------------------------------- persistence
     def restore(self) -> InventoryManager | None:
@@ -88,6 +93,8 @@ class RunStateMachine:
             self.reason = f"start ({self.mode}); a state file of another mode/account was ignored"
             return None
         inventory = None
+        patch = saved.get("live_config")
+        self.saved_live_patch = patch if isinstance(patch, dict) and patch else None
         if saved.get("inventory"):
             cfg = self._cfg
             try:
@@ -121,6 +128,7 @@ class RunStateMachine:
             "inventory": None if inv is None else inv.to_dict(),
             # the hold timer's start on the wall clock: monotonic time means nothing after a reboot
             "opened_at_wall_ns": self._opened_at_wall_ns(),
+            "live_config": self.live_patch,
         }
 
     def _opened_at_wall_ns(self) -> int | None:
@@ -170,6 +178,12 @@ class RunStateMachine:
             logger.error("could not persist the kill latch: {}", e)
         if self._links.settler is not None:
             self._links.settler.hold(SettleGoal.FLAT)
+        inv = self.inventory
+        if self.daily is not None and inv is not None:  # the CSVs hold no kill: the day's summary does
+            day = inv.trading_day or inv.trading_day_of(self.since)
+            self._tasks.spawn(
+                self.daily.record_kill(day, inv.max_drawdown_jpy, self.since, reason, who), "daily-summary"
+            )
 
     async def start(self, who: str = "api") -> bool:
         async with self._lock:

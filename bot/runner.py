@@ -24,7 +24,7 @@ from loguru import logger
 
 from bot.activity import ActivityWatch
 from bot.alerts import Alerts
-from bot.config.loader import AppConfig, apply_live_patch
+from bot.config.loader import HOT_SECTIONS, AppConfig, ConfigError, apply_live_patch
 from bot.dashboard_view import DashboardHistory, DashboardView
 from bot.decision_loop import DecisionLoop
 from bot.engine.executor import OrderExecutor
@@ -35,8 +35,9 @@ from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.feed_dispatch import FeedDispatch
 from bot.fill_path import STRATEGY_NAME, FillPath
 from bot.infra.board_store import BoardStore
+from bot.infra.daily_summary import DailySummaryFile
 from bot.infra.http_bitflyer import BitflyerHttp
-from bot.infra.logging_structured import DecisionLogger, OrderLogger, TradeLogger
+from bot.infra.logging_structured import AuditLogger, DecisionLogger, OrderLogger, TradeLogger, format_cell
 from bot.infra.notify import Notifier
 from bot.infra.orderbook_view import OrderBookView
 from bot.infra.pyb_session import PyBotterSession
@@ -45,7 +46,7 @@ from bot.links import RunnerMetrics, VenueLinks
 from bot.run_state import RunStateMachine, TransitionRefused
 from bot.settle import SettleGoal, SettleStatus, SettleSupervisor
 from bot.settle_report import SettleReporter
-from bot.types.dto import Gate, RunState
+from bot.types.dto import AuditLogRow, Gate, RunState
 from bot.types.snapshot import BotSnapshot, RunStatus
 from bot.types.tasks import BackgroundTasks
 from bot.venue_sync import VenueSync
@@ -54,6 +55,7 @@ __all__ = ["BotRunner", "Endpoints", "RunnerMetrics", "TransitionRefused", "acco
 
 HOUSEKEEPING_S = 2.0
 LOOP_LAG_PERIOD_S = 0.25
+PERSIST_TIMEOUT_S = 10.0  # a config change answers once its audit rows and the state file are on disk
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,28 @@ class Endpoints:
     private_ws_url: str | None
     api_key: str | None
     api_secret: str | None
+
+
+def hot_changes(old: AppConfig, new: AppConfig) -> list[tuple[str, str, str]]:
+    """(dotted field, old, new) for every hot field whose value differs, values as they read in a CSV."""
+    out = []
+    for section in HOT_SECTIONS:
+        a = getattr(old, section).model_dump(mode="json")
+        b = getattr(new, section).model_dump(mode="json")
+        out += [(f"{section}.{k}", format_cell(a[k]), format_cell(b[k])) for k in a if a[k] != b[k]]
+    return out
+
+
+def live_patch(file_cfg: AppConfig, running: AppConfig) -> dict[str, dict[str, object]]:
+    """The merge patch that takes the config file's hot sections to the running ones (what is saved)."""
+    out: dict[str, dict[str, object]] = {}
+    for section in HOT_SECTIONS:
+        a = getattr(file_cfg, section).model_dump(mode="json")
+        b = getattr(running, section).model_dump(mode="json")
+        changed = {k: b[k] for k in b if a.get(k) != b[k]}
+        if changed:
+            out[section] = changed
+    return out
 
 
 def account_id(api_key: str | None) -> str:
@@ -83,6 +107,7 @@ class BotRunner:
         notify_urls: Sequence[str] = (),
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
+        self.file_config = cfg  # the config files' values: what "revert to file" returns the hot sections to
         self.config = cfg
         self.mode = cfg.env
         self.log_dir = log_dir
@@ -104,6 +129,10 @@ class BotRunner:
         )
         self.inventory = self.run_state.restore() or InventoryManager(cfg.risk, tick_size=tick)
         self.run_state.inventory = self.inventory
+        cfg = self.config = self._reapply_saved_changes(cfg)
+        self.inventory.update_risk(cfg.risk)
+        self.daily = DailySummaryFile(log_dir)
+        self.run_state.daily = self.daily
         self.store = BoardStore(product)
         self.tracker = OrderTracker()
         self.view = OrderBookView(self.store, product, tick, self.tracker)
@@ -120,6 +149,7 @@ class BotRunner:
         self.trade_log = TradeLogger(log_dir, STRATEGY_NAME, tz=tz)
         self.order_log = OrderLogger(log_dir, tz=tz)
         self.decision_log = DecisionLogger(log_dir, STRATEGY_NAME, tz=tz)
+        self.audit_log = AuditLogger(log_dir, tz=tz)
         self.order_budget = RateBudget(cfg.runner.order_rate_per_min, 60.0)
         # every REST call we make (public ones share bitFlyer's per-IP limit, private ones the per-key limit)
         self.rest_budget = RateBudget(cfg.runner.private_rate_per_5min, 300.0)
@@ -267,18 +297,54 @@ class BotRunner:
         if self.links.executor is not None:
             self.links.executor.reset_backoff()
 
-    async def patch_config(self, patch: dict, who: str = "api") -> AppConfig:
+    async def patch_config(self, patch: dict, who: str = "api", action: str = "patch") -> AppConfig:
+        """Apply a merge patch of strategy.* / risk.* whole (ConfigError: nothing changed), audit each field
+        changed, and return once the audit rows and the state file (which carries the change across a
+        restart) are on disk."""
         new = apply_live_patch(self.config, patch)  # raises ConfigError; nothing changed
         old = self.config
-        for section in ("strategy", "risk"):
-            a, b = getattr(old, section).model_dump(), getattr(new, section).model_dump()
-            for k in a:
-                if a[k] != b[k]:
-                    logger.warning("config {}.{}: {} → {} by {}", section, k, a[k], b[k], who)
+        changes = hot_changes(old, new)
+        for name, a, b in changes:
+            logger.warning("config {}: {} → {} by {} ({})", name, a, b, who, action)
         self.config = new  # one assignment between decisions: atomic on this loop
         self.strategy.update_config(new.strategy, new.risk)
         self.inventory.update_risk(new.risk)
+        self.run_state.live_patch = live_patch(self.file_config, new)
         self.decisions.kick()
+        now = datetime.now(UTC)
+        for name, a, b in changes:
+            self.audit_log.log(AuditLogRow(ts=now, who=who, action=action, field=name, old=a, new=b))
+        if changes:
+            await self._persist_config()
+        return new
+
+    async def revert_config(self, who: str = "api") -> AppConfig:
+        """The hot sections back to the config file's values (audited like any change)."""
+        patch = {s: getattr(self.file_config, s).model_dump(mode="json") for s in HOT_SECTIONS}
+        return await self.patch_config(patch, who, action="revert")
+
+    async def _persist_config(self) -> None:
+        try:
+            async with asyncio.timeout(PERSIST_TIMEOUT_S):
+                await self.audit_log.aflush()
+                await self.run_state.store.save(self.run_state.persisted())
+        except (OSError, TimeoutError) as e:
+            logger.error("config change applied but not saved ({!r}): it will not survive a restart", e)
+
+    def _reapply_saved_changes(self, cfg: AppConfig) -> AppConfig:
+        """The live changes saved beside the kill latch, validated again against today's config file. A saved
+        change that no longer validates is refused whole: the file's values run."""
+        saved = self.run_state.saved_live_patch
+        if not saved:
+            return cfg
+        try:
+            new = apply_live_patch(cfg, saved)
+        except ConfigError as e:
+            logger.error("saved live config changes refused, the config file's values apply: {}", e)
+            return cfg
+        for name, a, b in hot_changes(cfg, new):
+            logger.warning("config {}: {} → {} (a live change saved before the restart)", name, a, b)
+        self.run_state.live_patch = live_patch(cfg, new)
         return new
 
     # ---------------------------------------------------------------- life cycle
@@ -369,7 +435,7 @@ class BotRunner:
         self.run_state.save_now()
         if links.session:
             await links.session.close()
-        for lg in (self.decision_log, self.order_log, self.trade_log):
+        for lg in (self.decision_log, self.order_log, self.trade_log, self.audit_log):
             await lg.aclose()
         await self.alerts.notifier.aclose()
         logger.info("runner closed in state {}", self.state.value)
@@ -401,8 +467,11 @@ class BotRunner:
 
     def _roll_day(self) -> None:
         before = self.inventory.state()
-        self.inventory.roll_day(datetime.now(UTC))
-        if before.trading_day and self.inventory.state().trading_day != before.trading_day:
+        if self.inventory.roll_day(datetime.now(UTC)) and before.trading_day:
+            # the CSVs hold no drawdown: the closing day's goes to its summary file
+            self._tasks.spawn(
+                self.daily.record_day(before.trading_day, before.max_drawdown_jpy), "daily-summary"
+            )
             self.alerts.day_rolled(
                 before.trading_day,
                 before.realized_today_jpy,

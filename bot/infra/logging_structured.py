@@ -3,6 +3,7 @@
     logs/trades/trades-YYYYMMDD.csv        TradeLogger.log(TradeLogRow)
     logs/orders/orders-YYYYMMDD.csv        OrderLogger.log(OrderLogRow)
     logs/decisions/decisions-YYYYMMDD.csv  DecisionLogger.log(DecisionLogRow)
+    logs/audit/audit-YYYYMMDD.csv          AuditLogger.log(AuditLogRow)  (live config changes)
 
 YYYYMMDD is the trading day of the row's `ts` in the logger's time zone (Asia/Tokyo by default); `ts` is
 written ISO-8601 in that zone with milliseconds (`2026-01-05T09:00:00.123+09:00`). Decimals are written
@@ -47,9 +48,9 @@ from zoneinfo import ZoneInfo
 
 from loguru import logger
 
-from bot.types.dto import DecisionLogRow, DecisionMeta, OrderLogRow, TradeLogRow
+from bot.types.dto import AuditLogRow, DecisionLogRow, DecisionMeta, OrderLogRow, TradeLogRow
 
-KINDS = ("trades", "orders", "decisions")
+KINDS = ("trades", "orders", "decisions", "audit")
 TRADE_COLUMNS = (
     "ts",
     "order_id",
@@ -92,12 +93,13 @@ DECISION_COLUMNS = (
     "count",
     "detail",
 )
+AUDIT_COLUMNS = ("ts", "who", "action", "field", "old", "new")
 NO_ACTION = "no_action"
-_DAY_FILE = re.compile(r"^(trades|orders|decisions)-(\d{8})\.csv$")
+_DAY_FILE = re.compile(r"^(" + "|".join(KINDS) + r")-(\d{8})\.csv$")
 _DAY = re.compile(r"^\d{8}$")
 _TAIL_CHUNK = 64 * 1024
 
-RowT = TypeVar("RowT", TradeLogRow, OrderLogRow, DecisionLogRow)
+RowT = TypeVar("RowT", TradeLogRow, OrderLogRow, DecisionLogRow, AuditLogRow)
 
 
 # ---- paths -----------------------------------------------------------------------------------------------
@@ -687,6 +689,15 @@ class DecisionLogger(_CsvLogger[DecisionLogRow]):
         super().__init__(_DecisionSink(log_dir, ZoneInfo(tz), collapse_max_s), writer)
 
     log_decision = _CsvLogger.log
+
+
+class AuditLogger(_CsvLogger[AuditLogRow]):
+    """One row per live config field changed (who, when, old, new): `logs/audit/audit-YYYYMMDD.csv`."""
+
+    row_type = AuditLogRow
+
+    def __init__(self, log_dir: Path, tz: str = "Asia/Tokyo", *, writer: CsvLogWriter | None = None) -> None:
+        super().__init__(_Sink(log_dir, "audit", AUDIT_COLUMNS, ZoneInfo(tz)), writer)
 
 
 def _settle(fut: asyncio.Future[None]) -> None:

@@ -246,6 +246,18 @@ class InventoryState:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditLogRow:
+    """One live config change: who changed which field when, from what to what (values as JSON text)."""
+
+    ts: datetime
+    who: str
+    action: str  # patch / revert
+    field: str  # dotted, e.g. strategy.stall_T_ms
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
 class TradeLogRow:
     ts: datetime
     order_id: str

@@ -106,7 +106,10 @@ async def _preflight(args: argparse.Namespace) -> PreflightReport:
         rest, ws = cfg.exchange.base_url, cfg.exchange.ws_url
         key = os.environ.get("BITFLYER_API_KEY", "").strip()
         secret = os.environ.get("BITFLYER_API_SECRET", "").strip()
-        source = "BITFLYER_API_KEY / BITFLYER_API_SECRET in the environment"
+        source = (
+            "BITFLYER_API_KEY / BITFLYER_API_SECRET from the environment "
+            "(this command does not read .env: `set -a; . ./.env; set +a` first)"
+        )
     try:
         register_bitflyer_hosts(rest, ws)
         apis = {cfg.pybotters.api_label: [key, secret]} if key and secret else {}

@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -100,9 +101,7 @@ def _pct(ratio: Decimal) -> str:
 def keys_verdict(present: bool, source: str) -> PreflightCheck:
     if present:
         return _check("keys", True, "info", f"API key and secret present ({source})")
-    return _check(
-        "keys", False, "error", f"no API key: set BITFLYER_API_KEY and BITFLYER_API_SECRET ({source})"
-    )
+    return _check("keys", False, "error", f"no API key or secret: {source}")
 
 
 def permissions_verdict(
@@ -217,10 +216,16 @@ def maintenance_verdict(now: datetime, warn_min: int) -> PreflightCheck:
     return _check("maintenance", True, "info", f"next daily maintenance in {minutes} min ({window})")
 
 
-def rate_verdict(seen: dict[str, RateLimitInfo], min_remaining: int) -> PreflightCheck:
-    known = [(path, i) for path, i in seen.items() if i.remaining is not None]
+def rate_verdict(seen: dict[str, RateLimitInfo], min_remaining: int, now_wall: float) -> PreflightCheck:
+    """The tightest `X-RateLimit-Remaining` among the answers whose window has not reset yet (a long-running
+    process remembers headers from windows long gone)."""
+    known = [
+        (path, i)
+        for path, i in seen.items()
+        if i.remaining is not None and (i.reset_epoch is None or i.reset_epoch > now_wall)
+    ]
     if not known:
-        return _check("rate_limit", True, "info", "the venue sent no X-RateLimit headers")
+        return _check("rate_limit", True, "info", "no X-RateLimit headers in the current window")
     path, info = min(known, key=lambda pi: pi[1].remaining or 0)
     left = info.remaining or 0
     window = f"{info.period} s window" if info.period else "window"
@@ -344,7 +349,7 @@ async def run_preflight(
     checks = [keys_verdict(inputs.keys_present, inputs.keys_source)]
     checks += await _venue_checks(http, inputs)
     checks.append(maintenance_verdict(now or datetime.now(UTC), inputs.thresholds.maintenance_warn_min))
-    checks.append(rate_verdict(dict(http.rate_limits), inputs.thresholds.min_rate_remaining))
+    checks.append(rate_verdict(dict(http.rate_limits), inputs.thresholds.min_rate_remaining, time.time()))
     checks.append(await asyncio.to_thread(storage_check, inputs.log_dir, inputs.thresholds.min_free_mb))
     checks.append(await asyncio.to_thread(state_file_check, inputs.state_file, inputs.mode, inputs.account))
     return PreflightReport.of(checks)

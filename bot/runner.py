@@ -247,7 +247,7 @@ class BotRunner:
             mode=self.mode,
             account=self.run_state.account,
             keys_present=bool(ep.api_key and ep.api_secret),
-            keys_source="BITFLYER_API_KEY / BITFLYER_API_SECRET"
+            keys_source="BITFLYER_API_KEY / BITFLYER_API_SECRET from the environment or .env"
             if self.mode == "live"
             else f"the {self.mode} venue's test keys",
             product_code=self.config.exchange.product_code,

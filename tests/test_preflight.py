@@ -19,10 +19,16 @@ import pytest
 from bot.config.loader import PreflightConfig
 from bot.infra.http_bitflyer import BitflyerHttp
 from bot.infra.pyb_auth import register_bitflyer_hosts
-from bot.preflight import clock_verdict, collateral_verdict, maintenance_verdict, position_verdict
+from bot.preflight import (
+    clock_verdict,
+    collateral_verdict,
+    maintenance_verdict,
+    position_verdict,
+    rate_verdict,
+)
 from bot.sim import SimVenue
 from bot.types.dto import Side
-from bot.types.exchange import SEND_CHILD_ORDER, ErrorKind, ExchangeError
+from bot.types.exchange import SEND_CHILD_ORDER, ErrorKind, ExchangeError, RateLimitInfo
 from bot.types.preflight import PreflightReport
 from tests.conftest import ROOT, make_config
 
@@ -240,6 +246,19 @@ def test_only_an_open_position_may_be_overruled_by_a_human():
     both = PreflightReport.of([position, clock_verdict(600, 5)])
     refusal = both.start_refusal(adopt=True) or ""
     assert refusal.startswith("preflight not ready — clock: ") and "position" not in refusal
+
+
+def test_a_used_up_rate_limit_is_an_error_unless_its_window_has_already_reset():
+    now = 1_800_000_000.0
+    used_up = RateLimitInfo(300, 0, now + 120, 0, now)
+    check = rate_verdict(
+        {"/v1/me/getcollateral": used_up, "/v1/gethealth": RateLimitInfo(300, 480, now + 9, 0, now)}, 50, now
+    )
+    assert not check.ok and check.level == "error"
+    assert check.detail == "rate limit used up on /v1/me/getcollateral: 0 requests left, resets in 120 s"
+    low = rate_verdict({"/v1/me/getpositions": RateLimitInfo(300, 20, now + 9, 0, now)}, 50, now)
+    assert not low.ok and low.level == "warning" and low.detail.startswith("only 20 requests left")
+    assert rate_verdict({"/v1/me/getcollateral": used_up}, 50, now + 121).ok  # a window gone by
 
 
 def test_the_preflight_thresholds_have_ranges():

@@ -20,13 +20,17 @@ import asyncio
 import json
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from loguru import logger
 
 from bot.config.loader import PreflightConfig
 from bot.infra.bitflyer_parse import ParseError, net_position, parse_position_rows
@@ -249,14 +253,17 @@ def rate_verdict(seen: dict[str, RateLimitInfo], min_remaining: int, now_wall: f
 def storage_check(log_dir: Path, min_free_mb: int) -> PreflightCheck:
     """Really write (and fsync) a file in the log folder: a folder that exists but takes no writes, a
     read-only mount or a full disk all fail here, not at the first trade."""
-    probe = log_dir / f".preflight-{os.getpid()}.tmp"
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
-        with open(probe, "wb") as f:
-            f.write(b"preflight\n")
-            f.flush()
-            os.fsync(f.fileno())
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(
+            prefix=".preflight-", suffix=".tmp", dir=log_dir
+        )  # unique: runs may overlap
+        try:
+            os.write(fd, b"preflight\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
         free_mb = shutil.disk_usage(log_dir).free // MB
     except OSError as e:
         return _check("storage", False, "error", f"log folder {log_dir} is not writable: {e.strerror or e}")
@@ -304,41 +311,60 @@ def state_file_check(path: Path, mode: str, account: str) -> PreflightCheck:
 
 
 # ---------------------------------------------------------------- the reading
+async def _guarded(name: str, what: str, read: Awaitable[PreflightCheck]) -> PreflightCheck:
+    """One check's reading: a failed call is that check's failure in the venue's words; anything else
+    unexpected too (with one log line), never an exception out of the preflight."""
+    try:
+        return await read
+    except ExchangeError as e:
+        return _refused(name, what, e)
+    except ParseError as e:
+        return _check(name, False, "error", f"{what} answered oddly: {e}")
+    except Exception as e:
+        logger.opt(exception=e).error("preflight check {} failed unexpectedly", name)
+        return _check(name, False, "error", f"could not be checked: {type(e).__name__}: {e}")
+
+
+async def _clock(http: BitflyerHttp, limit_s: float) -> PreflightCheck:
+    return clock_verdict((await http.venue_clock()).skew_s, limit_s)
+
+
+async def _permissions(http: BitflyerHttp) -> PreflightCheck:
+    return permissions_verdict(await http.get_permissions())
+
+
+async def _collateral(http: BitflyerHttp, min_keep_rate: Decimal) -> PreflightCheck:
+    return collateral_verdict(await http.get_collateral(), min_keep_rate)
+
+
+async def _position(http: BitflyerHttp, product: str) -> PreflightCheck:
+    net, avg = net_position(parse_position_rows(await http.get_positions(), product))
+    active = await http.get_child_orders(state="ACTIVE", count=100)
+    return position_verdict(net, avg, len(active), product)
+
+
+async def _board(http: BitflyerHttp) -> PreflightCheck:
+    board = await http.get_board_state()
+    return board_verdict(str(board["state"]), await http.get_health())
+
+
 async def _venue_checks(http: BitflyerHttp, inputs: PreflightInputs) -> list[PreflightCheck]:
+    """The venue's checks run side by side: a venue that does not answer costs one timeout, not six."""
     th = inputs.thresholds
-    out: list[PreflightCheck] = []
-    try:
-        clock = await http.venue_clock()
-        out.append(clock_verdict(clock.skew_s, th.max_clock_skew_sec))
-    except ExchangeError as e:
-        out.append(_refused("clock", "the venue's clock (gethealth Date header)", e))
+    reads: list[Awaitable[PreflightCheck]] = [
+        _guarded("clock", "the venue's clock (gethealth Date header)", _clock(http, th.max_clock_skew_sec))
+    ]
+    if inputs.keys_present:
+        reads += [
+            _guarded("permissions", "getpermissions", _permissions(http)),
+            _guarded("collateral", "getcollateral", _collateral(http, th.min_keep_rate)),
+            _guarded(ADOPTABLE_CHECK, "getpositions / getchildorders", _position(http, inputs.product_code)),
+        ]
+    reads.append(_guarded("board", "getboardstate / gethealth", _board(http)))
+    checks = list(await asyncio.gather(*reads))
     if not inputs.keys_present:
-        out += [_not_checked(n, "no API key") for n in ("permissions", "collateral", ADOPTABLE_CHECK)]
-    else:
-        try:
-            out.append(permissions_verdict(await http.get_permissions()))
-        except ExchangeError as e:
-            out.append(_refused("permissions", "getpermissions", e))
-        try:
-            out.append(collateral_verdict(await http.get_collateral(), th.min_keep_rate))
-        except ExchangeError as e:
-            out.append(_refused("collateral", "getcollateral", e))
-        try:
-            lots = parse_position_rows(await http.get_positions(), inputs.product_code)
-            net, avg = net_position(lots)
-            active = await http.get_child_orders(state="ACTIVE", count=100)
-            out.append(position_verdict(net, avg, len(active), inputs.product_code))
-        except ExchangeError as e:
-            out.append(_refused(ADOPTABLE_CHECK, "getpositions / getchildorders", e))
-        except ParseError as e:
-            out.append(_check(ADOPTABLE_CHECK, False, "error", f"getpositions answered oddly: {e}"))
-    try:
-        board = await http.get_board_state()
-        health = await http.get_health()
-        out.append(board_verdict(str(board["state"]), health))
-    except ExchangeError as e:
-        out.append(_refused("board", "getboardstate / gethealth", e))
-    return out
+        checks[1:1] = [_not_checked(n, "no API key") for n in ("permissions", "collateral", ADOPTABLE_CHECK)]
+    return checks
 
 
 async def run_preflight(

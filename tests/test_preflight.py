@@ -25,6 +25,7 @@ from bot.preflight import (
     maintenance_verdict,
     position_verdict,
     rate_verdict,
+    state_file_check,
 )
 from bot.sim import SimVenue
 from bot.types.dto import Side
@@ -204,6 +205,37 @@ async def test_the_clock_offset_fault_moves_the_venues_date_header():
     assert -3602 < clock.skew_s < -3598
 
 
+async def test_a_venue_that_never_answers_is_reported_check_by_check_not_raised(venue, tmp_path):
+    from bot.preflight import PreflightInputs, run_preflight
+
+    venue.fail("*", "timeout_before", count=None)  # every private call hangs
+    cfg = make_config()
+    register_bitflyer_hosts(venue.base_url, venue.ws_url)
+    async with pybotters.Client(
+        apis={"bitflyer": ["SIM_KEY", "SIM_SECRET"]}, base_url=venue.base_url
+    ) as client:
+        http = BitflyerHttp(
+            client, cfg.exchange.model_copy(update={"base_url": venue.base_url}), timeout_s=1.0
+        )
+        inputs = PreflightInputs(
+            mode="live",
+            account="test",
+            keys_present=True,
+            keys_source="test",
+            product_code="FX_BTC_JPY",
+            log_dir=tmp_path / "logs",
+            state_file=tmp_path / "logs" / "state.json",
+            thresholds=cfg.preflight,
+        )
+        report = await run_preflight(http, inputs)
+    assert not report.ready
+    assert [c.name for c in report.failing()] == ["permissions", "collateral", "position"]
+    for c in report.failing():
+        assert c.detail.startswith("could not read ") and "no answer within 1s" in c.detail
+    board = report.check("board")
+    assert board is not None and board.ok  # public calls still answer
+
+
 # ---------------------------------------------------------------- pure verdicts
 def test_the_clock_verdict_says_which_way_and_how_far():
     behind = clock_verdict(600.2, 5)
@@ -259,6 +291,22 @@ def test_a_used_up_rate_limit_is_an_error_unless_its_window_has_already_reset():
     low = rate_verdict({"/v1/me/getpositions": RateLimitInfo(300, 20, now + 9, 0, now)}, 50, now)
     assert not low.ok and low.level == "warning" and low.detail.startswith("only 20 requests left")
     assert rate_verdict({"/v1/me/getcollateral": used_up}, 50, now + 121).ok  # a window gone by
+
+
+def test_a_state_file_of_another_mode_or_account_or_unreadable_is_an_error_and_a_kill_latch_a_warning(
+    tmp_path,
+):
+    path = tmp_path / "state.json"
+    assert state_file_check(path, "live", "abc").ok  # none yet
+    path.write_text(json.dumps({"mode": "sim", "account": "abc", "state": "RUNNING"}))
+    other = state_file_check(path, "live", "abc")
+    assert not other.ok and other.level == "error" and "belongs to mode sim, account abc" in other.detail
+    path.write_text(json.dumps({"mode": "live", "account": "abc", "state": "KILLED"}))
+    latched = state_file_check(path, "live", "abc")
+    assert not latched.ok and latched.level == "warning" and "kill latch" in latched.detail
+    path.write_text('{"mode": "live", "acc')
+    torn = state_file_check(path, "live", "abc")
+    assert not torn.ok and torn.level == "error" and "unreadable" in torn.detail
 
 
 def test_the_preflight_thresholds_have_ranges():

@@ -377,7 +377,12 @@ async def run_preflight(
     checks.append(maintenance_verdict(now or datetime.now(UTC), inputs.thresholds.maintenance_warn_min))
     checks.append(rate_verdict(dict(http.rate_limits), inputs.thresholds.min_rate_remaining, time.time()))
     checks.append(await asyncio.to_thread(storage_check, inputs.log_dir, inputs.thresholds.min_free_mb))
-    checks.append(await asyncio.to_thread(state_file_check, inputs.state_file, inputs.mode, inputs.account))
+    if inputs.keys_present:
+        checks.append(
+            await asyncio.to_thread(state_file_check, inputs.state_file, inputs.mode, inputs.account)
+        )
+    else:  # whose file it is depends on the key
+        checks.append(_not_checked("state_file", "no API key to tell whose account it belongs to"))
     return PreflightReport.of(checks)
 
 

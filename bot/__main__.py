@@ -88,7 +88,9 @@ async def _preflight(args: argparse.Namespace) -> PreflightReport:
     logger.remove()  # the report is the output; the log folder is one of the things checked, not written
     logger.add(sys.stderr, level="WARNING")
     cfg = load_app_config(args.config, args.override)
-    log_dir = Path(args.log_dir)
+    log_dir = Path(
+        args.log_dir or cfg.logging.dir
+    )  # where the server would write (python -m server does the same)
     state_file = Path(args.state_file) if args.state_file else log_dir / "state.json"
     venue: SimVenue | None = None
     sim_keys = (cfg.sim.api_key, cfg.sim.api_secret.get_secret_value())
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     pre.add_argument("--config", default=str(DEFAULT_BASE))
     pre.add_argument("--override", default=None)
-    pre.add_argument("--log-dir", default="logs")
+    pre.add_argument("--log-dir", default=None, help="default: the config's logging.dir")
     pre.add_argument("--state-file", default=None, help="default: LOG_DIR/state.json")
     pre.add_argument("--venue", default=None, metavar="URL", help="a simulated venue (python -m bot.sim)")
     args = ap.parse_args(argv)

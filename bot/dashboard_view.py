@@ -21,6 +21,7 @@ from bot.types.dto import NS_PER_MS, DecisionMeta, Fill, Reason, RunState, Side
 from bot.types.snapshot import (
     BoardPanel,
     BotSnapshot,
+    BudgetView,
     Chart,
     Counters,
     DecisionEntry,
@@ -29,6 +30,7 @@ from bot.types.snapshot import (
     InventoryPanel,
     Limits,
     OrderRow,
+    RunStatus,
 )
 from bot.venue_sync import VenueSync
 
@@ -85,6 +87,8 @@ class DashboardView:
     def __init__(
         self,
         *,
+        status: Callable[[], RunStatus],
+        budgets: Callable[[int], list[BudgetView]],
         history: DashboardHistory,
         config: Callable[[], AppConfig],
         clock: Callable[[], int],
@@ -101,6 +105,8 @@ class DashboardView:
         block_reason: Callable[[int], Reason | None],
         last_board_at: Callable[[], int | None],
     ) -> None:
+        self._status = status
+        self._budgets = budgets
         self._history = history
         self._config = config
         self._clock = clock
@@ -123,7 +129,7 @@ class DashboardView:
         cfg = self._config()
         board = self._view.snapshot(now)
         inv = self._inventory.state()
-        status = self._run_state.status()
+        status = self._status()
         state = self._run_state.state
         warning = None
         if state is RunState.STOPPED and inv.position_btc != 0:
@@ -206,6 +212,7 @@ class DashboardView:
                 exchange_health=sync.exchange_health,
                 reconciled_at=sync.reconciled_at.isoformat() if sync.reconciled_at else None,
                 block_reason=block.value if block else None,
+                budgets=self._budgets(now),
                 loop_lag_ms=round(m.loop_lag_ms, 2),
                 loop_lag_max_ms=round(m.loop_lag_max_ms, 2),
             ),

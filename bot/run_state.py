@@ -21,7 +21,7 @@ from bot.infra.state_file import StateFile
 from bot.links import VenueLinks
 from bot.settle import SettleGoal
 from bot.types.dto import Gate, RunState
-from bot.types.snapshot import RunStatus, SettleView
+from bot.types.snapshot import Activity, RunStatus, SettleReport, SettleView
 from bot.types.tasks import BackgroundTasks
 
 # a stop/kill call answers after the first confirmation, or this long (the goal stays held)
@@ -68,6 +68,7 @@ class RunStateMachine:
         self.inventory: InventoryManager | None = None  # the ledger saved with the state (set after restore)
         self.kick: Callable[[], None] = lambda: None  # decide now (a transition changes what is allowed)
         self.on_reset: Callable[[], None] = lambda: None  # a human cleared the kill: forget its latches
+        self.on_settle: Callable[[SettleGoal, str], None] = lambda goal, who: None  # a stop or kill begins
 
     # ---------------------------------------------------------------- persistence
     def restore(self) -> InventoryManager | None:
@@ -171,6 +172,7 @@ class RunStateMachine:
 
     def enter_killed(self, reason: str, who: str) -> None:
         self.set(RunState.KILLED, reason, who)
+        self.on_settle(SettleGoal.FLAT, who)
         try:  # the latch must hit the disk before anything else can go wrong
             self.store.save_sync(self.persisted())
         except OSError as e:
@@ -220,6 +222,7 @@ class RunStateMachine:
             if self.state is RunState.KILLED:
                 raise TransitionRefused("KILLED: reset first (stop would not clear the kill latch)")
             self.set(RunState.STOPPED, "stopped: orders cancelled, position kept", who)
+            self.on_settle(SettleGoal.NO_ORDERS, who)
             if settler is not None:
                 settler.hold(SettleGoal.NO_ORDERS)
         if settler is not None:
@@ -231,7 +234,7 @@ class RunStateMachine:
         async with self._lock:
             changed = self.state is not RunState.KILLED
             if changed:
-                self.enter_killed(f"kill by {who}", who)
+                self.enter_killed(f"killed by {who}", who)
             elif settler is not None:
                 settler.poke()  # a repeated kill looks again at once
         # the goal is held until flat, however long that takes; the caller waits for the first confirmation
@@ -252,13 +255,10 @@ class RunStateMachine:
         return True
 
     # ---------------------------------------------------------------- view
-    def status(self) -> RunStatus:
+    def status(self, activity: Activity, report: SettleReport | None) -> RunStatus:
         settle = None if self._links.settler is None else self._links.settler.status()
         view = None
-        activity = self.state.value
         if settle is not None and settle.goal is not None:
-            # one line: what the bot is doing about its state (a kill or stop says how far it got)
-            activity = f"{self.state.value} — {settle.describe()}"
             view = SettleView(
                 goal=settle.goal.value,
                 working=settle.working,
@@ -275,4 +275,5 @@ class RunStateMachine:
             mode=self.mode,
             activity=activity,
             settle=view,
+            report=report,
         )

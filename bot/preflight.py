@@ -73,7 +73,7 @@ def _check(name: str, ok: bool, level: Level, detail: str) -> PreflightCheck:
 def _refused(name: str, what: str, e: ExchangeError) -> PreflightCheck:
     if e.kind is ErrorKind.AUTH:
         return _check(name, False, "error", f"the venue refused this key on {what}: {e.message} ({e.label})")
-    return _check(name, False, "error", f"could not read {what}: {e.describe()}")
+    return _check(name, False, "error", f"could not read {what} ({e.label}): {e.message}")
 
 
 def _not_checked(name: str, why: str) -> PreflightCheck:

@@ -33,6 +33,15 @@ class TransitionRefused(Exception):
     """An impossible transition (e.g. start while KILLED); the message says why (HTTP 409)."""
 
 
+class PreflightRefused(TransitionRefused):
+    """A first live/paper start the preflight does not allow; `adoptable`: only a position or open orders
+    already on the account stand in the way, and a human's confirmation (start with adopt) lets it go."""
+
+    def __init__(self, message: str, *, adoptable: bool) -> None:
+        super().__init__(message)
+        self.adoptable = adoptable
+
+
 class RunStateMachine:
     def __init__(
         self,

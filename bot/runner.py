@@ -43,15 +43,20 @@ from bot.infra.orderbook_view import OrderBookView
 from bot.infra.pyb_session import PyBotterSession
 from bot.infra.state_file import StateFile
 from bot.links import RunnerMetrics, VenueLinks
-from bot.run_state import RunStateMachine, TransitionRefused
+from bot.preflight import PreflightInputs, run_preflight
+from bot.run_state import PreflightRefused, RunStateMachine, TransitionRefused
 from bot.settle import SettleGoal, SettleStatus, SettleSupervisor
 from bot.settle_report import SettleReporter
 from bot.types.dto import AuditLogRow, Gate, RunState
+from bot.types.preflight import ADOPTABLE_CHECK, PreflightReport
 from bot.types.snapshot import BotSnapshot, RunStatus
 from bot.types.tasks import BackgroundTasks
 from bot.venue_sync import VenueSync
 
-__all__ = ["BotRunner", "Endpoints", "RunnerMetrics", "TransitionRefused", "account_id"]
+__all__ = ["BotRunner", "Endpoints", "PreflightRefused", "RunnerMetrics", "TransitionRefused", "account_id"]
+
+# modes whose first start of a process waits for a passing preflight (sim starts as it always did)
+PREFLIGHT_MODES = ("live", "paper")
 
 HOUSEKEEPING_S = 2.0
 LOOP_LAG_PERIOD_S = 0.25
@@ -248,6 +253,7 @@ class BotRunner:
             last_board_at=lambda: self.decisions.last_board_at,
         )
         self._started = False
+        self._preflight_passed = False  # once per process: the first start of a live/paper session
         self._fills_at_day_start = 0
 
     # ---------------------------------------------------------------- what the server reads
@@ -273,8 +279,43 @@ class BotRunner:
         return None if self.links.settler is None else self.links.settler.status()
 
     # ---------------------------------------------------------------- control (SPEC §7)
-    async def start(self, who: str = "api") -> bool:
+    async def start(self, who: str = "api", adopt: bool = False) -> bool:
+        """STOPPED → RUNNING. The first start of a live or paper process runs the preflight first (outside the
+        run-state lock, so a kill is never kept waiting behind it) and is refused unless it is ready; a
+        position or open orders already on the account are adopted only with `adopt` (a human confirmed)."""
+        if self.mode in PREFLIGHT_MODES and not self._preflight_passed and self.state is RunState.STOPPED:
+            report = await self.preflight()
+            refusal = report.start_refusal(adopt)
+            if refusal is not None:
+                raise PreflightRefused(refusal, adoptable=report.start_refusal(adopt=True) is None)
+            found = report.check(ADOPTABLE_CHECK)
+            if found is not None and not found.ok:
+                logger.warning(
+                    "start by {}: adopting what is on the account, as confirmed: {}", who, found.detail
+                )
+            self._preflight_passed = True
         return await self.run_state.start(who)
+
+    async def preflight(self) -> PreflightReport:
+        """The checks of `python -m bot preflight`, over this runner's own REST client (its calls count
+        against the rate budget like any other)."""
+        http = self.links.http
+        if http is None:
+            raise RuntimeError("the runner is not open")
+        ep = self.endpoints
+        inputs = PreflightInputs(
+            mode=self.mode,
+            account=self.run_state.account,
+            keys_present=bool(ep.api_key and ep.api_secret),
+            keys_source="BITFLYER_API_KEY / BITFLYER_API_SECRET from the environment or .env"
+            if self.mode == "live"
+            else f"the {self.mode} venue's test keys",
+            product_code=self.config.exchange.product_code,
+            log_dir=self.log_dir,
+            state_file=self.run_state.store.path,
+            thresholds=self.config.preflight,
+        )
+        return await run_preflight(http, inputs)
 
     async def pause(self, who: str = "api") -> bool:
         return await self.run_state.pause(who)

@@ -76,6 +76,15 @@
       // a stop or kill says what it did: cancelled, flattened at which price, PnL, confirmed when
       var did = (action === "stop" || action === "kill") && body.report ? " — " + body.report.text : "";
       showFlash(action + ": " + body.state + (body.changed ? "" : " (already)") + did, false);
+    } else if (action === "start" && xhr.status === 409 && xhr.getResponseHeader("X-Preflight-Adopt") === "needed") {
+      // a first live start finds a position or orders already on the account: a human names it before the bot
+      // takes it over
+      if (window.confirm((body.detail || "A position is open on the account.") +
+                         "\n\nAdopt it (the bot manages it from now on) and start?")) {
+        htmx.ajax("POST", "/strategy/start?adopt=true", {source: elt, swap: "none"});
+      } else {
+        showFlash("start cancelled: the position was not adopted", true);
+      }
     } else {
       showFlash(action + " refused: " + (body.detail || xhr.status), true);
     }

@@ -501,3 +501,64 @@ async def test_kill_asks_first_then_flattens(tab: Tab, served: Served) -> None:
     assert service.venue.ledger.position(key) == 0
     await expect(page.locator("#reset-btn")).to_be_visible()
     await expect(page.locator("#kill-btn")).to_be_disabled()
+
+
+async def test_a_first_paper_start_names_a_hand_position_and_adopts_it_only_when_confirmed(
+    browser: Any, tmp_path: Path
+) -> None:
+    """paper mode, STOPPED: the preflight finds a position opened by hand; Start asks in a confirm box that
+    names it; no → still STOPPED; yes → RUNNING."""
+    from playwright.async_api import expect
+
+    from bot.sim import SimVenue
+    from tests.conftest import make_config
+    from tests.conftest_server import wait_until
+
+    public = SimVenue(make_config().sim.model_copy(update={"seed": 11, "activity": 4.0}))
+    await public.start()
+    log_dir = tmp_path / "logs"
+    cfg = sim_config(
+        log_dir, env="paper", exchange={"ws_url": public.ws_url}, runner={"start_state": "stopped"}
+    )
+    app = build_app(cfg, log_dir)
+    try:
+        async with uvicorn_server(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as api:
+            paper = app.state.service.venue
+
+            async def paper_book() -> bool:
+                return paper.exchange.book.best_ask() is not None
+
+            await wait_until(paper_book, 30, "the paper venue's first snapshot of the feed")
+            paper.hand_order("BUY", "0.002")
+            assert paper.ledger.position(paper.api_key) != 0
+            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            page = await context.new_page()
+            try:
+                await page.goto(base + "/")
+                await expect(page.locator("body")).to_have_attribute("data-stream", "open", timeout=30_000)
+                await expect(page.locator("#state")).to_have_text("STOPPED")
+                messages: list[str] = []
+
+                async def dismiss(dialog: Any) -> None:
+                    messages.append(dialog.message)
+                    await dialog.dismiss()
+
+                page.once("dialog", dismiss)
+                await page.click("#start-btn")
+                await expect(page.locator("#flash")).to_contain_text(
+                    "start cancelled: the position was not adopted"
+                )
+                assert messages and "long 0.002 BTC" in messages[0] and "Adopt it" in messages[0]
+                assert (await api.get("/strategy")).json()["state"] == "STOPPED"
+
+                async def accept(dialog: Any) -> None:
+                    await dialog.accept()
+
+                page.once("dialog", accept)
+                await page.click("#start-btn")
+                await expect(page.locator("#state")).to_have_text("RUNNING", timeout=30_000)
+                assert (await api.get("/strategy")).json()["state"] == "RUNNING"
+            finally:
+                await context.close()
+    finally:
+        await public.stop()

@@ -210,6 +210,27 @@ class RunnerConfig(_Model):
     private_rate_per_5min: int = Field(default=400, ge=1, le=500)
 
 
+class PreflightConfig(_Model):
+    """Thresholds of the checks run before the first start of a live or paper session."""
+
+    min_keep_rate: Decimal = Field(
+        default=Decimal("1.5"),
+        gt=0,
+        le=100,
+        description="getcollateral keep_rate (1.5 = 150 %) below which a start is refused",
+    )
+    max_clock_skew_sec: float = Field(
+        default=5, gt=0, le=300, description="largest difference to the exchange's clock accepted"
+    )
+    min_free_mb: int = Field(default=500, ge=1, le=1_000_000, description="free space the log folder needs")
+    maintenance_warn_min: int = Field(
+        default=30, ge=0, le=1440, description="warn when the daily maintenance starts sooner than this"
+    )
+    min_rate_remaining: int = Field(
+        default=50, ge=0, le=500, description="X-RateLimit-Remaining below this is a warning (0: an error)"
+    )
+
+
 class LoggingConfig(_Model):
     dir: str = "logs"
     rotation: str = "10 MB"
@@ -275,6 +296,7 @@ class AppConfig(_Model):
     strategy: StallStrategyConfig = StallStrategyConfig()
     risk: RiskConfig = RiskConfig()
     runner: RunnerConfig = RunnerConfig()
+    preflight: PreflightConfig = PreflightConfig()
     logging: LoggingConfig = LoggingConfig()
     server: ServerConfig = ServerConfig()
     notify: NotifyConfig = NotifyConfig()

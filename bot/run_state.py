@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
@@ -144,11 +145,9 @@ class RunStateMachine:
 
         self._tasks.spawn(run(), "save-state")
 
-    def save_now(self) -> None:
-        try:
-            self.store.save_sync(self.persisted())
-        except OSError as e:
-            logger.error("could not save state: {}", e)
+    def save_now(self) -> bool:
+        """Write now; False if the disk refused it (the storage health says why and entries stop)."""
+        return self.store.save_sync(self.persisted())
 
     # ---------------------------------------------------------------- transitions (SPEC §7)
     def set(self, new: RunState, reason: str, who: str) -> None:
@@ -162,10 +161,12 @@ class RunStateMachine:
 
     def enter_killed(self, reason: str, who: str) -> None:
         self.set(RunState.KILLED, reason, who)
-        try:  # the latch must hit the disk before anything else can go wrong
-            self.store.save_sync(self.persisted())
-        except OSError as e:
-            logger.error("could not persist the kill latch: {}", e)
+        # the latch must hit the disk before anything else can go wrong; if the disk refuses, the bot is
+        # KILLED in memory all the same (the flatten goes on) and every later save writes the latch
+        if not self.save_now():
+            logger.error(
+                "kill latch kept in memory only: the state file is not writable; retried until it is"
+            )
         if self._links.settler is not None:
             self._links.settler.hold(SettleGoal.FLAT)
 
@@ -259,6 +260,9 @@ class RunStateMachine:
                 cancel_requests=settle.cancelled,
                 flatten_orders=list(settle.flatten_orders),
             )
+        storage = self.store.health.message(ZoneInfo(self._cfg.risk.trading_day_tz))
+        if storage is not None:  # the one line that says why the bot does not trade includes the disk
+            activity = f"{activity} — {storage}"
         return RunStatus(
             state=self.state.value,
             reason=self.reason,

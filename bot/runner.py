@@ -38,6 +38,7 @@ from bot.infra.logging_structured import DecisionLogger, OrderLogger, TradeLogge
 from bot.infra.orderbook_view import OrderBookView
 from bot.infra.pyb_session import PyBotterSession
 from bot.infra.state_file import StateFile
+from bot.infra.storage_health import StorageHealth
 from bot.links import RunnerMetrics, VenueLinks
 from bot.run_state import RunStateMachine, TransitionRefused
 from bot.settle import SettleGoal, SettleStatus, SettleSupervisor
@@ -88,10 +89,12 @@ class BotRunner:
         self.links = VenueLinks()
         self._tasks = BackgroundTasks("runner")
         self.gate = Gate()  # the decision loop writes it; the strategy reads it
+        # the one owner of "can the bot write its files": the state file and the CSV logs report into it
+        self.storage = StorageHealth()
         self.run_state = RunStateMachine(
             cfg,
             account=account_id(endpoints.api_key),  # the state file is only restored into the same one
-            state_file=StateFile(state_file),
+            state_file=StateFile(state_file, self.storage),
             gate=self.gate,
             links=self.links,
             tasks=self._tasks,
@@ -112,9 +115,9 @@ class BotRunner:
             gate=self.gate,
         )
         tz = cfg.risk.trading_day_tz
-        self.trade_log = TradeLogger(log_dir, STRATEGY_NAME, tz=tz)
-        self.order_log = OrderLogger(log_dir, tz=tz)
-        self.decision_log = DecisionLogger(log_dir, STRATEGY_NAME, tz=tz)
+        self.trade_log = TradeLogger(log_dir, STRATEGY_NAME, tz=tz, health=self.storage)
+        self.order_log = OrderLogger(log_dir, tz=tz, health=self.storage)
+        self.decision_log = DecisionLogger(log_dir, STRATEGY_NAME, tz=tz, health=self.storage)
         self.order_budget = RateBudget(cfg.runner.order_rate_per_min, 60.0)
         # every REST call we make (public ones share bitFlyer's per-IP limit, private ones the per-key limit)
         self.rest_budget = RateBudget(cfg.runner.private_rate_per_5min, 300.0)
@@ -155,6 +158,7 @@ class BotRunner:
             metrics=self.metrics,
             decision_log=self.decision_log,
             history=self.history,
+            storage=self.storage,
         )
         self.sync.after = self.decisions.kick
         self.run_state.kick = self.decisions.kick
@@ -187,6 +191,8 @@ class BotRunner:
             metrics=self.metrics,
             block_reason=self.decisions.block_reason,
             last_board_at=lambda: self.decisions.last_board_at,
+            storage=self.storage,
+            csv_logs=(self.trade_log, self.order_log, self.decision_log),
         )
         self._started = False
 
@@ -348,7 +354,7 @@ class BotRunner:
                 if last_reconcile != float("-inf"):  # the first one ran at connect
                     await self.sync.reconcile("periodic", block=False)
                 last_reconcile = t
-            self.run_state.save_soon()
+            self.run_state.save_soon()  # also the retry while the disk refuses it (the kill latch included)
             self.decisions.decide(self._clock(), None)
             await asyncio.sleep(min(HOUSEKEEPING_S, self.config.runner.board_state_poll_sec))
 

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 from bot.config.loader import AppConfig
 from bot.engine.inventory import InventoryManager
@@ -225,7 +224,7 @@ class DashboardView:
                 loop_lag_ms=round(m.loop_lag_ms, 2),
                 loop_lag_max_ms=round(m.loop_lag_max_ms, 2),
             ),
-            storage=self._storage_view(cfg),
+            storage=self._storage_view(),
             counters=Counters.model_construct(
                 orders_sent=m.orders_sent,
                 orders_cancelled=m.orders_cancelled,
@@ -246,11 +245,11 @@ class DashboardView:
             },
         )
 
-    def _storage_view(self, cfg: AppConfig) -> StorageView:
+    def _storage_view(self) -> StorageView:
         faults = self._storage.faults()
         return StorageView.model_construct(
             ok=not faults,
-            message=self._storage.message(ZoneInfo(cfg.risk.trading_day_tz)),
+            message=self._storage.message(),
             faults=[
                 StorageFaultView.model_construct(
                     file=f.file,

@@ -12,7 +12,6 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from loguru import logger
 
@@ -260,7 +259,7 @@ class RunStateMachine:
                 cancel_requests=settle.cancelled,
                 flatten_orders=list(settle.flatten_orders),
             )
-        storage = self.store.health.message(ZoneInfo(self._cfg.risk.trading_day_tz))
+        storage = self.store.health.message()
         if storage is not None:  # the one line that says why the bot does not trade includes the disk
             activity = f"{activity} — {storage}"
         return RunStatus(

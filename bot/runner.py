@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
@@ -90,7 +91,7 @@ class BotRunner:
         self._tasks = BackgroundTasks("runner")
         self.gate = Gate()  # the decision loop writes it; the strategy reads it
         # the one owner of "can the bot write its files": the state file and the CSV logs report into it
-        self.storage = StorageHealth()
+        self.storage = StorageHealth(tz=ZoneInfo(cfg.risk.trading_day_tz))
         self.run_state = RunStateMachine(
             cfg,
             account=account_id(endpoints.api_key),  # the state file is only restored into the same one

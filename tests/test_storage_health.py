@@ -57,10 +57,10 @@ def order_row(n: int) -> OrderLogRow:
     )
 
 
-# ---- the fault's life ---------------------------------------------------------------------------------------
+# ---- the fault's life ----------
 def test_a_refused_write_starts_one_fault_said_once_and_the_next_good_write_ends_it(log_lines):
     clock = [T0]
-    health = StorageHealth(wall=lambda: clock[0])
+    health = StorageHealth(tz=ZoneInfo("Asia/Tokyo"), wall=lambda: clock[0])
     events = []
     health.subscribe(events.append)
     health.written(STATE_FILE)  # nothing to end
@@ -72,14 +72,14 @@ def test_a_refused_write_starts_one_fault_said_once_and_the_next_good_write_ends
     assert not health.ok
     (fault,) = health.faults()
     assert fault.failures == 3 and fault.since == T0 and fault.errno == errno.ENOSPC
-    assert health.message(ZoneInfo("Asia/Tokyo")) == (
+    assert health.message() == (
         "state file not saved: No space left on device (logs/state.json) since 21:03:04 JST — entries stopped"
     )
     health.written(STATE_FILE)
     assert health.ok and health.message() is None
     started = [ln for ln in log_lines if "STORAGE_FAILED" in ln]
     ended = [ln for ln in log_lines if "STORAGE_RECOVERED" in ln]
-    assert len(started) == 1 and "No space left on device" in started[0]
+    assert len(started) == 1 and "No space left on device (logs/state.json) since 21:03:04 JST" in started[0]
     assert len(ended) == 1 and "after 3 failed attempts over 6.0s" in ended[0]
     assert "entries allowed again" in ended[0]
     assert [(e.kind, e.still_failing) for e in events] == [
@@ -100,7 +100,7 @@ def test_one_file_recovering_does_not_clear_another_files_fault(log_lines):
     assert "1 other file(s) still failing" in next(ln for ln in log_lines if "STORAGE_RECOVERED" in ln)
 
 
-# ---- the CSV sink's bounded retry queue ---------------------------------------------------------------------
+# ---- the CSV sink's bounded retry queue ----------
 def test_rows_the_disk_refuses_are_held_and_written_in_order_when_it_takes_them_again(tmp_path):
     health = StorageHealth(wall=lambda: T0)
     sink = _Sink(tmp_path, "orders", ORDER_COLUMNS, ZoneInfo("Asia/Tokyo"), health=health, retry_s=1.0)
@@ -169,7 +169,7 @@ def test_a_log_folder_that_cannot_be_made_is_reported_not_raised(tmp_path):
     assert health.rows_dropped == 1
 
 
-# ---- the state file --------------------------------------------------------------------------------------------
+# ---- the state file ----------
 async def test_a_refused_state_save_is_reported_and_the_refused_latch_is_what_gets_written_next(tmp_path):
     health = StorageHealth()
     sf = StateFile(tmp_path / "state.json", health)

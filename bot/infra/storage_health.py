@@ -55,7 +55,8 @@ class StorageEvent:
 
 
 class StorageHealth:
-    def __init__(self, *, wall: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(self, *, tz: tzinfo = UTC, wall: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.tz = tz  # the zone "since" is said in (the trading day's)
         self._wall = wall
         self._lock = threading.Lock()
         self._faults: dict[str, StorageFault] = {}
@@ -91,7 +92,7 @@ class StorageHealth:
             left = len(self._faults)
         if old is None:
             logger.bind(event=StorageEventKind.FAILED.value).error(
-                "STORAGE_FAILED: {} — entries stopped until it can be written", fault.describe()
+                "STORAGE_FAILED: {} — entries stopped until it can be written", fault.describe(self.tz)
             )
             self._emit(StorageEvent(StorageEventKind.FAILED, fault, fault.since, left))
 
@@ -143,12 +144,12 @@ class StorageHealth:
         with self._lock:
             return tuple(self._faults.values())
 
-    def message(self, tz: tzinfo = UTC) -> str | None:
+    def message(self) -> str | None:
         """The one line the banner shows, or None while every file writes."""
         faults = self.faults()
         if not faults:
             return None
-        return "; ".join(f.describe(tz) for f in faults) + " — entries stopped"
+        return "; ".join(f.describe(self.tz) for f in faults) + " — entries stopped"
 
     def subscribe(self, listener: Callable[[StorageEvent], None]) -> None:
         """Call `listener` on every STORAGE_FAILED / STORAGE_RECOVERED (from the reporting thread: keep it

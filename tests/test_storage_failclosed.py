@@ -117,10 +117,12 @@ async def test_a_full_log_disk_alone_stops_entries_and_its_held_rows_are_written
     make_service, tmp_path
 ):
     log_dir = tmp_path / "logs"
-    full = refuse_csv_logs(log_dir, ("decisions",))  # the bot's first decision row is refused
-    svc = await make_service(log_dir=log_dir)
+    full = refuse_csv_logs(log_dir, ("decisions",))  # the bot's first decision rows are refused
+    # started STOPPED (it still logs its decisions), so no entry can beat the first refused write
+    svc = await make_service({"runner": {"start_state": "stopped"}}, log_dir=log_dir)
     runner, venue, key = svc.runner, svc.venue, svc.cfg.sim.api_key
-    await eventually(lambda: not runner.storage.ok, 15, "the decisions log refused")
+    await eventually(lambda: not runner.storage.ok, 30, "the decisions log refused")
+    assert await runner.start("test")
     await stalls_seen_while_blocked(runner, 3, 60)
     assert venue_limit_orders(venue, key) == 0
     assert [f.file for f in runner.snapshot().storage.faults] == ["decisions log"]

@@ -9,6 +9,8 @@ ENOSPC exactly as on a full disk (tests run as root: a read-only chmod would not
 from __future__ import annotations
 
 import errno
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -182,3 +184,51 @@ async def test_a_refused_state_save_is_reported_and_the_refused_latch_is_what_ge
     (tmp_path / "state.tmp").unlink()
     assert await older  # the older save, once the disk takes writes, writes the refused latch instead
     assert sf.load() == {"state": "KILLED"} and health.ok
+
+
+_CUT_SHORT = r"""
+import resource, signal, sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from bot.infra.logging_structured import ORDER_COLUMNS, _Sink
+from bot.infra.storage_health import StorageHealth
+from bot.types.dto import OrderLogRow, Side
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+T0 = datetime(2026, 12, 6, 12, 3, 4, tzinfo=UTC)
+rows = [
+    OrderLogRow(T0 + timedelta(milliseconds=n), "place", f"JRF-{n}", f"c{n}", Side.BUY,
+                Decimal(13_000_000 + n), Decimal("0.001"), "GTC", 800, "stall", "strike")
+    for n in range(40)
+]
+health = StorageHealth()
+sink = _Sink(Path(sys.argv[1]), "orders", ORDER_COLUMNS, ZoneInfo("Asia/Tokyo"), health=health)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1500, hard))  # room for the header and a few rows, not 40
+sink.write_rows(rows[:20], now=0.0)
+print(sink.rows_held, [f.errno for f in health.faults()])
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space returns
+sink.write_rows(rows[20:], now=0.5, force=True)
+sink.close_files()
+print(sink.rows_held, health.ok)
+"""
+
+
+def test_a_write_the_disk_cuts_short_is_cut_back_to_whole_rows_and_never_repeated(tmp_path):
+    """The file size limit makes the kernel accept part of a batch and refuse the rest (EFBIG), as a disk
+    filling up mid-write does; run in a child process so the limit binds nothing else."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CUT_SHORT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=True,
+    ).stdout.splitlines()
+    assert out == [f"20 [{errno.EFBIG}]", "0 True"]
+    (path,) = (tmp_path / "orders").glob("orders-*.csv")
+    ids = [ln.split(",")[2] for ln in path.read_text().splitlines()[1:]]
+    assert ids == [f"JRF-{n}" for n in range(40)]  # all, in order, none twice, no torn line

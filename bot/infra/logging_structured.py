@@ -487,7 +487,8 @@ class CsvLogWriter:
         linger_s: float = 0.1,
     ) -> None:
         self.io_lock = threading.Lock()
-        self.dropped_rows = 0  # rows refused because the queue was full, or failed to write
+        # rows refused (queue full, unformattable) or given up (held past the bound, or at close)
+        self.dropped_rows = 0
         self._q: queue.SimpleQueue[_Row | _Drain | None] = queue.SimpleQueue()
         self._max_pending = max_pending
         self._batch_max = batch_max

@@ -168,6 +168,8 @@ async def test_a_kill_on_a_full_disk_flattens_stays_killed_says_why_and_writes_t
             15,
             "the flatten's order and trade rows refused",
         )
+        page = (await client.get("/")).text  # the dashboard's banner and Health panel
+        assert 'id="storage-warning"' in page and "state file not saved: No space left on device" in page
         metrics = (await client.get("/metrics")).text
         assert "stst_storage_ok 0.0" in metrics
         assert 'stst_storage_failing{file="state file"} 1.0' in metrics
@@ -181,6 +183,7 @@ async def test_a_kill_on_a_full_disk_flattens_stays_killed_says_why_and_writes_t
         await wait_until(lambda: _failing(client, set()), 15, "every file written again")
         assert "stst_storage_ok 1.0" in (await client.get("/metrics")).text
         assert (await client.get("/strategy")).json()["state"] == "KILLED"
+        assert 'id="storage-warning"' not in (await client.get("/")).text
         await runner.order_log.aflush()
         orders = "".join(p.read_text() for p in full if "orders" in p.name and p.exists())
         assert "SELL" in orders and "0.003" in orders  # the flatten, held while refused, now on disk

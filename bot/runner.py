@@ -334,7 +334,9 @@ class BotRunner:
             except Exception:
                 pass
         await self._tasks.cancel()
-        self.run_state.save_now()
+        if not self.run_state.save_now():
+            latch = " — the kill latch is NOT on disk" if self.state is RunState.KILLED else ""
+            logger.error("shutdown: the last state could not be saved ({}){}", self.storage.message(), latch)
         if links.session:
             await links.session.close()
         for lg in (self.decision_log, self.order_log, self.trade_log):

@@ -23,6 +23,7 @@ from bot.types.dto import NS_PER_MS, DecisionMeta, Fill, Reason, RunState, Side
 from bot.types.snapshot import (
     BoardPanel,
     BotSnapshot,
+    BudgetView,
     Chart,
     Counters,
     DecisionEntry,
@@ -31,6 +32,7 @@ from bot.types.snapshot import (
     InventoryPanel,
     Limits,
     OrderRow,
+    RunStatus,
     StorageFaultView,
     StorageView,
 )
@@ -96,6 +98,8 @@ class DashboardView:
     def __init__(
         self,
         *,
+        status: Callable[[], RunStatus],
+        budgets: Callable[[int], list[BudgetView]],
         history: DashboardHistory,
         config: Callable[[], AppConfig],
         clock: Callable[[], int],
@@ -114,6 +118,8 @@ class DashboardView:
         storage: StorageHealth,
         csv_logs: Sequence[HeldRows],
     ) -> None:
+        self._status = status
+        self._budgets = budgets
         self._history = history
         self._config = config
         self._clock = clock
@@ -138,7 +144,7 @@ class DashboardView:
         cfg = self._config()
         board = self._view.snapshot(now)
         inv = self._inventory.state()
-        status = self._run_state.status()
+        status = self._status()
         state = self._run_state.state
         warning = None
         if state is RunState.STOPPED and inv.position_btc != 0:
@@ -221,6 +227,7 @@ class DashboardView:
                 exchange_health=sync.exchange_health,
                 reconciled_at=sync.reconciled_at.isoformat() if sync.reconciled_at else None,
                 block_reason=block.value if block else None,
+                budgets=self._budgets(now),
                 loop_lag_ms=round(m.loop_lag_ms, 2),
                 loop_lag_max_ms=round(m.loop_lag_max_ms, 2),
             ),

@@ -14,6 +14,7 @@ from bot.engine.inventory import FillResult, InventoryManager
 from bot.infra.logging_structured import TradeLogger
 from bot.links import RunnerMetrics, VenueLinks
 from bot.run_state import RunStateMachine
+from bot.settle_report import SettleReporter
 from bot.types.dto import Fill, RunState, Side, TradeLogRow
 
 STRATEGY_NAME = "stall_then_strike"
@@ -29,7 +30,9 @@ class FillPath:
         run_state: RunStateMachine,
         links: VenueLinks,
         metrics: RunnerMetrics,
+        settle_report: SettleReporter,
     ) -> None:
+        self._settle_report = settle_report
         self._inventory = inventory
         self._trade_log = trade_log
         self._history = history
@@ -54,6 +57,7 @@ class FillPath:
             inv.position_btc,
             result.realized_cum_jpy,
         )
+        self._settle_report.on_fill(fill, result.realized_pnl_jpy)
         if self._run_state.state is RunState.KILLED and self._links.settler is not None:
             self._links.settler.poke()  # a fill after the kill: flatten again
         self._run_state.save_after(self._trade_log.aflush)

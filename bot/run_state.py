@@ -21,7 +21,7 @@ from bot.infra.state_file import StateFile
 from bot.links import VenueLinks
 from bot.settle import SettleGoal
 from bot.types.dto import Gate, RunState
-from bot.types.snapshot import RunStatus, SettleView
+from bot.types.snapshot import Activity, RunStatus, SettleReport, SettleView
 from bot.types.tasks import BackgroundTasks
 
 # a stop/kill call answers after the first confirmation, or this long (the goal stays held)
@@ -59,6 +59,7 @@ class RunStateMachine:
         self.inventory: InventoryManager | None = None  # the ledger saved with the state (set after restore)
         self.kick: Callable[[], None] = lambda: None  # decide now (a transition changes what is allowed)
         self.on_reset: Callable[[], None] = lambda: None  # a human cleared the kill: forget its latches
+        self.on_settle: Callable[[SettleGoal, str], None] = lambda goal, who: None  # a stop or kill begins
 
     # ---------------------------------------------------------------- persistence
     def restore(self) -> InventoryManager | None:
@@ -160,6 +161,7 @@ class RunStateMachine:
 
     def enter_killed(self, reason: str, who: str) -> None:
         self.set(RunState.KILLED, reason, who)
+        self.on_settle(SettleGoal.FLAT, who)
         # the latch must hit the disk before anything else can go wrong; if the disk refuses, the bot is
         # KILLED in memory all the same (the flatten goes on) and every later save writes the latch
         if not self.save_now():
@@ -211,6 +213,7 @@ class RunStateMachine:
             if self.state is RunState.KILLED:
                 raise TransitionRefused("KILLED: reset first (stop would not clear the kill latch)")
             self.set(RunState.STOPPED, "stopped: orders cancelled, position kept", who)
+            self.on_settle(SettleGoal.NO_ORDERS, who)
             if settler is not None:
                 settler.hold(SettleGoal.NO_ORDERS)
         if settler is not None:
@@ -222,7 +225,7 @@ class RunStateMachine:
         async with self._lock:
             changed = self.state is not RunState.KILLED
             if changed:
-                self.enter_killed(f"kill by {who}", who)
+                self.enter_killed(f"killed by {who}", who)
             elif settler is not None:
                 settler.poke()  # a repeated kill looks again at once
         # the goal is held until flat, however long that takes; the caller waits for the first confirmation
@@ -243,13 +246,10 @@ class RunStateMachine:
         return True
 
     # ---------------------------------------------------------------- view
-    def status(self) -> RunStatus:
+    def status(self, activity: Activity, report: SettleReport | None) -> RunStatus:
         settle = None if self._links.settler is None else self._links.settler.status()
         view = None
-        activity = self.state.value
         if settle is not None and settle.goal is not None:
-            # one line: what the bot is doing about its state (a kill or stop says how far it got)
-            activity = f"{self.state.value} — {settle.describe()}"
             view = SettleView(
                 goal=settle.goal.value,
                 working=settle.working,
@@ -259,9 +259,6 @@ class RunStateMachine:
                 cancel_requests=settle.cancelled,
                 flatten_orders=list(settle.flatten_orders),
             )
-        storage = self.store.health.message()
-        if storage is not None:  # the one line that says why the bot does not trade includes the disk
-            activity = f"{activity} — {storage}"
         return RunStatus(
             state=self.state.value,
             reason=self.reason,
@@ -269,4 +266,5 @@ class RunStateMachine:
             mode=self.mode,
             activity=activity,
             settle=view,
+            report=report,
         )

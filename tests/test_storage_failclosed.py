@@ -10,10 +10,13 @@ back. The tests run as root, so a read-only chmod would not stop a single write.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -24,6 +27,7 @@ from bot.infra.logging_structured import KINDS, csv_path
 from bot.types.dto import RunState
 from tests.conftest import eventually
 from tests.conftest_server import build_app, sim_config, uvicorn_server, wait_until
+from tests.test_notify_activity import Receiver, receiver
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +107,8 @@ async def test_a_full_disk_stops_entries_at_the_venue_says_why_and_entries_resum
         f"state file not saved: No space left on device ({svc.state_file})"
     )
     assert snap.storage.message.endswith("JST — entries stopped")
-    assert "entries stopped" in snap.activity
+    assert (snap.activity.status, snap.activity.reason) == ("blocked", "storage_failed")
+    assert snap.activity.detail == snap.storage.message  # "is it trading, and if not, why" names the disk
     assert json.loads(svc.state_file.read_text())["saved_at"] == saved_before  # the old file is intact
 
     space_returns(full)
@@ -141,10 +146,12 @@ async def test_a_kill_on_a_full_disk_flattens_stays_killed_says_why_and_writes_t
 ):
     log_dir = tmp_path / "logs"
     quiet = {"stall_T_ms": 3_600_000, "max_reverse_ticks": 100_000}  # only the test moves the position
-    app = build_app(sim_config(log_dir, strategy=quiet), log_dir)
     state_file = log_dir / "state.json"
     full = refuse_csv_logs(log_dir, ("orders", "trades"))  # the flatten's rows will be refused
-    async with uvicorn_server(app) as base, httpx.AsyncClient(base_url=base) as client:
+    async with (
+        receiver() as (phone, url),
+        _served(sim_config(log_dir, strategy=quiet, notify={"urls": [url]}), log_dir) as (app, client),
+    ):
         svc = app.state.service
         runner, venue, key = svc.runner, svc.venue, svc.cfg.sim.api_key
         await eventually(lambda: state_file.exists(), 15, "a first state file")
@@ -175,6 +182,11 @@ async def test_a_kill_on_a_full_disk_flattens_stays_killed_says_why_and_writes_t
         assert 'stst_storage_failing{file="state file"} 1.0' in metrics
         assert json.loads(state_file.read_text())["state"] == "RUNNING"  # the disk refused the latch
         assert runner.state is RunState.KILLED  # … which the bot keeps in memory
+        await wait_until(
+            lambda: _told(phone, "storage failing", "state file not saved: No space left on device"),
+            10,
+            "the alert at the phone",
+        )
 
         space_returns(full)
         await eventually(
@@ -184,9 +196,22 @@ async def test_a_kill_on_a_full_disk_flattens_stays_killed_says_why_and_writes_t
         assert "stst_storage_ok 1.0" in (await client.get("/metrics")).text
         assert (await client.get("/strategy")).json()["state"] == "KILLED"
         assert 'id="storage-warning"' not in (await client.get("/")).text
+        await wait_until(lambda: _told(phone, "storage back", "entries allowed again"), 10, "the all-clear")
         await runner.order_log.aflush()
         orders = "".join(p.read_text() for p in full if "orders" in p.name and p.exists())
         assert "SELL" in orders and "0.003" in orders  # the flatten, held while refused, now on disk
+
+
+@contextlib.asynccontextmanager
+async def _served(cfg, log_dir: Path) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """The real app on a real uvicorn, and a client talking to it over a socket."""
+    app = build_app(cfg, log_dir)
+    async with uvicorn_server(app) as base, httpx.AsyncClient(base_url=base) as client:
+        yield app, client
+
+
+async def _told(phone: Receiver, *words: str) -> bool:
+    return any(all(w in t for w in words) for t in phone.texts())
 
 
 async def _failing(client: httpx.AsyncClient, files: set[str]) -> bool:

@@ -52,6 +52,7 @@ class StorageEvent:
     fault: StorageFault
     at: datetime  # UTC
     still_failing: int  # faults left after this event (0 after a recovery: entries may go again)
+    tz: tzinfo = UTC  # the zone the health says times in
 
 
 class StorageHealth:
@@ -94,7 +95,7 @@ class StorageHealth:
             logger.bind(event=StorageEventKind.FAILED.value).error(
                 "STORAGE_FAILED: {} — entries stopped until it can be written", fault.describe(self.tz)
             )
-            self._emit(StorageEvent(StorageEventKind.FAILED, fault, fault.since, left))
+            self._emit(StorageEvent(StorageEventKind.FAILED, fault, fault.since, left, self.tz))
 
     def written(self, file: str) -> None:
         """A write of `file` succeeded: its fault, if any, ends (logged once)."""
@@ -115,7 +116,7 @@ class StorageHealth:
             lost,
             "; entries allowed again" if not left else f"; {left} other file(s) still failing",
         )
-        self._emit(StorageEvent(StorageEventKind.RECOVERED, fault, now, left))
+        self._emit(StorageEvent(StorageEventKind.RECOVERED, fault, now, left, self.tz))
 
     def dropped(self, file: str, rows: int) -> None:
         """`rows` of `file` were given up for good. Said once per fault (the first time); always counted."""

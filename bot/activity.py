@@ -20,6 +20,7 @@ from bot.config.loader import AppConfig
 from bot.decision_loop import DecisionLoop
 from bot.engine.orders import OrderTracker
 from bot.engine.rate_budget import RateBudget
+from bot.infra.storage_health import StorageHealth
 from bot.links import VenueLinks
 from bot.run_state import RunStateMachine
 from bot.types.dto import Gate, Reason, RunState
@@ -48,6 +49,7 @@ class ActivityWatch:
         links: VenueLinks,
         order_budget: RateBudget,
         rest_budget: RateBudget,
+        storage: StorageHealth,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._config = config
@@ -60,6 +62,7 @@ class ActivityWatch:
         self._links = links
         self._order_budget = order_budget
         self._rest_budget = rest_budget
+        self._storage = storage
         self._wall = wall
         self._current: tuple[str, str] | None = None
         self._since = wall()
@@ -150,7 +153,7 @@ class ActivityWatch:
                     return f"market closed: board {sync.board_state}, health {sync.exchange_health}"
                 return "bitFlyer's daily maintenance (04:00–04:10 JST): no orders"
             case Reason.STORAGE:  # which file, why, since when: the storage health's own line
-                return self._run_state.store.health.message() or "storage failing: entries stopped"
+                return self._storage.message() or "storage failing: entries stopped"
             case Reason.EXCHANGE_BACKOFF:
                 ex = self._links.executor
                 until = None if ex is None else ex.backoff_until(now)

@@ -202,6 +202,7 @@ class BotRunner:
             links=self.links,
             order_budget=self.order_budget,
             rest_budget=self.rest_budget,
+            storage=self.storage,
         )
         self.dashboard = DashboardView(
             status=self.status,

@@ -1,8 +1,9 @@
 """Alerts: what the trader is told on the phone, and when. It turns the bot's events into messages for the
 Notifier (which sends them off the loop): a kill or the kill switch (when it begins, and its report once the
 exchange confirms it), a stop that leaves a position open, the feed or the exchange down longer than
-`notify.down_after_s`, the market closing and reopening (maintenance), an exception in the decision loop, and
-a summary of the trading day at its roll. It decides nothing about trading.
+`notify.down_after_s`, the market closing and reopening (maintenance), an exception in the decision loop, a
+file the bot cannot write (storage failing: entries stop) and its recovery, and a summary of the trading day
+at its roll. It decides nothing about trading.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from bot.infra.notify import Notifier
+from bot.infra.storage_health import StorageEvent, StorageEventKind
 from bot.settle import SettleGoal
 from bot.settle_report import signed
 from bot.types.dto import Reason
@@ -59,6 +61,27 @@ class Alerts:
             f"{where} raised {type(error).__name__}: {error}"[:500],
             level="failure",
         )
+
+    def storage_changed(self, event: StorageEvent) -> None:
+        """A file the bot cannot write (entries stop) or writes again. On the loop: the storage health reports
+        from writer threads, the runner hands the event over."""
+        if event.kind is StorageEventKind.FAILED:
+            self._notifier.send(
+                "storage",
+                f"{TITLE}: storage failing",
+                f"{event.fault.describe(event.tz)} — no new entries; exits and kill still work",
+                level="failure",
+                urgent=True,
+            )
+        else:
+            left = "entries allowed again" if not event.still_failing else "other files still failing"
+            self._notifier.send(
+                "storage",
+                f"{TITLE}: storage back",
+                f"{event.fault.file} written again; {left}",
+                level="info",
+                urgent=True,
+            )
 
     def day_rolled(self, day: str, realized: Decimal, pnl: Decimal, max_dd: Decimal, fills: int) -> None:
         self._notifier.send(

@@ -162,11 +162,9 @@ class RunStateMachine:
 
         self._tasks.spawn(run(), "save-state")
 
-    def save_now(self) -> None:
-        try:
-            self.store.save_sync(self.persisted())
-        except OSError as e:
-            logger.error("could not save state: {}", e)
+    def save_now(self) -> bool:
+        """Write now; False if the disk refused it (the storage health says why and entries stop)."""
+        return self.store.save_sync(self.persisted())
 
     # ---------------------------------------------------------------- transitions (SPEC §7)
     def set(self, new: RunState, reason: str, who: str) -> None:
@@ -181,10 +179,12 @@ class RunStateMachine:
     def enter_killed(self, reason: str, who: str) -> None:
         self.set(RunState.KILLED, reason, who)
         self.on_settle(SettleGoal.FLAT, who)
-        try:  # the latch must hit the disk before anything else can go wrong
-            self.store.save_sync(self.persisted())
-        except OSError as e:
-            logger.error("could not persist the kill latch: {}", e)
+        # the latch must hit the disk before anything else can go wrong; if the disk refuses, the bot is
+        # KILLED in memory all the same (the flatten goes on) and every later save writes the latch
+        if not self.save_now():
+            logger.error(
+                "kill latch kept in memory only: the state file is not writable; retried until it is"
+            )
         if self._links.settler is not None:
             self._links.settler.hold(SettleGoal.FLAT)
         inv = self.inventory

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
@@ -42,6 +43,7 @@ from bot.infra.notify import Notifier
 from bot.infra.orderbook_view import OrderBookView
 from bot.infra.pyb_session import PyBotterSession
 from bot.infra.state_file import StateFile
+from bot.infra.storage_health import StorageEvent, StorageHealth
 from bot.links import RunnerMetrics, VenueLinks
 from bot.preflight import PreflightInputs, run_preflight
 from bot.run_state import PreflightRefused, RunStateMachine, TransitionRefused
@@ -123,10 +125,12 @@ class BotRunner:
         self.links = VenueLinks()
         self._tasks = BackgroundTasks("runner")
         self.gate = Gate()  # the decision loop writes it; the strategy reads it
+        # the one owner of "can the bot write its files": the state file and the CSV logs report into it
+        self.storage = StorageHealth(tz=ZoneInfo(cfg.risk.trading_day_tz))
         self.run_state = RunStateMachine(
             cfg,
             account=account_id(endpoints.api_key),  # the state file is only restored into the same one
-            state_file=StateFile(state_file),
+            state_file=StateFile(state_file, self.storage),
             gate=self.gate,
             links=self.links,
             tasks=self._tasks,
@@ -151,10 +155,10 @@ class BotRunner:
             gate=self.gate,
         )
         tz = cfg.risk.trading_day_tz
-        self.trade_log = TradeLogger(log_dir, STRATEGY_NAME, tz=tz)
-        self.order_log = OrderLogger(log_dir, tz=tz)
-        self.decision_log = DecisionLogger(log_dir, STRATEGY_NAME, tz=tz)
-        self.audit_log = AuditLogger(log_dir, tz=tz)
+        self.trade_log = TradeLogger(log_dir, STRATEGY_NAME, tz=tz, health=self.storage)
+        self.order_log = OrderLogger(log_dir, tz=tz, health=self.storage)
+        self.decision_log = DecisionLogger(log_dir, STRATEGY_NAME, tz=tz, health=self.storage)
+        self.audit_log = AuditLogger(log_dir, tz=tz, health=self.storage)
         self.order_budget = RateBudget(cfg.runner.order_rate_per_min, 60.0)
         # every REST call we make (public ones share bitFlyer's per-IP limit, private ones the per-key limit)
         self.rest_budget = RateBudget(cfg.runner.private_rate_per_5min, 300.0)
@@ -204,6 +208,7 @@ class BotRunner:
             metrics=self.metrics,
             decision_log=self.decision_log,
             history=self.history,
+            storage=self.storage,
         )
         self.decisions.on_error = self.alerts.loop_error
         self.sync.after = self.decisions.kick
@@ -232,6 +237,7 @@ class BotRunner:
             links=self.links,
             order_budget=self.order_budget,
             rest_budget=self.rest_budget,
+            storage=self.storage,
         )
         self.dashboard = DashboardView(
             status=self.status,
@@ -251,6 +257,8 @@ class BotRunner:
             metrics=self.metrics,
             block_reason=self.decisions.block_reason,
             last_board_at=lambda: self.decisions.last_board_at,
+            storage=self.storage,
+            csv_logs=(self.trade_log, self.order_log, self.decision_log),
         )
         self._started = False
         self._preflight_passed = False  # once per process: the first start of a live/paper session
@@ -392,6 +400,17 @@ class BotRunner:
     async def open(self) -> None:
         """Connect, reconcile, arm the loop. Returns when the feed is subscribed (or raises)."""
         cfg, ep, links = self.config, self.endpoints, self.links
+        loop = asyncio.get_running_loop()
+
+        def storage_changed(
+            event: StorageEvent,
+        ) -> None:  # from a writer thread: the notifier lives on the loop
+            try:
+                loop.call_soon_threadsafe(self.alerts.storage_changed, event)
+            except RuntimeError:  # the loop is closed (a last write at exit): the log line has said it
+                pass
+
+        self.storage.subscribe(storage_changed)
         links.session = PyBotterSession(
             rest_base_url=ep.rest_base_url,
             public_ws_url=ep.public_ws_url,
@@ -473,7 +492,9 @@ class BotRunner:
             except Exception:
                 pass
         await self._tasks.cancel()
-        self.run_state.save_now()
+        if not self.run_state.save_now():
+            latch = " — the kill latch is NOT on disk" if self.state is RunState.KILLED else ""
+            logger.error("shutdown: the last state could not be saved ({}){}", self.storage.message(), latch)
         if links.session:
             await links.session.close()
         for lg in (self.decision_log, self.order_log, self.trade_log, self.audit_log):
@@ -495,7 +516,7 @@ class BotRunner:
                 if last_reconcile != float("-inf"):  # the first one ran at connect
                     await self.sync.reconcile("periodic", block=False)
                 last_reconcile = t
-            self.run_state.save_soon()
+            self.run_state.save_soon()  # also the retry while the disk refuses it (the kill latch included)
             self.decisions.decide(self._clock(), None)
             block = self.gate.block_reason
             self.alerts.watch(

@@ -60,6 +60,7 @@ class Reason(StrEnum):
     MARKET_CLOSED = "market_closed"  # board state not RUNNING, health STOP/NO ORDER, maintenance
     RECONCILING = "reconciling"  # after (re)connect, until REST reconciliation succeeds
     EXCHANGE_BACKOFF = "exchange_backoff"  # backing off after exchange errors
+    STORAGE = "storage_failed"  # the state file or a CSV log cannot be written (disk full, unwritable)
     RATE_BUDGET = "rate_budget"
     CLOSE_PENDING = "close_pending"  # a closing order is in flight
     DUST = "dust"  # position below exchange.min_size: no order the venue must refuse
@@ -310,6 +311,8 @@ class Gate:
     """What the runner knows that the strategy must obey. The runner sets it; the strategy only reads it."""
 
     run_state: RunState = RunState.RUNNING
-    block_reason: Reason | None = None  # STALE_DATA / MARKET_CLOSED / RECONCILING / EXCHANGE_BACKOFF
+    block_reason: Reason | None = (
+        None  # STALE_DATA / RECONCILING / MARKET_CLOSED / STORAGE / EXCHANGE_BACKOFF
+    )
     order_budget: int = 1_000_000  # order requests the client-side rate limiter allows right now
     notes: dict[str, str] = field(default_factory=dict)

@@ -63,24 +63,23 @@ class Alerts:
         )
 
     def storage_changed(self, event: StorageEvent) -> None:
-        """A file the bot cannot write (entries stop) or writes again. On the loop: the storage health reports
-        from writer threads, the runner hands the event over."""
+        """Storage going bad (entries stop) and all good again. On the loop: the storage health reports from
+        writer threads, the runner hands the event over. Only the first file to fail and the last to recover
+        are told, each kind at most once a minute, so a flapping disk does not flood the phone."""
         if event.kind is StorageEventKind.FAILED:
+            if event.still_failing == 1:
+                self._notifier.send(
+                    "storage_failed",
+                    f"{TITLE}: storage failing",
+                    f"{event.fault.describe(event.tz)} — no new entries; exits and kill still work",
+                    level="failure",
+                )
+        elif event.still_failing == 0:
             self._notifier.send(
-                "storage",
-                f"{TITLE}: storage failing",
-                f"{event.fault.describe(event.tz)} — no new entries; exits and kill still work",
-                level="failure",
-                urgent=True,
-            )
-        else:
-            left = "entries allowed again" if not event.still_failing else "other files still failing"
-            self._notifier.send(
-                "storage",
+                "storage_back",
                 f"{TITLE}: storage back",
-                f"{event.fault.file} written again; {left}",
+                f"{event.fault.file} written again; entries allowed again",
                 level="info",
-                urgent=True,
             )
 
     def day_rolled(self, day: str, realized: Decimal, pnl: Decimal, max_dd: Decimal, fills: int) -> None:
@@ -106,12 +105,11 @@ class Alerts:
                     "feed_down",
                     f"{TITLE}: market data down",
                     f"No market data for {now_s - self._down_since:.0f} s: {block_detail}. No new orders.",
-                    urgent=True,
                 )
         else:
             if self._down_told:
                 self._notifier.send(
-                    "feed_up", f"{TITLE}: market data back", "Market data is back.", level="info", urgent=True
+                    "feed_up", f"{TITLE}: market data back", "Market data is back.", level="info"
                 )
             self._down_since, self._down_told = None, False
         closed = block is Reason.MARKET_CLOSED
@@ -119,9 +117,9 @@ class Alerts:
             self._market_closed = closed
             if closed:
                 self._notifier.send(
-                    "market", f"{TITLE}: market closed", f"{block_detail}. No new orders.", urgent=True
+                    "market_closed", f"{TITLE}: market closed", f"{block_detail}. No new orders."
                 )
             else:
                 self._notifier.send(
-                    "market", f"{TITLE}: market open", "The market is open again.", level="info", urgent=True
+                    "market_open", f"{TITLE}: market open", "The market is open again.", level="info"
                 )

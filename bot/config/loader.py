@@ -94,6 +94,8 @@ class StallStrategyConfig(_Model):
     min_spread_tick: int = Field(default=1, ge=1, le=10_000_000)
     ttl_ms: int = Field(default=800, gt=0, le=HOUR_MS)
     max_reverse_ticks: int = Field(default=2, ge=1, le=10_000_000)
+    # the adverse move is measured from the far best ("best", the seed's rule) or from the mid ("mid")
+    reverse_ref: Literal["best", "mid"] = "best"
     size_min: Decimal = Field(default=Decimal("0.001"), gt=0, le=100)
     max_inventory_btc: Decimal = Field(default=Decimal("0.2"), gt=0, le=1000)
     quote_mode: Literal["mid", "inside"] = "mid"

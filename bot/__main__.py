@@ -1,4 +1,6 @@
 """`python -m bot run --config configs/base.yml --override configs/sim.yml --duration 45`: headless run.
+`python -m bot replay TAPE… --out DIR` and `python -m bot sweep TAPE… --grid k=v1,v2 --out DIR`: research
+(bot/research/cli.py).
 
 Logs go under ./logs (or --log-dir). The last line printed is a JSON summary.
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 from bot.config.loader import ConfigError, describe_config_error, load_app_config
 from bot.infra.bitflyer_parse import net_position, parse_position_rows
 from bot.infra.logging_runtime import setup_runtime_logging
+from bot.research.cli import add_replay_parser, add_sweep_parser, replay_main, sweep_main
 from bot.service import BotService, ModeRefused
 
 DEFAULT_BASE = Path(__file__).resolve().parent.parent / "configs" / "base.yml"
@@ -82,7 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="URL",
         help="a simulated venue started apart (python -m bot.sim), e.g. http://127.0.0.1:8765",
     )
+    add_replay_parser(sub)
+    add_sweep_parser(sub)
     args = ap.parse_args(argv)
+    if args.cmd == "replay":
+        return replay_main(args)
+    if args.cmd == "sweep":
+        return sweep_main(args)
     try:
         summary = asyncio.run(_run(args))
     except ConfigError as e:

@@ -190,8 +190,11 @@ class HourlyTapeWriter:
 
 # ---- reading ---------------------------------------------------------------------------------------------
 def read_header(path: str | Path) -> TapeHeader:
-    with gzip.open(path, "rb") as f:
-        first = f.readline()
+    try:
+        with gzip.open(path, "rb") as f:
+            first = f.readline()
+    except (gzip.BadGzipFile, EOFError) as e:
+        raise TapeError(f"{path}: not a tape ({e})") from None
     try:
         return TapeHeader.from_json(orjson.loads(first), str(path))
     except orjson.JSONDecodeError:

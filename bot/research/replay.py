@@ -110,7 +110,13 @@ class ReplayTrace:
     markout_curve: list[tuple[float, Decimal | None, int]] = field(default_factory=list)
 
 
-def _jsonable(x: Decimal | None) -> str | None:
+def _exact(x: Decimal) -> str:
+    """Money as the ledger holds it: exact, no float, no rounding."""
+    return str(x.normalize()) if x == x.to_integral_value() else str(x)
+
+
+def _ratio(x: Decimal | None) -> str | None:
+    """A mean or a ratio (a division: not money the ledger holds) to 4 decimals."""
     return None if x is None else str(x.quantize(Decimal("0.0001")).normalize())
 
 
@@ -293,7 +299,8 @@ class Replay:
         }
 
     # ---- our child_order_events, as FeedDispatch handles them live -----------------------------------------
-    def _on_private(self, now: int, raw: list[dict[str, Any]]) -> None:
+    def _on_private(self, now: int, raw: list[dict[str, Any]], at: int) -> None:
+        """Our events reach us at `now`; the venue made them at `at` (markouts and the report run from it)."""
         tracker = self.tracker
         for ev in parse_child_order_events(raw):
             order = tracker.by_acceptance(ev.child_order_acceptance_id)
@@ -336,9 +343,9 @@ class Replay:
             self.filled_btc += fill.size
             if self.trade_log is not None:
                 self.trade_log.log(trade_row(fill, result, self.inventory.position_btc))
-            self.markouts.on_fill(now, fill.side, fill.price, fill.size)
+            self.markouts.on_fill(at, fill.side, fill.price, fill.size)
             self.trace.fills.append(
-                (self._wall_ns(now), fill.side.value, fill.price, fill.size, fill.tag or "")
+                (self._wall_ns(at), fill.side.value, fill.price, fill.size, fill.tag or "")
             )
             self._sample(now, force=True)
         self._decide()
@@ -494,15 +501,15 @@ class Replay:
             "orders": ex.orders_sent if ex else 0,
             "cancels": (ex.orders_cancelled + ex.cancel_all_sent) if ex else 0,
             "fills": self.fills,
-            "fill_ratio": _jsonable(fill_ratio),
-            "realized_pnl_jpy": _jsonable(realized),
-            "unrealized_pnl_jpy": _jsonable(unrealized),
-            "total_pnl_jpy": _jsonable(realized + unrealized),
+            "fill_ratio": _ratio(fill_ratio),
+            "realized_pnl_jpy": _exact(realized),
+            "unrealized_pnl_jpy": _exact(unrealized),
+            "total_pnl_jpy": _exact(realized + unrealized),
             "position_btc": str(inv.position_btc),
-            "max_drawdown_jpy": _jsonable(self.max_drawdown),
-            "markout_1s_jpy": _jsonable(self.markouts.mean(1)),
-            "markout_5s_jpy": _jsonable(self.markouts.mean(5)),
-            "markout_30s_jpy": _jsonable(self.markouts.mean(30)),
+            "max_drawdown_jpy": _exact(self.max_drawdown),
+            "markout_1s_jpy": _ratio(self.markouts.mean(1)),
+            "markout_5s_jpy": _ratio(self.markouts.mean(5)),
+            "markout_30s_jpy": _ratio(self.markouts.mean(30)),
             "rate_budget_blocks": self.rate_budget_blocks,
             "killed": self.gate.run_state is RunState.KILLED,
             "unverified_fills": self.unverified_fills,

@@ -130,8 +130,8 @@ class ReplayGateway:
 
 
 class ReplayVenue:
-    """The paper venue on the replay's clock. `on_events(t, events)` receives our child_order_events at the
-    time they reach the bot."""
+    """The paper venue on the replay's clock. `on_events(t, events, at)` receives our child_order_events at
+    the time `t` they reach the bot; `at` is when the venue made them."""
 
     def __init__(
         self,
@@ -139,7 +139,7 @@ class ReplayVenue:
         latency: Latency,
         wall_offset_ns: int,
         start_ns: int,
-        on_events: Callable[[int, list[dict[str, Any]]], None],
+        on_events: Callable[[int, list[dict[str, Any]], int], None],
         crowd_levels: CrowdLevels,
         rest_budget: RateBudget | None = None,
     ) -> None:
@@ -179,7 +179,7 @@ class ReplayVenue:
             if isinstance(o, Private):
                 events.extend(o.events)
         if events:
-            self.queue.at(now + self.latency.order_ns // 2, lambda t: self._on_events(t, events))
+            self.queue.at(now + self.latency.order_ns // 2, lambda t: self._on_events(t, events, now))
 
     # ---- our requests --------------------------------------------------------------------------------------
     def start(self, coro: Coroutine[Any, Any, None], now: int) -> None:

@@ -76,7 +76,7 @@ def test_every_stall_fill_is_backed_by_the_tapes_own_trades_at_that_instant(tape
         elif fr.channel.startswith("lightning_board_"):
             boards.add(fr.t_wall_ns)
     ours: dict[tuple[int, str], Decimal] = {}
-    for wall, side, px, size, _ in stall_fills:
+    for wall, side, _px, size, _ in stall_fills:
         assert wall in prints or wall in boards, "a fill at an instant the tape has no frame"
         ours[(wall, side)] = ours.get((wall, side), Decimal(0)) + size
     for (wall, side), size in ours.items():

@@ -112,12 +112,12 @@ class ReplayTrace:
 
 def _exact(x: Decimal) -> str:
     """Money as the ledger holds it: exact, no float, no rounding."""
-    return str(x.normalize()) if x == x.to_integral_value() else str(x)
+    return format(x.normalize(), "f")  # exact digits, never an exponent (3.1E+2)
 
 
 def _ratio(x: Decimal | None) -> str | None:
     """A mean or a ratio (a division: not money the ledger holds) to 4 decimals."""
-    return None if x is None else str(x.quantize(Decimal("0.0001")).normalize())
+    return None if x is None else format(x.quantize(Decimal("0.0001")).normalize(), "f")
 
 
 class Replay:

@@ -164,7 +164,7 @@ def summarize(rows: list[dict[str, Any]], grid_keys: list[str]) -> list[dict[str
 
 
 def _fmt(d: Decimal) -> str:
-    return str(d.quantize(Decimal("0.0001")).normalize())
+    return format(d.quantize(Decimal("0.0001")).normalize(), "f")  # 310, never 3.1E+2
 
 
 def write_results(out: Path, rows: list[dict[str, Any]], grid_keys: list[str]) -> list[dict[str, Any]]:

@@ -15,9 +15,9 @@ import pytest
 
 from bot.__main__ import main as bot_main
 from bot.config.loader import load_app_config_with
-from bot.infra.tape import read_tapes
+from bot.infra.tape import TapeHeader, TapeWriter, read_tapes
 from bot.research.markouts import Markouts
-from bot.research.replay import replay_tapes
+from bot.research.replay import Replay, replay_tapes
 from bot.research.sweep import WALL_FIELDS, SweepTask, run_sweep
 from bot.sim.tape import write_sim_tape
 from bot.types.dto import Side
@@ -268,3 +268,22 @@ def test_the_sweep_command_writes_results_summary_and_a_heat_map(tapes: list[Pat
         assert abs(sum(mine) / 2 - Decimal(r["total_pnl_jpy_mean"])) < Decimal("0.0001")
     html = (out / "sweep.html").read_text()
     assert "Heat map" in html
+
+
+def test_our_own_orders_marked_on_a_live_tape_are_not_replayed_as_someone_elses_liquidity(
+    tmp_path: Path,
+) -> None:
+    tape = tmp_path / "live.jsonl.gz"
+    wall, mono = 1_795_000_000_000_000_000, 5_000_000_000
+    snapshot = {
+        "mid_price": 150.0,
+        "bids": [{"price": 100.0, "size": 0.03}],
+        "asks": [{"price": 200.0, "size": 0.01}, {"price": 210.0, "size": 0.05}],
+    }
+    own = {"bids": [[100.0, 0.01]], "asks": [[200.0, 0.01]]}  # the ask at 200 was all ours
+    with TapeWriter(tape, TapeHeader("live", "FX_BTC_JPY", "x", own_orders_marked=True)) as w:
+        w.write(wall, mono, "lightning_board_snapshot_FX_BTC_JPY", snapshot, own)
+    r = Replay(load_app_config_with(BASE, None, ["strategy.stall_T_ms=3600000"]))
+    r.run(read_tapes([tape]))
+    bid, bid_size, ask, ask_size = r.store.best()
+    assert (bid, bid_size, ask, ask_size) == (Decimal(100), Decimal("0.02"), Decimal(210), Decimal("0.05"))

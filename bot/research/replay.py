@@ -441,6 +441,7 @@ class Replay:
             self.max_drawdown = dd
         if not force or now >= self._next_sample:
             wall = self._wall_ns(now)
+            self.inventory.roll_day(datetime.fromtimestamp(wall / 1e9, UTC))  # a tape may span trading days
             self.trace.pnl.append((wall, equity))
             if self._mid is not None:
                 self.trace.mid.append((wall, self._mid))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Coroutine, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -63,7 +63,7 @@ from bot.types.dto import (
     ActionKind,
     BoardSnapshot,
     ChildOrderEventType,
-    DecisionLogRow,
+    DecisionMeta,
     Gate,
     OrderLogRow,
     Reason,
@@ -74,7 +74,6 @@ from bot.types.dto import (
 NS_PER_S = 1_000_000_000
 _NEVER = 1 << 62
 SERIES_STEP_NS = NS_PER_S  # the report's PnL and mid series: one point per simulated second (and per fill)
-_NO_ACTION = "no_action"
 
 
 class NoRestingOrders:
@@ -182,7 +181,7 @@ class Replay:
         self.max_drawdown = Decimal(0)
         self._next_sample = 0
         self._last_changed_at: int | None = None
-        self._pending_row: DecisionLogRow | None = None
+        self._pending: tuple[datetime, DecisionMeta, int] | None = None  # a run of no-action decisions
         self._first_mono: int | None = None
         self._last_mono = 0
 
@@ -333,8 +332,6 @@ class Replay:
                 ]
                 tags = {o.tag for o in in_flight}
                 if len(tags) == 1:
-                    from dataclasses import replace
-
                     fill = replace(fill, tag=tags.pop())
             result = self.inventory.apply_fill(fill, now)
             if result.duplicate:
@@ -384,7 +381,7 @@ class Replay:
             self._blocked_stall = board.best_changed_at  # one count per stall, not per 100 ms retry
             self.rate_budget_blocks += 1
         if self.decision_log is not None:
-            self._log_decision(decision_row(meta, self._wall()))
+            self._log_decision(meta)
         if reason is Reason.KILL_SWITCH and gate.run_state is not RunState.KILLED:
             gate.run_state = RunState.KILLED
             logger.info("replay: kill switch at {}: {}", self._wall(), self.inventory.kill_detail)
@@ -449,35 +446,27 @@ class Replay:
         else:
             self.trace.pnl.append((self._wall_ns(now), equity))
 
-    def _log_decision(self, row: DecisionLogRow) -> None:
-        """Runs of identical no-action decisions become one row with their count (deterministic, cheap)."""
-        p = self._pending_row
-        if p is not None:
-            if row.decision_type == _NO_ACTION and row.reason == p.reason:
-                self._pending_row = DecisionLogRow(
-                    ts=p.ts,
-                    best_age_ms=row.best_age_ms,
-                    spread_ticks=row.spread_ticks,
-                    inventory_btc=row.inventory_btc,
-                    decision_type=p.decision_type,
-                    entry_bid_px=None,
-                    entry_ask_px=None,
-                    actions=p.actions,
-                    reason=p.reason,
-                    count=p.count + 1,
-                    detail=p.detail,
-                )
+    def _log_decision(self, meta: DecisionMeta) -> None:
+        """Runs of identical no-action decisions become one row with their count, as the live sink merges them
+        (the first one's time, the latest one's figures) — by run, not by wall time, so it is deterministic;
+        and a repeat costs no row at all."""
+        if self._pending is not None:
+            first_ts, last, count = self._pending
+            if not meta.actions and meta.reason is last.reason:
+                self._pending = (first_ts, meta, count + 1)
                 return
             self._flush_decision_row()
-        if row.decision_type == _NO_ACTION:
-            self._pending_row = row
-        elif self.decision_log is not None:
-            self.decision_log.log(row)
+        if meta.actions:
+            assert self.decision_log is not None
+            self.decision_log.log(decision_row(meta, self._wall()))
+        else:
+            self._pending = (self._wall(), meta, 1)
 
     def _flush_decision_row(self) -> None:
-        if self._pending_row is not None and self.decision_log is not None:
-            self.decision_log.log(self._pending_row)
-        self._pending_row = None
+        if self._pending is not None and self.decision_log is not None:
+            first_ts, last, count = self._pending
+            self.decision_log.log(replace(decision_row(last, first_ts), count=count))
+        self._pending = None
 
     def _summary(self, wall_s: float) -> dict[str, Any]:
         inv = self.inventory

@@ -220,7 +220,7 @@ def sweep_html(rows: list[dict[str, Any]], grid_keys: list[str], *, title: str, 
                     "<td></td>" if v is None else f'<td style="background:{_heat(v, lo, hi)}">{v:,.2f}</td>'
                 )
             trs.append(f'<tr><th class="l">{_esc(y)}</th>' + "".join(tds) + "</tr>")
-        heat = f"<h2>Heat map: mean {_esc(sort_key)}</h2><table>" + "</tr>".join(trs) + "</table>"
+        heat = f"<h2>Heat map: {_esc(sort_key)}</h2><table>" + "</tr>".join(trs) + "</table>"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{_esc(title)}</title>
 <style>{_CSS}</style></head><body><h1>{_esc(title)}</h1>
 <p class="note">One replay per grid point and tape; mean and spread (standard deviation) over tapes, sorted by

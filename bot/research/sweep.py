@@ -1,7 +1,8 @@
 """Sweeps: every grid point × tape an independent replay, on a local process pool or on Dask distributed (a
 `LocalCluster`, or the user's scheduler: months of tape × big grids on many machines, with no scheduler of our
 own). Results: `results.csv` (one row per grid point and tape: grid columns, `tape`, the replay summary),
-`summary.csv` (one row per grid point: mean and spread over tapes, best mean PnL first), `sweep.html`."""
+`summary.csv` (one row per grid point: mean and spread over tapes, best mean PnL first, and `total_pnl_jpy_low`,
+the mean less one standard error), `sweep.html`."""
 
 from __future__ import annotations
 
@@ -158,6 +159,12 @@ def summarize(rows: list[dict[str, Any]], grid_keys: list[str]) -> list[dict[str
             vals = [d for r in rs if (d := _dec(r.get(m))) is not None]
             s[f"{m}_mean"] = _fmt(statistics.mean(vals)) if vals else ""
             s[f"{m}_spread"] = _fmt(statistics.stdev(vals)) if len(vals) > 1 else ("0" if vals else "")
+        pnl = [d for r in rs if (d := _dec(r.get(SORT_METRIC))) is not None]
+        if len(pnl) > 1:  # one standard error below the mean: a noisy point must beat a steady one by more
+            low = statistics.mean(pnl) - statistics.stdev(pnl) / Decimal(len(pnl)).sqrt()
+            s[f"{SORT_METRIC}_low"] = _fmt(low)
+        else:
+            s[f"{SORT_METRIC}_low"] = _fmt(pnl[0]) if pnl else ""
         out.append(s)
     out.sort(key=lambda s: -(_dec(s[f"{SORT_METRIC}_mean"]) or Decimal("-1e18")))
     return out

@@ -287,3 +287,12 @@ def test_our_own_orders_marked_on_a_live_tape_are_not_replayed_as_someone_elses_
     r.run(read_tapes([tape]))
     bid, bid_size, ask, ask_size = r.store.best()
     assert (bid, bid_size, ask, ask_size) == (Decimal(100), Decimal("0.02"), Decimal(210), Decimal("0.05"))
+
+
+def test_the_recommended_profile_is_a_valid_override_of_strategy_keys_only() -> None:
+    import yaml
+
+    data = yaml.safe_load((ROOT / "configs" / "recommended.yml").read_text())
+    assert set(data) == {"strategy"}
+    cfg = load_app_config_with(BASE, ROOT / "configs" / "recommended.yml", [])
+    assert cfg.env == "sim" and cfg.strategy.reverse_ref in ("best", "mid")

@@ -1,8 +1,8 @@
 """Sweeps: every grid point × tape an independent replay, on a local process pool or on Dask distributed (a
 `LocalCluster`, or the user's scheduler: months of tape × big grids on many machines, with no scheduler of our
 own). Results: `results.csv` (one row per grid point and tape: grid columns, `tape`, the replay summary),
-`summary.csv` (one row per grid point: mean and spread over tapes, best mean PnL first, and `total_pnl_jpy_low`,
-the mean less one standard error), `sweep.html`."""
+`summary.csv` (one row per grid point: mean and spread over tapes, best mean PnL first, and
+`total_pnl_jpy_low`, the mean less one standard error), `sweep.html`."""
 
 from __future__ import annotations
 

@@ -218,12 +218,17 @@ def _tasks(tapes: list[Path]) -> list[SweepTask]:
     ]
 
 
-def test_dask_on_a_local_cluster_of_two_workers_gives_the_process_pools_rows(tapes: list[Path]) -> None:
+def test_dask_on_a_local_cluster_of_two_workers_and_through_a_scheduler_gives_the_process_pools_rows(tapes: list[Path]) -> None:
+    from dask.distributed import LocalCluster
+
     tasks = _tasks(tapes)
     by_pool = run_sweep(tasks, engine="process", workers=2)
-    by_dask = run_sweep(tasks, engine="dask", workers=2)
+    by_dask = run_sweep(tasks, engine="dask", workers=2)  # a LocalCluster of its own
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        by_scheduler = run_sweep(tasks, engine="dask", scheduler=cluster.scheduler_address)  # "the user's"
     strip = [{k: v for k, v in r.items() if k not in WALL_FIELDS} for r in by_pool]
     assert strip == [{k: v for k, v in r.items() if k not in WALL_FIELDS} for r in by_dask]
+    assert strip == [{k: v for k, v in r.items() if k not in WALL_FIELDS} for r in by_scheduler]
     assert [(r["strategy.reverse_ref"], r["tape"]) for r in by_pool] == [
         ("best", "sim-11.jsonl.gz"),
         ("best", "sim-12.jsonl.gz"),

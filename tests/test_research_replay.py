@@ -218,7 +218,9 @@ def _tasks(tapes: list[Path]) -> list[SweepTask]:
     ]
 
 
-def test_dask_on_a_local_cluster_of_two_workers_and_through_a_scheduler_gives_the_process_pools_rows(tapes: list[Path]) -> None:
+def test_dask_on_a_local_cluster_of_two_workers_and_through_a_scheduler_gives_the_process_pools_rows(
+    tapes: list[Path],
+) -> None:
     from dask.distributed import LocalCluster
 
     tasks = _tasks(tapes)

@@ -303,3 +303,17 @@ def test_the_recommended_profile_is_a_valid_override_of_strategy_keys_only() -> 
     assert set(data) == {"strategy"}
     cfg = load_app_config_with(BASE, ROOT / "configs" / "recommended.yml", [])
     assert cfg.env == "sim" and cfg.strategy.reverse_ref in ("best", "mid")
+
+
+def test_strikes_fire_at_the_stall_deadline_between_frames_not_at_the_next_frame(
+    tapes: list[Path], tmp_path: Path
+) -> None:
+    cfg = load_app_config_with(BASE, None, ["strategy.stall_T_ms=1000"])
+    summary, _ = replay_tapes([tapes[0]], cfg, out_dir=tmp_path)
+    (decisions,) = (tmp_path / "decisions").glob("decisions-*.csv")
+    with open(decisions, newline="") as f:
+        ages = [int(r["best_age_ms"]) for r in csv.DictReader(f) if r["reason"] == "strike"]
+    assert len(ages) == summary["strikes"] > 5
+    assert min(ages) >= 1000
+    on_time = sum(a == 1000 for a in ages)  # frames land at arbitrary instants: only the deadline is on time
+    assert on_time >= len(ages) * 0.8, ages

@@ -31,6 +31,8 @@ DEFAULT_BASE = Path(__file__).resolve().parent.parent / "configs" / "base.yml"
 
 async def _run(args: argparse.Namespace) -> dict:
     cfg = load_app_config(args.config, args.override)
+    if args.record:
+        cfg = cfg.model_copy(update={"record": cfg.record.model_copy(update={"dir": args.record})})
     log_dir = Path(args.log_dir)
     setup_runtime_logging(
         log_dir, level=cfg.logging.level, rotation=cfg.logging.rotation, retention=cfg.logging.retention
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="URL",
         help="a simulated venue started apart (python -m bot.sim), e.g. http://127.0.0.1:8765",
     )
+    run.add_argument("--record", default=None, metavar="DIR", help="the public feed to hourly tapes in DIR")
     pre = sub.add_parser(
         "preflight", help="check keys, clock, margin, account, venue and storage before a start"
     )

@@ -44,6 +44,7 @@ from bot.infra.orderbook_view import OrderBookView
 from bot.infra.pyb_session import PyBotterSession
 from bot.infra.state_file import StateFile
 from bot.infra.storage_health import StorageEvent, StorageHealth
+from bot.infra.tape_recorder import TapeRecorder
 from bot.links import RunnerMetrics, VenueLinks
 from bot.preflight import PreflightInputs, run_preflight
 from bot.run_state import PreflightRefused, RunStateMachine, TransitionRefused
@@ -214,6 +215,17 @@ class BotRunner:
         self.sync.after = self.decisions.kick
         self.run_state.kick = self.decisions.kick
         self.run_state.on_reset = self._forget_kill
+        self.recorder = (
+            None
+            if cfg.record.dir is None
+            else TapeRecorder(
+                cfg.record.dir,
+                mode=cfg.env,
+                product_code=product,
+                own_orders_marked=cfg.env != "paper",  # paper: our orders never reach bitFlyer's book
+                retention_hours=cfg.record.retention_hours,
+            )
+        )
         self.feed = FeedDispatch(
             product_code=product,
             clock=clock,
@@ -225,6 +237,8 @@ class BotRunner:
             order_log=self.order_log,
             metrics=self.metrics,
             tasks=self._tasks,
+            recorder=self.recorder,
+            mark_own=cfg.env != "paper",
         )
         self.activity = ActivityWatch(
             config=lambda: self.config,
@@ -500,6 +514,9 @@ class BotRunner:
         for lg in (self.decision_log, self.order_log, self.trade_log, self.audit_log):
             await lg.aclose()
         await self.alerts.notifier.aclose()
+        if self.recorder is not None:
+            await asyncio.to_thread(self.recorder.close)  # the last second of tape, off the loop
+            logger.info("tape: {} frames recorded, {} dropped", self.recorder.frames, self.recorder.dropped)
         logger.info("runner closed in state {}", self.state.value)
 
     async def _housekeeping(self) -> None:

@@ -253,6 +253,15 @@ class ServerConfig(_Model):
     max_streams: int = Field(default=20, ge=1, le=1000, description="open dashboard event streams at most")
 
 
+class RecordConfig(_Model):
+    dir: str | None = Field(
+        default=None, description="write the public feed to hourly tapes here (off by default; --record DIR)"
+    )
+    retention_hours: float = Field(
+        default=168, gt=0, le=24 * 3650, description="tapes older than this are deleted"
+    )
+
+
 class NotifyConfig(_Model):
     urls: list[SecretStr] = Field(
         default_factory=list, description="apprise URLs (also STST_NOTIFY); they hold tokens: never shown"
@@ -304,6 +313,7 @@ class AppConfig(_Model):
     logging: LoggingConfig = LoggingConfig()
     server: ServerConfig = ServerConfig()
     notify: NotifyConfig = NotifyConfig()
+    record: RecordConfig = RecordConfig()
     sim: SimConfig = SimConfig()
 
     @model_validator(mode="after")

@@ -182,6 +182,11 @@ class HourlyTapeWriter:
     def path(self) -> Path | None:
         return None if self._writer is None else self._writer.path
 
+    def flush(self) -> None:
+        """What was written so far reaches the file (a killed recorder loses only what came after)."""
+        if self._writer is not None:
+            self._writer.flush()
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

@@ -11,6 +11,7 @@ from loguru import logger
 
 from bot.dashboard_view import DashboardHistory
 from bot.engine.inventory import FillResult, InventoryManager
+from bot.engine.markouts import Markouts
 from bot.infra.logging_structured import TradeLogger
 from bot.links import RunnerMetrics, VenueLinks
 from bot.run_state import RunStateMachine
@@ -31,7 +32,9 @@ class FillPath:
         links: VenueLinks,
         metrics: RunnerMetrics,
         settle_report: SettleReporter,
+        markouts: Markouts,
     ) -> None:
+        self._markouts = markouts
         self._settle_report = settle_report
         self._inventory = inventory
         self._trade_log = trade_log
@@ -46,6 +49,7 @@ class FillPath:
         if result.duplicate:
             return
         self._metrics.fills += 1
+        self._markouts.on_fill(now, fill.side, fill.price, fill.size)  # what it was worth 1, 5, 30 s later
         self._trade_log.log(trade_row(fill, result, inv.position_btc))
         self._history.on_fill(fill, result.realized_pnl_jpy, datetime.now(UTC))
         logger.info(

@@ -30,6 +30,7 @@ from bot.dashboard_view import DashboardHistory, DashboardView
 from bot.decision_loop import DecisionLoop
 from bot.engine.executor import OrderExecutor
 from bot.engine.inventory import InventoryManager
+from bot.engine.markouts import Markouts
 from bot.engine.orders import OrderTracker
 from bot.engine.rate_budget import RateBudget, RateHearing
 from bot.engine.strategy_stall import StallThenStrikeStrategy
@@ -172,6 +173,7 @@ class BotRunner:
             down_after_s=lambda: self.config.notify.down_after_s,
         )
         self.run_state.on_settle = self._settle_began
+        self.markouts = Markouts()
         self.fills = FillPath(
             inventory=self.inventory,
             trade_log=self.trade_log,
@@ -180,6 +182,7 @@ class BotRunner:
             links=self.links,
             metrics=self.metrics,
             settle_report=self.settle_report,
+            markouts=self.markouts,
         )
         self.sync = VenueSync(
             product_code=product,
@@ -210,6 +213,7 @@ class BotRunner:
             decision_log=self.decision_log,
             history=self.history,
             storage=self.storage,
+            markouts=self.markouts,
         )
         self.decisions.on_error = self.alerts.loop_error
         self.sync.after = self.decisions.kick

@@ -15,8 +15,8 @@ import pytest
 
 from bot.__main__ import main as bot_main
 from bot.config.loader import load_app_config_with
+from bot.engine.markouts import Markouts
 from bot.infra.tape import TapeHeader, TapeWriter, read_tapes
-from bot.research.markouts import Markouts
 from bot.research.replay import Replay, replay_tapes
 from bot.research.sweep import WALL_FIELDS, SweepTask, run_sweep
 from bot.sim.tape import write_sim_tape

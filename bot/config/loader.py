@@ -262,6 +262,14 @@ class RecordConfig(_Model):
     )
 
 
+class ResearchConfig(_Model):
+    results_dirs: list[str] = Field(
+        default_factory=lambda: ["runs", "sweeps"],
+        max_length=20,
+        description="folders whose replay/sweep results the Research page lists (--out of replay and sweep)",
+    )
+
+
 class NotifyConfig(_Model):
     urls: list[SecretStr] = Field(
         default_factory=list, description="apprise URLs (also STST_NOTIFY); they hold tokens: never shown"
@@ -314,6 +322,7 @@ class AppConfig(_Model):
     server: ServerConfig = ServerConfig()
     notify: NotifyConfig = NotifyConfig()
     record: RecordConfig = RecordConfig()
+    research: ResearchConfig = ResearchConfig()
     sim: SimConfig = SimConfig()
 
     @model_validator(mode="after")

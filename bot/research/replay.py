@@ -33,6 +33,7 @@ from loguru import logger
 from bot.config.loader import AppConfig
 from bot.engine.executor import OrderExecutor
 from bot.engine.inventory import InventoryManager
+from bot.engine.markouts import Markouts
 from bot.engine.orders import OrderTracker, SuspectFill
 from bot.engine.rate_budget import RateBudget
 from bot.engine.strategy_stall import StallThenStrikeStrategy
@@ -48,7 +49,6 @@ from bot.infra.logging_structured import (
 )
 from bot.infra.orderbook_view import OrderBookView
 from bot.infra.tape import Frame, read_header, read_tapes
-from bot.research.markouts import Markouts
 from bot.research.venue import (
     DEFAULT_LATENCY,
     RESYNC_LEVELS,

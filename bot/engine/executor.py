@@ -325,8 +325,8 @@ class OrderExecutor:
                 continue  # an UNKNOWN cancel was sent moments ago: no storm of repeats
             self._cancel_sent_at[order.client_id] = now
             ready.append(order)
-        # every order of ours on the product is one of these: one cancelallchildorders costs one request of the
-        # REST budget instead of one per order (the budget, not the market, caps how often the bot strikes)
+        # every order of ours on the product is one of these: one cancelallchildorders costs one request of
+        # the REST budget instead of one per order (the budget, not the market, caps how often we strike)
         open_now = self.orders.open_orders()
         if len(ready) >= 2 and len(ready) == len(open_now):
             marked = [o for o in ready if o.state is OrderState.ACTIVE]

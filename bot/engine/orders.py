@@ -148,8 +148,10 @@ class OrderTracker:
             key = _execution_key(ev)
             if order is not None:
                 if key in order.heard_executions:
-                    return None  # a re-sent event; an unknown order's repeats the ledger drops
+                    return None  # a re-sent event
                 order.heard_executions.add(key)
+            elif any(_execution_key(p) == key for p in self._parked.get(ev.child_order_acceptance_id, ())):
+                return None  # a re-sent event for an order whose acceptance id is still on its way
             assert ev.side is not None and ev.price is not None and ev.size is not None
             why = self._implausible(order, ev.size) if order is not None else None
             if order is not None and why is None:

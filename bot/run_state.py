@@ -59,6 +59,8 @@ class RunStateMachine:
         self.inventory: InventoryManager | None = None  # the ledger saved with the state (set after restore)
         self.kick: Callable[[], None] = lambda: None  # decide now (a transition changes what is allowed)
         self.on_reset: Callable[[], None] = lambda: None  # a human cleared the kill: forget its latches
+        # what the account watch says is wrong (a margin block or call), shown in the activity line
+        self.account_alert: Callable[[], str | None] = lambda: None
 
     # ---------------------------------------------------------------- persistence
     def restore(self) -> InventoryManager | None:
@@ -259,11 +261,15 @@ class RunStateMachine:
                 cancel_requests=settle.cancelled,
                 flatten_orders=list(settle.flatten_orders),
             )
+        alert = self.account_alert()
+        if alert is not None:
+            activity = f"{activity}; {alert}"
         return RunStatus(
             state=self.state.value,
             reason=self.reason,
             since=self.since.isoformat(),
             mode=self.mode,
             activity=activity,
+            alert=alert,
             settle=view,
         )

@@ -4,6 +4,7 @@ started on (uvicorn's, or the CLI's). It owns no trading fact itself; each room 
   frames ──→ FeedDispatch ─┬→ BoardStore → DecisionLoop → strategy → executor (HTTP in a task)
                            └→ OrderTracker → FillPath → InventoryManager, trades CSV, state file
   REST   ──→ VenueSync (reconciliation: the venue's reports through the Reconciler)
+         ──→ AccountWatch (keep rate, margin call; holding costs → FillPath → InventoryManager)
   control ─→ RunStateMachine (transitions, the kill latch, the state file);  view → DashboardView
 
 All on one asyncio loop, no threads. The strategy says when it next needs to be woken; the decision loop arms
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from bot.account_watch import AccountWatch
 from bot.config.loader import AppConfig, apply_live_patch
 from bot.dashboard_view import DashboardHistory, DashboardView
 from bot.decision_loop import DecisionLoop
@@ -139,6 +141,15 @@ class BotRunner:
             apply_fill=self.fills.apply,
             on_correction=self.fills.record_correction,
         )
+        self.account = AccountWatch(
+            config=lambda: self.config,
+            links=self.links,
+            inventory=self.inventory,
+            rest_budget=self.rest_budget,
+            run_state=self.run_state,
+            clock=clock,
+            on_cost=self.fills.record_holding_cost,
+        )
         self.decisions = DecisionLoop(
             config=lambda: self.config,
             clock=clock,
@@ -149,6 +160,7 @@ class BotRunner:
             inventory=self.inventory,
             run_state=self.run_state,
             sync=self.sync,
+            account=self.account,
             links=self.links,
             order_budget=self.order_budget,
             rest_budget=self.rest_budget,
@@ -157,6 +169,8 @@ class BotRunner:
             history=self.history,
         )
         self.sync.after = self.decisions.kick
+        self.account.after = self.decisions.kick
+        self.run_state.account_alert = self.account.alert
         self.run_state.kick = self.decisions.kick
         self.run_state.on_reset = self._forget_kill
         self.feed = FeedDispatch(
@@ -181,6 +195,7 @@ class BotRunner:
             inventory=self.inventory,
             run_state=self.run_state,
             sync=self.sync,
+            account=self.account,
             links=self.links,
             order_budget=self.order_budget,
             rest_budget=self.rest_budget,
@@ -335,12 +350,15 @@ class BotRunner:
         logger.info("runner closed in state {}", self.state.value)
 
     async def _housekeeping(self) -> None:
-        last_reconcile = last_board_state = float("-inf")
+        last_reconcile = last_board_state = last_account = float("-inf")
         while True:
             t = time.monotonic()
             if t - last_board_state >= self.config.runner.board_state_poll_sec:
                 last_board_state = t
                 await self.sync.poll_board_state()
+            if t - last_account >= self.config.runner.account_poll_sec:
+                last_account = t
+                await self.account.poll()
             self.inventory.roll_day(datetime.now(UTC))
             self.inventory.mark(self.view.snapshot(self._clock()).mid_price)
             self.tracker.prune()
@@ -350,7 +368,8 @@ class BotRunner:
                 last_reconcile = t
             self.run_state.save_soon()
             self.decisions.decide(self._clock(), None)
-            await asyncio.sleep(min(HOUSEKEEPING_S, self.config.runner.board_state_poll_sec))
+            runner = self.config.runner
+            await asyncio.sleep(min(HOUSEKEEPING_S, runner.board_state_poll_sec, runner.account_poll_sec))
 
     async def _loop_lag_monitor(self) -> None:
         loop = asyncio.get_running_loop()

@@ -306,9 +306,12 @@ class Soak:
             await self.hand_trade(
                 {"side": rng.choice(["BUY", "SELL"]), "size": "0.01", "product_code": "BTC_JPY"}
             )
-        elif kind == "charge":  # a holding cost settled now (nothing when flat): booked once, to the yen
+        elif kind == "charge":  # a holding cost settled now: booked once, to the yen
             what = rng.choice(["funding", "leverage_points"])
             rate = f"{rng.uniform(0.0005, 0.003):.6f}"
+            side = rng.choice(["BUY", "SELL"])
+            if D((await self.ledger())["position"]) == 0:  # a flat account pays nothing: hold 0.001 by hand
+                await self.hand_trade({"side": side, "size": str(ORDER_SIZE)})
             charged = await self.admin("charge", {"kind": what, "rate": rate})
             kind = f"charge:{what}"
             self.run.charges += len(charged["charged"])

@@ -141,9 +141,12 @@ class AccountWatch:
         while the REST budget is down to the reserve kept for cancels, closes, reconciliation and a kill."""
         if self._links.http is None or not self._budget_ok():
             return
-        await self._poll_collateral()
-        if self._budget_ok():
-            await self._poll_history()
+        try:
+            await self._poll_collateral()
+            if self._budget_ok():
+                await self._poll_history()
+        except Exception:  # a bug here must not stop the housekeeping loop that calls it
+            logger.exception("account poll failed")
 
     def _budget_ok(self) -> bool:
         budget = self._rest_budget

@@ -120,10 +120,13 @@ async def test_a_keep_rate_below_the_level_blocks_entries_until_it_recovers(make
     sink = logger.add(lambda m: lines.append(m.record["message"]), level="WARNING")
     try:
         await eventually(lambda: runner.metrics.orders_sent >= 1, 60, "a first strike")
-        venue.hand_order("BUY", "0.01")  # margin is required only with a position
-        await eventually(lambda: runner.inventory.position_btc != 0, 15, "a position")
-        # required ≈ 0.01 × 13.6M / 2 = 68,000 JPY: 80,000 of collateral is a keep rate ≈ 1.2
-        await admin(svc, "/_sim/collateral", {"collateral": 80_000})
+        # margin is required only with a position; one large enough that the bot's own fills cannot close it
+        venue.hand_order("BUY", "0.05")
+        key = svc.cfg.sim.api_key
+        await eventually(lambda: abs(venue.ledger.position(key)) >= D("0.03"), 15, "a position")
+        # collateral of 1.2 × what the position requires (≈ 340,000 JPY for 0.05 BTC): a keep rate ≈ 1.2
+        required = venue.ledger.require_collateral(key)
+        await admin(svc, "/_sim/collateral", {"collateral": str((required * D("1.2")).quantize(D(1)))})
         await eventually(lambda: runner.snapshot().health.block_reason == "margin_low", 15, "the block")
         snap = runner.snapshot()
         assert snap.health.keep_rate is not None and snap.health.keep_rate < D("1.5")

@@ -22,6 +22,7 @@ from bot.types.dto import NS_PER_MS, DecisionMeta, Fill, Reason, RunState, Side
 from bot.types.snapshot import (
     BoardPanel,
     BotSnapshot,
+    BudgetView,
     Chart,
     Counters,
     DecisionEntry,
@@ -30,6 +31,7 @@ from bot.types.snapshot import (
     InventoryPanel,
     Limits,
     OrderRow,
+    RunStatus,
 )
 from bot.venue_sync import VenueSync
 
@@ -86,6 +88,8 @@ class DashboardView:
     def __init__(
         self,
         *,
+        status: Callable[[], RunStatus],
+        budgets: Callable[[int], list[BudgetView]],
         history: DashboardHistory,
         config: Callable[[], AppConfig],
         clock: Callable[[], int],
@@ -103,6 +107,8 @@ class DashboardView:
         block_reason: Callable[[int], Reason | None],
         last_board_at: Callable[[], int | None],
     ) -> None:
+        self._status = status
+        self._budgets = budgets
         self._history = history
         self._config = config
         self._clock = clock
@@ -126,7 +132,7 @@ class DashboardView:
         cfg = self._config()
         board = self._view.snapshot(now)
         inv = self._inventory.state()
-        status = self._run_state.status()
+        status = self._status()
         state = self._run_state.state
         warning = None
         if state is RunState.STOPPED and inv.position_btc != 0:
@@ -216,6 +222,7 @@ class DashboardView:
                 margin_call_jpy=margin.margin_call_jpy,
                 margin_checked_at=margin.checked_at.isoformat() if margin.checked_at else None,
                 margin_alert=margin.alert,
+                budgets=self._budgets(now),
                 loop_lag_ms=round(m.loop_lag_ms, 2),
                 loop_lag_max_ms=round(m.loop_lag_max_ms, 2),
             ),

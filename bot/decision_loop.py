@@ -76,6 +76,9 @@ class DecisionLoop:
         self._timer: asyncio.Handle | None = None
         self._timer_at: int | None = None
         self.last_board_at: int | None = None  # when the latest board message arrived (monotonic ns)
+        self.last_strike_at: int | None = None  # when stall orders were last handed to the executor
+        self.last_reason: Reason | None = None  # the strategy's latest reason (why it did or did not act)
+        self.on_error: Callable[[str, BaseException], None] = lambda where, e: None  # told to the trader
 
     # ---------------------------------------------------------------- what may be done
     def block_reason(self, now: int) -> Reason | None:
@@ -97,11 +100,15 @@ class DecisionLoop:
             return Reason.EXCHANGE_BACKOFF
         return None
 
+    @property
+    def rest_reserve(self) -> int:
+        """REST requests kept for cancels, closes, reconciliation and a kill: entries never spend them."""
+        return self._rest_budget.limit // 4
+
     def entry_budget(self, now: int) -> int:
         """Order sends the strategy may spend now: the order budget, but none once the REST budget is down to
-        the reserve kept for cancels, closes, reconciliation and a kill."""
-        reserve = self._rest_budget.limit // 4
-        if self._rest_budget.available(now) <= reserve:
+        the reserve."""
+        if self._rest_budget.available(now) <= self.rest_reserve:
             return 0
         return self._order_budget.available(now)
 
@@ -141,8 +148,9 @@ class DecisionLoop:
         board = self._view.snapshot(now)
         try:
             actions, meta = self._strategy.on_board(board, now)
-        except Exception:
+        except Exception as e:
             logger.exception("strategy raised; no action this time")
+            self.on_error("the strategy", e)
             actions, meta = [], None
         self._metrics.decisions += 1
         if meta is not None:
@@ -153,8 +161,9 @@ class DecisionLoop:
                 meta, row.actions, wall, board.mid_price, self._inventory.state().pnl_today_jpy
             )
             if meta.reason is Reason.KILL_SWITCH and state in (RunState.RUNNING, RunState.PAUSED):
-                detail = self._inventory.kill_detail or meta.detail
-                self._run_state.enter_killed(f"kill switch: {detail}", "kill_switch")
+                # the inventory's sentence names the limit and the figures ("Kill switch: today's PnL …")
+                detail = self._inventory.kill_detail or f"Kill switch: {meta.detail}"
+                self._run_state.enter_killed(detail, "kill switch")
         allowed = state in (RunState.RUNNING, RunState.PAUSED) or (
             meta is not None and meta.reason is Reason.KILL_SWITCH
         )
@@ -164,6 +173,10 @@ class DecisionLoop:
             actions = [a for a in actions if a.kind is not ActionKind.PLACE_LIMIT]
         if actions:
             executor.submit(actions, now)
+            if any(a.kind is ActionKind.PLACE_LIMIT for a in actions):
+                self.last_strike_at = now
+        if meta is not None:
+            self.last_reason = meta.reason
         if cause_ns is not None:
             self._metrics.decision_latency_ns.append(self._clock() - cause_ns)
         self._arm_timer(now)

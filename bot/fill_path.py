@@ -17,6 +17,7 @@ from bot.infra.bitflyer_parse import CollateralHistoryRow
 from bot.infra.logging_structured import TradeLogger
 from bot.links import RunnerMetrics, VenueLinks
 from bot.run_state import RunStateMachine
+from bot.settle_report import SettleReporter
 from bot.types.dto import Fill, RunState, Side, TradeLogRow
 from bot.types.exchange import HoldingCostKind
 
@@ -34,7 +35,9 @@ class FillPath:
         run_state: RunStateMachine,
         links: VenueLinks,
         metrics: RunnerMetrics,
+        settle_report: SettleReporter,
     ) -> None:
+        self._settle_report = settle_report
         self._inventory = inventory
         self._trade_log = trade_log
         self._history = history
@@ -59,6 +62,7 @@ class FillPath:
             inv.position_btc,
             result.realized_cum_jpy,
         )
+        self._settle_report.on_fill(fill, result.realized_pnl_jpy)
         if self._run_state.state is RunState.KILLED and self._links.settler is not None:
             self._links.settler.poke()  # a fill after the kill: flatten again
         self._run_state.save_after(self._trade_log.aflush)

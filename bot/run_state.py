@@ -21,7 +21,7 @@ from bot.infra.state_file import StateFile
 from bot.links import VenueLinks
 from bot.settle import SettleGoal
 from bot.types.dto import Gate, RunState
-from bot.types.snapshot import RunStatus, SettleView
+from bot.types.snapshot import Activity, RunStatus, SettleReport, SettleView
 from bot.types.tasks import BackgroundTasks
 
 # a stop/kill call answers after the first confirmation, or this long (the goal stays held)
@@ -59,7 +59,8 @@ class RunStateMachine:
         self.inventory: InventoryManager | None = None  # the ledger saved with the state (set after restore)
         self.kick: Callable[[], None] = lambda: None  # decide now (a transition changes what is allowed)
         self.on_reset: Callable[[], None] = lambda: None  # a human cleared the kill: forget its latches
-        # what the account watch says is wrong (a margin block or call), shown in the activity line
+        self.on_settle: Callable[[SettleGoal, str], None] = lambda goal, who: None  # a stop or kill begins
+        # what the account watch says is wrong (a margin block or call), shown beside the activity
         self.account_alert: Callable[[], str | None] = lambda: None
 
     # ---------------------------------------------------------------- persistence
@@ -164,6 +165,7 @@ class RunStateMachine:
 
     def enter_killed(self, reason: str, who: str) -> None:
         self.set(RunState.KILLED, reason, who)
+        self.on_settle(SettleGoal.FLAT, who)
         try:  # the latch must hit the disk before anything else can go wrong
             self.store.save_sync(self.persisted())
         except OSError as e:
@@ -213,6 +215,7 @@ class RunStateMachine:
             if self.state is RunState.KILLED:
                 raise TransitionRefused("KILLED: reset first (stop would not clear the kill latch)")
             self.set(RunState.STOPPED, "stopped: orders cancelled, position kept", who)
+            self.on_settle(SettleGoal.NO_ORDERS, who)
             if settler is not None:
                 settler.hold(SettleGoal.NO_ORDERS)
         if settler is not None:
@@ -224,7 +227,7 @@ class RunStateMachine:
         async with self._lock:
             changed = self.state is not RunState.KILLED
             if changed:
-                self.enter_killed(f"kill by {who}", who)
+                self.enter_killed(f"killed by {who}", who)
             elif settler is not None:
                 settler.poke()  # a repeated kill looks again at once
         # the goal is held until flat, however long that takes; the caller waits for the first confirmation
@@ -245,13 +248,10 @@ class RunStateMachine:
         return True
 
     # ---------------------------------------------------------------- view
-    def status(self) -> RunStatus:
+    def status(self, activity: Activity, report: SettleReport | None) -> RunStatus:
         settle = None if self._links.settler is None else self._links.settler.status()
         view = None
-        activity = self.state.value
         if settle is not None and settle.goal is not None:
-            # one line: what the bot is doing about its state (a kill or stop says how far it got)
-            activity = f"{self.state.value} — {settle.describe()}"
             view = SettleView(
                 goal=settle.goal.value,
                 working=settle.working,
@@ -261,15 +261,13 @@ class RunStateMachine:
                 cancel_requests=settle.cancelled,
                 flatten_orders=list(settle.flatten_orders),
             )
-        alert = self.account_alert()
-        if alert is not None:
-            activity = f"{activity}; {alert}"
         return RunStatus(
             state=self.state.value,
             reason=self.reason,
             since=self.since.isoformat(),
             mode=self.mode,
             activity=activity,
-            alert=alert,
+            alert=self.account_alert(),
             settle=view,
+            report=report,
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,8 @@ from pathlib import Path
 from loguru import logger
 
 from bot.account_watch import AccountWatch
+from bot.activity import ActivityWatch
+from bot.alerts import Alerts
 from bot.config.loader import AppConfig, apply_live_patch
 from bot.dashboard_view import DashboardHistory, DashboardView
 from bot.decision_loop import DecisionLoop
@@ -37,12 +39,14 @@ from bot.fill_path import STRATEGY_NAME, FillPath
 from bot.infra.board_store import BoardStore
 from bot.infra.http_bitflyer import BitflyerHttp
 from bot.infra.logging_structured import DecisionLogger, OrderLogger, TradeLogger
+from bot.infra.notify import Notifier
 from bot.infra.orderbook_view import OrderBookView
 from bot.infra.pyb_session import PyBotterSession
 from bot.infra.state_file import StateFile
 from bot.links import RunnerMetrics, VenueLinks
 from bot.run_state import RunStateMachine, TransitionRefused
 from bot.settle import SettleGoal, SettleStatus, SettleSupervisor
+from bot.settle_report import SettleReporter
 from bot.types.dto import Gate, RunState
 from bot.types.snapshot import BotSnapshot, RunStatus
 from bot.types.tasks import BackgroundTasks
@@ -78,6 +82,7 @@ class BotRunner:
         endpoints: Endpoints,
         log_dir: Path,
         state_file: Path,
+        notify_urls: Sequence[str] = (),
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.config = cfg
@@ -121,6 +126,14 @@ class BotRunner:
         # every REST call we make (public ones share bitFlyer's per-IP limit, private ones the per-key limit)
         self.rest_budget = RateBudget(cfg.runner.private_rate_per_5min, 300.0)
         self.history = DashboardHistory()
+        self.settle_report = SettleReporter(
+            tracker=self.tracker, inventory=self.inventory, tz=lambda: self.config.risk.trading_day_tz
+        )
+        self.alerts = Alerts(
+            Notifier(notify_urls, min_interval_s=cfg.notify.min_interval_s),
+            down_after_s=lambda: self.config.notify.down_after_s,
+        )
+        self.run_state.on_settle = self._settle_began
         self.fills = FillPath(
             inventory=self.inventory,
             trade_log=self.trade_log,
@@ -128,6 +141,7 @@ class BotRunner:
             run_state=self.run_state,
             links=self.links,
             metrics=self.metrics,
+            settle_report=self.settle_report,
         )
         self.sync = VenueSync(
             product_code=product,
@@ -168,6 +182,7 @@ class BotRunner:
             decision_log=self.decision_log,
             history=self.history,
         )
+        self.decisions.on_error = self.alerts.loop_error
         self.sync.after = self.decisions.kick
         self.account.after = self.decisions.kick
         self.run_state.account_alert = self.account.alert
@@ -185,7 +200,22 @@ class BotRunner:
             metrics=self.metrics,
             tasks=self._tasks,
         )
+        self.activity = ActivityWatch(
+            config=lambda: self.config,
+            clock=clock,
+            run_state=self.run_state,
+            gate=self.gate,
+            decisions=self.decisions,
+            tracker=self.tracker,
+            sync=self.sync,
+            account=self.account,
+            links=self.links,
+            order_budget=self.order_budget,
+            rest_budget=self.rest_budget,
+        )
         self.dashboard = DashboardView(
+            status=self.status,
+            budgets=self.activity.budgets,
             history=self.history,
             config=lambda: self.config,
             clock=clock,
@@ -204,6 +234,7 @@ class BotRunner:
             last_board_at=lambda: self.decisions.last_board_at,
         )
         self._started = False
+        self._fills_at_day_start = 0
 
     # ---------------------------------------------------------------- what the server reads
     @property
@@ -219,7 +250,7 @@ class BotRunner:
         return self.links.executor
 
     def status(self) -> RunStatus:
-        return self.run_state.status()
+        return self.run_state.status(self.activity.now(), self.settle_report.report())
 
     def snapshot(self) -> BotSnapshot:
         return self.dashboard.snapshot()
@@ -312,13 +343,22 @@ class BotRunner:
         )
         await links.session.connect_ws(wait_up_s=30.0)
         if self.state is RunState.KILLED:  # a kill outlives the process: flatten again, whatever happened
+            self.settle_report.begin(SettleGoal.FLAT, "the latch, after a restart")
             links.settler.hold(SettleGoal.FLAT)
         self._tasks.spawn(self._housekeeping(), "housekeeping")
         self._tasks.spawn(self._loop_lag_monitor(), "loop-lag")
         self.run_state.save_soon()
 
+    def _settle_began(self, goal: SettleGoal, who: str) -> None:
+        self.settle_report.begin(goal, who)
+        self.alerts.settle_began(goal, who, self.run_state.reason)
+
     async def _after_settled(self, goal: SettleGoal) -> None:
         await self.sync.reconcile(f"after {goal}", block=False)
+        report = self.settle_report.on_confirmed(goal)
+        if report is not None:
+            logger.warning("{}", report.text)
+            self.alerts.settle_confirmed(report, self.inventory.position_btc)
 
     async def close(self) -> None:
         """Shutdown: stop rules (cancel our orders, keep the position), flush logs, close sockets."""
@@ -347,6 +387,7 @@ class BotRunner:
             await links.session.close()
         for lg in (self.decision_log, self.order_log, self.trade_log):
             await lg.aclose()
+        await self.alerts.notifier.aclose()
         logger.info("runner closed in state {}", self.state.value)
 
     async def _housekeeping(self) -> None:
@@ -356,10 +397,10 @@ class BotRunner:
             if t - last_board_state >= self.config.runner.board_state_poll_sec:
                 last_board_state = t
                 await self.sync.poll_board_state()
-            if t - last_account >= self.config.runner.account_poll_sec:
-                last_account = t
+            self._roll_day()
+            if t - last_account >= self.config.runner.account_poll_sec:  # after the roll: a cost of the new
+                last_account = t  # day must not be the one that rolls it (the day's summary would be lost)
                 await self.account.poll()
-            self.inventory.roll_day(datetime.now(UTC))
             self.inventory.mark(self.view.snapshot(self._clock()).mid_price)
             self.tracker.prune()
             if t - last_reconcile >= self.config.runner.reconcile_interval_sec:
@@ -368,8 +409,28 @@ class BotRunner:
                 last_reconcile = t
             self.run_state.save_soon()
             self.decisions.decide(self._clock(), None)
+            block = self.gate.block_reason
+            self.alerts.watch(
+                t,
+                feed_up=self.links.feed_up,
+                block=block,
+                block_detail=self.activity.now().detail if block is not None else "",
+            )
             runner = self.config.runner
             await asyncio.sleep(min(HOUSEKEEPING_S, runner.board_state_poll_sec, runner.account_poll_sec))
+
+    def _roll_day(self) -> None:
+        before = self.inventory.state()
+        self.inventory.roll_day(datetime.now(UTC))
+        if before.trading_day and self.inventory.state().trading_day != before.trading_day:
+            self.alerts.day_rolled(
+                before.trading_day,
+                before.realized_today_jpy,
+                before.pnl_today_jpy,
+                before.max_drawdown_jpy,
+                self.metrics.fills - self._fills_at_day_start,
+            )
+            self._fills_at_day_start = self.metrics.fills
 
     async def _loop_lag_monitor(self) -> None:
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from pathlib import Path
 from loguru import logger
 
 from bot.config.loader import AppConfig
+from bot.infra.notify import split_urls
 from bot.runner import BotRunner, Endpoints
 from bot.sim.server import SimVenue
 
@@ -84,7 +85,10 @@ class BotService:
             register_secret(secret)
             ep = Endpoints(cfg.exchange.base_url, cfg.exchange.ws_url, None, key, secret)
         self._endpoints = ep
-        self.runner = BotRunner(cfg, endpoints=ep, log_dir=self.log_dir, state_file=self.state_file)
+        notify = [u.get_secret_value() for u in cfg.notify.urls] + split_urls(os.environ.get("STST_NOTIFY"))
+        self.runner = BotRunner(
+            cfg, endpoints=ep, log_dir=self.log_dir, state_file=self.state_file, notify_urls=notify
+        )
         logger.info("starting bot in {} mode", cfg.env)
         await self.runner.open()
 

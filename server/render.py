@@ -44,6 +44,8 @@ def fmt_num(v: Any, places: int | None = None) -> str:
         d = d.quantize(Decimal(1))
     else:
         d = d.normalize()
+    if d == 0:
+        d = abs(d)  # −0.4 shown to the yen is 0, never "-0"
     return f"{d:,f}"
 
 
@@ -62,7 +64,11 @@ def sign_class(v: Any) -> str:
 
 def fmt_ms(v: Any) -> str:
     d = _dec(v)
-    return _DASH if d is None else f"{int(d):,} ms"
+    if d is None:
+        return _DASH
+    if d < 1:
+        return "<1 ms"  # a loopback answer; "0 ms" reads as "never measured"
+    return f"{d:.1f} ms" if d < 10 else f"{int(d):,} ms"
 
 
 def fmt_clock(ts: Any, tz: Any = None) -> str:
@@ -76,6 +82,30 @@ def fmt_clock(ts: Any, tz: Any = None) -> str:
     except (ValueError, KeyError, ZoneInfoNotFoundError):
         return str(ts)
     return when.strftime("%H:%M:%S.") + f"{when.microsecond // 1000:03d}"
+
+
+def fmt_tzname(tz: Any) -> str:
+    """'Asia/Tokyo' → 'JST': the label beside every time on the page (one zone on screen)."""
+    if not tz or isinstance(tz, Undefined):
+        return "UTC"
+    try:
+        return datetime.now(ZoneInfo(str(tz))).strftime("%Z")
+    except (ValueError, KeyError, ZoneInfoNotFoundError):
+        return str(tz)
+
+
+def fmt_seconds(ts: Any, tz: Any = None) -> str:
+    """A transition's time to the second, in the trading-day zone: '19:44:02'."""
+    text = fmt_clock(ts, tz)
+    return text.rsplit(".", 1)[0] if text != _DASH else text
+
+
+def jpy_left(value: Any, limit: Any) -> str:
+    """How many JPY remain before a (negative) kill limit is reached: '29,970'."""
+    v, lim = _dec(value), _dec(limit)
+    if v is None or lim is None:
+        return _DASH
+    return fmt_num(max(Decimal(0), v - lim), 0)
 
 
 def ratio_pct(value: Any, limit: Any) -> int:
@@ -137,8 +167,16 @@ def hot_config(config: dict[str, Any]) -> dict[str, Any]:
 def make_templates(directory: Path) -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(directory))
     env = templates.env
-    env.filters.update(num=fmt_num, signed=fmt_signed, sign=sign_class, ms=fmt_ms, clock=fmt_clock)
-    env.globals.update(ratio_pct=ratio_pct, panels=PANELS)
+    env.filters.update(
+        num=fmt_num,
+        signed=fmt_signed,
+        sign=sign_class,
+        ms=fmt_ms,
+        clock=fmt_clock,
+        seconds=fmt_seconds,
+        tzname=fmt_tzname,
+    )
+    env.globals.update(ratio_pct=ratio_pct, jpy_left=jpy_left, panels=PANELS)
     env.trim_blocks = True
     env.lstrip_blocks = True
     return templates

@@ -11,6 +11,7 @@
     if (document.body.dataset.stream !== "broken") { checkSession(); }
     streamStatus.hidden = false;
     document.body.dataset.stream = "broken";
+    syncControls();
   });
   function checkSession() {
     // an EventSource cannot see a 401: ask once per break, and send an expired session to the login page
@@ -21,6 +22,7 @@
   document.body.addEventListener("htmx:sseOpen", function (evt) {
     streamStatus.hidden = true;
     document.body.dataset.stream = "open";
+    syncControls();
     attachChart(evt.detail && evt.detail.source);
   });
 
@@ -34,15 +36,19 @@
     "kill-btn": [["STOPPED", "RUNNING", "PAUSED"]],
     "reset-btn": [["KILLED"], ["KILLED"]]
   };
+  var HINTS = { KILLED: "KILLED: press Reset (clears the kill latch), then Start", PAUSED: "PAUSED: Resume to trade" };
   function syncControls() {
     var banner = document.querySelector("#banner [data-state]");
     var state = banner ? banner.getAttribute("data-state") : "";
+    var live = document.body.dataset.stream !== "broken";  // a page that lost its server must not look usable
     Object.keys(RULES).forEach(function (id) {
       var el = document.getElementById(id);
       if (!el) { return; }
-      el.disabled = RULES[id][0].indexOf(state) < 0;
+      el.disabled = !live || RULES[id][0].indexOf(state) < 0;
       el.hidden = RULES[id].length > 1 && RULES[id][1].indexOf(state) < 0;
     });
+    var hint = document.getElementById("controls-hint");
+    if (hint) { hint.textContent = live ? (HINTS[state] || "") : "server unreachable: the figures above are stale"; }
   }
   syncControls();
   document.body.addEventListener("htmx:sseMessage", function (evt) {
@@ -67,7 +73,9 @@
     var xhr = evt.detail.xhr;
     var body = parseJson(xhr) || {};
     if (xhr.status === 200) {
-      showFlash(action + ": " + body.state + (body.changed ? "" : " (already)"), false);
+      // a stop or kill says what it did: cancelled, flattened at which price, PnL, confirmed when
+      var did = (action === "stop" || action === "kill") && body.report ? " — " + body.report.text : "";
+      showFlash(action + ": " + body.state + (body.changed ? "" : " (already)") + did, false);
     } else {
       showFlash(action + " refused: " + (body.detail || xhr.status), true);
     }
@@ -187,25 +195,48 @@
     var points = function (color) {
       return { stroke: color, fill: color, paths: function () { return null; }, points: { show: true, size: 8 } };
     };
-    var yAxis = { size: 80, values: function (u, vals) { return vals.map(function (v) { return v.toLocaleString(); }); } };
+    // readable on the dark page: light axis text, faint grid; the y axis as wide as its longest label
+    var axisStyle = { stroke: "#c9d1d9", grid: { stroke: "#262d37", width: 1 }, ticks: { stroke: "#262d37", width: 1 } };
+    var label = function (v) { return v == null ? "" : v.toLocaleString("en-US"); };
+    var yAxis = Object.assign({}, axisStyle, {
+      values: function (u, vals) { return vals.map(label); },
+      size: function (u, values) {
+        var longest = (values || []).reduce(function (m, s) { return Math.max(m, String(s).length); }, 4);
+        return longest * 8 + 18;
+      }
+    });
+    var xAxis = Object.assign({}, axisStyle);
+    var tz = (document.getElementById("charts") || { dataset: {} }).dataset.tz || "Asia/Tokyo";
+    var tzDate = function (ts) { return uPlot.tzDate(new Date(ts * 1e3), tz); };
     midPlot = new uPlot({
       width: width(midEl), height: 220,
+      tzDate: tzDate,
       scales: { x: { time: true } },
-      axes: [{}, yAxis],
+      axes: [xAxis, yAxis],
       series: [{}, { label: "mid", stroke: "#8ab4f8", spanGaps: true, points: { show: false } },
         Object.assign({ label: "buy fill" }, points("#4caf50")),
         Object.assign({ label: "sell fill" }, points("#ef5350"))]
     }, [[], [], [], []], midEl);
     pnlPlot = new uPlot({
       width: width(pnlEl), height: 160,
+      tzDate: tzDate,
       scales: { x: { time: true } },
-      axes: [{}, yAxis],
+      axes: [xAxis, yAxis],
       series: [{}, { label: "PnL today (JPY)", stroke: "#ffca28", fill: "rgba(255,202,40,0.08)" }]
     }, [[], []], pnlEl);
     window.addEventListener("resize", function () {
       midPlot.setSize({ width: width(midEl), height: 220 });
       pnlPlot.setSize({ width: width(pnlEl), height: 160 });
     });
+  }
+
+  // the legend shows the latest figures until the pointer picks a point (uPlot's default reads "--")
+  function latestInLegend(plot, series) {
+    if (plot.cursor.left != null && plot.cursor.left >= 0) { return; }
+    var ys = plot.data[series] || [];
+    for (var i = ys.length - 1; i >= 0; i--) {
+      if (ys[i] != null) { plot.setLegend({ idx: i }); return; }
+    }
   }
 
   function onChart(evt) {
@@ -219,6 +250,8 @@
     if (xs.length > 1) { // same time window on both charts
       pnlPlot.setScale("x", { min: xs[0], max: xs[xs.length - 1] });
     }
+    latestInLegend(midPlot, 1);
+    latestInLegend(pnlPlot, 1);
   }
 
   function attachChart(source) {

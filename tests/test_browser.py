@@ -226,6 +226,76 @@ async def test_phone_layout_fits_the_screen(browser: Any, served: Served) -> Non
             assert (
                 box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 36
             )
+        # state, controls and PnL first; the board and the tables after
+        tops = {
+            name: (await page.locator(f".panel-{name}").bounding_box() or {"y": 1e9})["y"]
+            for name in ("banner", "inventory", "board", "fills")
+        }
+        assert tops["banner"] < tops["inventory"] < tops["board"] < tops["fills"], tops
+        assert tops["inventory"] < 844, "position & PnL must be on the first screen"
+        if os.environ.get("STST_SCREENSHOT") == "1":  # the README's phone picture, on request only
+            await page.screenshot(path=str(SCREENSHOT.with_name("dashboard-phone.png")), full_page=False)
+        # a wide table scrolls inside its panel, never past the screen
+        for panel in ("fills", "decisions", "orders"):
+            box = await page.locator(f"#{panel}").bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 390
+    finally:
+        await context.close()
+
+
+async def test_kill_limit_meters_say_how_much_is_used_and_left(tab: Tab, served: Served) -> None:
+    from playwright.async_api import expect
+
+    await ensure_state(served.api, "RUNNING")
+    page = await _open(tab, served)
+    limits = (await served.api.get("/state")).json()["limits"]
+    pnl = page.locator("#limit-pnl")
+    await expect(pnl).to_contain_text(f"kill at {int(limits['daily_pnl_jpy']):,} JPY")
+    await expect(pnl.locator(".limit-used")).to_have_text(__import__("re").compile(r"^\d{1,3} %$"))
+    await expect(pnl.locator(".limit-left")).to_have_text(__import__("re").compile(r"^[\d,]+ JPY$"))
+    await expect(page.locator("#limit-dd .limit-left")).to_have_text(
+        __import__("re").compile(r"^[\d,]+ JPY$")
+    )
+
+
+async def test_times_are_the_trading_days_and_the_chart_legend_shows_the_latest_mid(
+    tab: Tab, served: Served
+) -> None:
+    from playwright.async_api import expect
+
+    await ensure_state(served.api, "RUNNING")
+    page = await _open(tab, served)
+    await expect(page.locator("#since")).to_have_text(__import__("re").compile(r"^\d\d:\d\d:\d\d JST$"))
+    await expect(page.locator("#chart-note")).to_contain_text("Asia/Tokyo")
+    # the mid series' legend value is a number, not uPlot's "--", without the pointer on the chart
+    value = page.locator("#chart-mid .u-legend .u-series:nth-child(2) .u-value")
+    await expect(value).to_have_text(__import__("re").compile(r"^[\d,]+(\.\d+)?$"), timeout=15_000)
+
+
+async def test_a_page_that_lost_its_server_dims_and_disables_its_buttons(
+    browser: Any, served: Served
+) -> None:
+    from playwright.async_api import expect
+
+    await ensure_state(served.api, "RUNNING")
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    try:
+        await page.goto(served.base + "/")
+        await expect(page.locator("body")).to_have_attribute("data-stream", "open", timeout=30_000)
+        await expect(page.locator("#kill-btn")).to_be_enabled()
+        # the server is gone: its stream ends and no reconnect gets through
+        await context.set_offline(True)
+        served.app.state.broadcaster.disconnect_all("test: the server goes away")
+        await expect(page.locator("body")).to_have_attribute("data-stream", "broken", timeout=30_000)
+        for button in ("#kill-btn", "#stop-btn", "#pause-btn"):
+            await expect(page.locator(button)).to_be_disabled()
+        await expect(page.locator("#controls-hint")).to_contain_text("server unreachable")
+        opacity = await page.evaluate("getComputedStyle(document.querySelector('.panel-inventory')).opacity")
+        assert float(opacity) < 1
+        await context.set_offline(False)
+        await expect(page.locator("body")).to_have_attribute("data-stream", "open", timeout=30_000)
+        await expect(page.locator("#kill-btn")).to_be_enabled()
     finally:
         await context.close()
 
@@ -267,6 +337,13 @@ async def test_kill_asks_first_then_flattens(tab: Tab, served: Served) -> None:
     await page.click("#kill-btn")
     await expect(page.locator("#state")).to_have_text("KILLED", timeout=30_000)
     assert (await served.api.get("/strategy")).json()["state"] == "KILLED"
+    # the answer says what the kill did and who did it (not an address), and the banner says why it is idle
+    await expect(page.locator("#flash")).to_contain_text("kill: KILLED — kill by dashboard: ")
+    await expect(page.locator("#activity")).to_have_attribute("data-activity", "blocked")
+    await expect(page.locator("#activity-detail")).to_contain_text("KILLED: killed by dashboard")
+    await expect(page.locator("#settle-report")).to_contain_text("kill by dashboard: ")
+    await expect(page.locator("#start-btn")).to_be_disabled()
+    await expect(page.locator("#controls-hint")).to_contain_text("press Reset")
     service = served.app.state.service
     key = service.cfg.sim.api_key
     assert service.venue.ledger.open_orders(key) == []

@@ -100,7 +100,8 @@ async def test_a_holding_cost_that_crosses_the_daily_limit_fires_the_kill_switch
     assert runner.state is RunState.RUNNING
     await admin(svc, "/_sim/charge", {"kind": "leverage_points", "rate": "0.02"})  # ≈ 2,700 JPY
     await eventually(lambda: runner.state is RunState.KILLED, 15, "the kill switch")
-    assert "kill switch" in runner.run_state.reason and "incl. holding costs -" in runner.run_state.reason
+    reason = runner.run_state.reason
+    assert reason.startswith("Kill switch: today's PnL") and "incl. holding costs -" in reason
     venue.freeze_market(False)
     await eventually(lambda: runner.settle_status().confirmed_at is not None, 60, "flat and confirmed")
     assert venue.ledger.position(key) == 0
@@ -130,7 +131,10 @@ async def test_a_keep_rate_below_the_level_blocks_entries_until_it_recovers(make
         await eventually(lambda: runner.snapshot().health.block_reason == "margin_low", 15, "the block")
         snap = runner.snapshot()
         assert snap.health.keep_rate is not None and snap.health.keep_rate < D("1.5")
-        assert "keep rate" in (snap.health.margin_alert or "") and "keep rate" in runner.status().activity
+        assert "keep rate" in (snap.health.margin_alert or "")
+        status = runner.status()
+        assert status.activity.reason == "margin_low" and "keep rate" in status.activity.detail
+        assert status.alert == snap.health.margin_alert
         sent = runner.metrics.orders_sent
         n = runner.metrics.board_messages
         await eventually(lambda: runner.metrics.board_messages > n + 40, 30, "40 more board messages")
@@ -156,7 +160,8 @@ async def test_a_margin_call_kills_and_flattens_with_a_reason_that_names_it(make
     await eventually(lambda: runner.settle_status().confirmed_at is not None, 60, "flat and confirmed")
     assert venue.ledger.position(key) == 0
     status = runner.status()
-    assert "margin call 12,345 JPY" in status.activity and status.alert is not None
+    assert status.activity.reason == "killed" and "margin call 12,345 JPY" in status.activity.detail
+    assert status.alert is not None and "margin call 12,345 JPY" in status.alert
     assert runner.account.block_reason() is Reason.MARGIN_CALL  # entries stay blocked while the call stands
     assert "margin call 12,345 JPY" in (runner.snapshot().health.margin_alert or "")
 
@@ -166,6 +171,7 @@ async def test_a_margin_call_only_blocks_entries_when_the_kill_is_turned_off(mak
     await admin(svc, "/_sim/collateral", {"margin_call_amount": 500})
     await eventually(lambda: runner.snapshot().health.block_reason == "margin_call", 15, "the block")
     assert runner.state is RunState.RUNNING
-    assert "margin call 500 JPY" in runner.status().activity
+    activity = runner.status().activity
+    assert activity.reason == "margin_call" and "margin call 500 JPY" in activity.detail
     await admin(svc, "/_sim/collateral", {"margin_call_amount": 0})
     await eventually(lambda: runner.snapshot().health.block_reason is None, 15, "the block lifted")

@@ -63,7 +63,7 @@ async def test_kill_in_maintenance_with_dust_ends_exactly_flat_after_the_window(
     assert "-110" not in runner.metrics.exchange_errors  # nothing refused for its size
     await eventually(lambda: runner.inventory.position_btc == 0, 10, "the bot to see flat")
     assert runner.inventory.realized_pnl_jpy == venue.ledger.realized_pnl(key)
-    assert "flat and no orders, confirmed at" in runner.status().activity
+    assert "flat and no orders, confirmed at" in runner.status().activity.detail
 
 
 async def test_a_position_opened_by_hand_while_killed_is_flattened_again(make_service):

@@ -201,7 +201,7 @@ async def test_hard_restarts_keep_position_and_pnl_equal_to_the_venue_and_killed
         await until(lambda: _venue_flat(ledger), 30, "the position opened while down flattened at boot")
         await until(equal_to_venue, 30, "equal to the venue after the flatten")
         st = await get_json(client, f"{api}/strategy")
-        assert st["state"] == "KILLED" and "flat and no orders, confirmed at" in st["activity"]
+        assert st["state"] == "KILLED" and "flat and no orders, confirmed at" in st["activity"]["detail"]
 
 
 async def _position_is(state: Any, want: str) -> bool:

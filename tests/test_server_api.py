@@ -167,7 +167,7 @@ async def test_pause_resume_and_idempotent_repeats(client: httpx.AsyncClient, ru
     assert r.status_code == 200 and r.json()["state"] == "RUNNING" and r.json()["changed"] is False
     # who / what / old → new in the runtime log
     assert any(
-        "control pause by api 127.0.0.1" in line and "RUNNING → PAUSED" in line for line in runtime_log
+        "control pause by api (127.0.0.1" in line and "RUNNING → PAUSED" in line for line in runtime_log
     )
     assert any("control start by api" in line and "refused in PAUSED" in line for line in runtime_log)
 
@@ -228,7 +228,7 @@ async def test_dashboard_calls_are_logged_as_dashboard(
     await ensure_state(client, "RUNNING")
     await _post(client, "pause", headers={"HX-Request": "true"})
     await _post(client, "resume", headers={"HX-Request": "true"})
-    assert any("control pause by dashboard 127.0.0.1" in line for line in runtime_log)
+    assert any("control pause by dashboard (127.0.0.1" in line for line in runtime_log)
 
 
 # ---- config ---------------------------------------------------------------------------------------------

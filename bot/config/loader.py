@@ -182,6 +182,21 @@ class ServerConfig(_Model):
     max_streams: int = Field(default=20, ge=1, le=1000, description="open dashboard event streams at most")
 
 
+class NotifyConfig(_Model):
+    urls: list[SecretStr] = Field(
+        default_factory=list, description="apprise URLs (also STST_NOTIFY); they hold tokens: never shown"
+    )
+    min_interval_s: float = Field(
+        default=60,
+        ge=0,
+        le=86_400,
+        description="at most one message of a kind this often (a kill always goes)",
+    )
+    down_after_s: float = Field(
+        default=30, gt=0, le=3600, description="market data down this long before the phone is told"
+    )
+
+
 class SimConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
@@ -232,6 +247,7 @@ class AppConfig(_Model):
     runner: RunnerConfig = RunnerConfig()
     logging: LoggingConfig = LoggingConfig()
     server: ServerConfig = ServerConfig()
+    notify: NotifyConfig = NotifyConfig()
     sim: SimConfig = SimConfig()
 
     @model_validator(mode="after")

@@ -53,13 +53,19 @@ class RateBudget:
 
     def next_available_at(self, now_ns: int) -> int:
         """The earliest monotonic ns at which one request will be available (now if one is)."""
-        if self.available(now_ns) > 0:
+        return self.available_at(now_ns, 1)
+
+    def available_at(self, now_ns: int, n: int) -> int:
+        """The earliest monotonic ns at which `n` (≤ limit) requests will be available (now if they are)."""
+        if not 1 <= n <= self.limit:
+            raise ValueError(f"n must be within 1..{self.limit}")
+        if self.available(now_ns) >= n:
             return now_ns
         candidates = []
-        if len(self._taken) >= self.limit:
-            # the oldest request that must leave the window for one slot to free up
-            candidates.append(self._taken[len(self._taken) - self.limit] + self.period_ns)
-        if self._cap_remaining is not None and self._cap_remaining <= 0:
+        leave = len(self._taken) - (self.limit - n)  # requests that must leave the window first
+        if leave > 0:
+            candidates.append(self._taken[leave - 1] + self.period_ns)
+        if self._cap_remaining is not None and self._cap_remaining < n:
             candidates.append(self._cap_until)
         return max([now_ns, *candidates])
 

@@ -385,19 +385,19 @@ class StallThenStrikeStrategy:
                 )
             elif side is Side.BUY and px >= best_ask:
                 crossed = True
-                skipped.append(f"BUY skipped: bid {px} would cross best ask {best_ask}")
+                skipped.append(f"BUY skipped: bid {px:,} would cross best ask {best_ask:,}")
             elif side is Side.SELL and px <= best_bid:
                 crossed = True
-                skipped.append(f"SELL skipped: ask {px} would cross best bid {best_bid}")
+                skipped.append(f"SELL skipped: ask {px:,} would cross best bid {best_bid:,}")
             elif px <= 0:
                 crossed = True
-                skipped.append(f"{side} skipped: price {px} is not positive")
+                skipped.append(f"{side} skipped: price {px:,} is not positive")
             else:
                 quotes.append(_Quote(side, px))
         if len(quotes) == 2 and bid_px >= ask_px:
             # our own bid and ask would trade with each other
             crossed = True
-            skipped.append(f"both skipped: bid {bid_px} >= ask {ask_px}")
+            skipped.append(f"both skipped: bid {bid_px:,} >= ask {ask_px:,}")
             quotes = []
         detail = "; ".join(skipped)
         if not quotes:
@@ -435,9 +435,9 @@ class StallThenStrikeStrategy:
             limit = self._cfg.max_reverse_ticks * self._tick
             bid, ask = board.best_bid_price, board.best_ask_price
             if position > 0 and bid is not None and bid <= avg - limit:
-                return Reason.REVERSE_STOP, f"long {position} @ {avg}: best bid {bid} <= {avg - limit}"
+                return Reason.REVERSE_STOP, f"long {position} @ {avg:,}: best bid {bid:,} <= {avg - limit:,}"
             if position < 0 and ask is not None and ask >= avg + limit:
-                return Reason.REVERSE_STOP, f"short {position} @ {avg}: best ask {ask} >= {avg + limit}"
+                return Reason.REVERSE_STOP, f"short {position} @ {avg:,}: best ask {ask:,} >= {avg + limit:,}"
         hold = self._hold_deadline()
         if hold is not None and now >= hold:
             held_ms = (now - (self.inventory.opened_at or 0)) // NS_PER_MS

@@ -80,6 +80,16 @@ class Limits(_View):
     max_inventory_btc: Dec
 
 
+class BudgetView(_View):
+    """A request budget as the strategy sees it: entries stop at the reserve (kept for cancels, kills)."""
+
+    name: str
+    left: int
+    limit: int
+    reserve: int
+    refills_in_s: float | None  # until one more request is free above the reserve (None: not waiting)
+
+
 class HealthPanel(_View):
     ws_connected: bool
     feed_up: bool
@@ -95,6 +105,7 @@ class HealthPanel(_View):
     margin_call_jpy: Dec
     margin_checked_at: str | None
     margin_alert: str | None
+    budgets: list[BudgetView]
     loop_lag_ms: float
     loop_lag_max_ms: float
 
@@ -131,6 +142,30 @@ class Chart(_View):
     pnl: list[tuple[float, Dec]]  # (unix seconds, the day's PnL)
 
 
+class Activity(_View):
+    """Is it trading, and if not, why — the one answer the banner, GET /strategy and the log share."""
+
+    status: str  # trading | idle | throttled | blocked
+    reason: str  # a machine code: orders_live, not_stalled, rest_budget, stale_data, killed, …
+    detail: str  # one sentence for a person
+    since: str  # ISO time this status and reason began
+
+
+class SettleReport(_View):
+    """What a stop or a kill did: cancelled, flattened at which price, the PnL effect, confirmed when."""
+
+    goal: str  # no_orders (stop) | flat (kill)
+    who: str
+    started_at: str
+    position_at_start_btc: Dec
+    orders_cancelled: int  # our orders open when it began that ended cancelled
+    closes: list[str]  # e.g. "SELL 0.001 @ 13,677,761"
+    flattened_btc: Dec
+    pnl_effect_jpy: Dec  # realized by the closes
+    confirmed_at: str | None
+    text: str  # the whole report as one sentence (flash, log, notification)
+
+
 class RunStatus(_View):
     """GET /strategy: the run state and what the bot is doing about it."""
 
@@ -138,9 +173,10 @@ class RunStatus(_View):
     reason: str
     since: str
     mode: str
-    activity: str
+    activity: Activity
     alert: str | None  # what the account watch says is wrong (margin low, a margin call)
     settle: SettleView | None
+    report: SettleReport | None  # the latest stop or kill
 
 
 class BotSnapshot(RunStatus):

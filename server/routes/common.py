@@ -34,6 +34,6 @@ def peer_of(request: Request) -> str:
 
 
 def who_of(request: Request) -> str:
-    """For the runtime log: the dashboard's htmx requests say so; anything else is a script ("api")."""
-    source = "dashboard" if request.headers.get("hx-request") == "true" else "api"
-    return f"{source} {peer_of(request)}"
+    """The actor a reason names: the dashboard's htmx requests say so; anything else is a script ("api"). The
+    peer's address goes to the runtime log beside it, never into a reason (an ephemeral port says nothing)."""
+    return "dashboard" if request.headers.get("hx-request") == "true" else "api"

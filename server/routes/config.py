@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 
 from bot.config import ConfigError, RiskConfig, StallStrategyConfig, redacted_dump
-from server.routes.common import RunnerDep, who_of
+from server.routes.common import RunnerDep, peer_of, who_of
 from server.schemas import ConfigPatchResult, ConfigProblems, Detail
 from server.security import require_auth
 
@@ -95,7 +95,7 @@ async def patch_config(request: Request, runner: RunnerDep) -> Any:
         patch = parse_patch(raw)
     except (ValueError, RecursionError) as e:
         raise HTTPException(400, f"malformed JSON: {e}") from None
-    who = who_of(request)
+    who = f"{who_of(request)} ({peer_of(request)})"  # the config log keeps the address too
     old = redacted_dump(runner.config)
     try:
         new_cfg = await runner.patch_config(patch, who)

@@ -9,7 +9,7 @@ from loguru import logger
 
 from bot.runner import TransitionRefused
 from bot.types.snapshot import RunStatus
-from server.routes.common import RunnerDep, who_of
+from server.routes.common import RunnerDep, peer_of, who_of
 from server.schemas import ControlResult, Detail
 from server.security import require_auth
 
@@ -37,11 +37,19 @@ def _control_handler(action: str) -> Callable[..., Awaitable[ControlResult]]:
         try:
             changed = await getattr(runner, action)(who)
         except TransitionRefused as e:
-            logger.warning("control {} by {} refused in {}: {}", action, who, before, e)
+            logger.warning(
+                "control {} by {} ({}) refused in {}: {}", action, who, peer_of(request), before, e
+            )
             raise HTTPException(409, str(e)) from None
         status = runner.status()
         logger.info(
-            "control {} by {}: {} → {}{}", action, who, before, status.state, "" if changed else " (no-op)"
+            "control {} by {} ({}): {} → {}{}",
+            action,
+            who,
+            peer_of(request),
+            before,
+            status.state,
+            "" if changed else " (no-op)",
         )
         return ControlResult(**status.model_dump(), changed=changed)
 

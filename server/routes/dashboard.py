@@ -59,6 +59,7 @@ async def dashboard(request: Request, runner: RunnerDep) -> Response:
             "fragments": renderer(runner.snapshot()),
             "config_fields": config_fields(redacted_dump(runner.config)),
             "token_enabled": request.app.state.security.enabled,
+            "trading_tz": runner.config.risk.trading_day_tz,  # one zone on screen: the trading day's
             "logs": logs,
         },
         headers={"Cache-Control": "no-store"},

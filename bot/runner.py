@@ -415,6 +415,7 @@ class BotRunner:
                 feed_up=self.links.feed_up,
                 block=block,
                 block_detail=self.activity.now().detail if block is not None else "",
+                margin_alert=self.account.alert(),
             )
             runner = self.config.runner
             await asyncio.sleep(min(HOUSEKEEPING_S, runner.board_state_poll_sec, runner.account_poll_sec))

@@ -255,3 +255,26 @@ def test_a_configured_mapping_overrides_the_built_in_one() -> None:
 
 def test_a_row_in_another_currency_is_never_booked_in_yen() -> None:
     assert classify_row(hist(CollateralReason.FUNDING, "-0.001", "BTC"), cfg())[0] is HoldingCostKind.IGNORE
+
+
+# ---- the phone -------------------------------------------------------------------------------------------
+
+
+class _Phone:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, kind: str, title: str, body: str, **_: Any) -> bool:
+        self.sent.append((kind, body))
+        return True
+
+
+def test_the_phone_hears_a_margin_alert_when_it_starts_and_when_it_ends_not_while_it_stands() -> None:
+    from bot.alerts import Alerts
+
+    phone = _Phone()
+    alerts = Alerts(phone, down_after_s=lambda: 60.0)  # type: ignore[arg-type]
+    low = "keep rate 1.1800 below 1.5: entries blocked"
+    for t, alert in enumerate([None, low, low, low, None, None]):
+        alerts.watch(float(t), feed_up=True, block=None, block_detail="", margin_alert=alert)
+    assert phone.sent == [("margin", f"{low}."), ("margin", "Margin is back: entries allowed.")]

@@ -2,8 +2,8 @@
 
 The first rule that holds wins, so the answer names what a trader must act on first:
   1. blocked by the run state (KILLED, STOPPED, PAUSED) — only a human changes it;
-  2. blocked by a guard (stale feed, reconciling, margin low or called, market closed, exchange backoff) — it
-     clears by itself (a margin block when the account recovers);
+  2. blocked by a guard (stale feed, reconciling, margin low or called, market closed, storage failing,
+     exchange backoff) — it clears by itself (a margin block when the account recovers);
   3. trading — stall orders live, or a strike in the last few seconds;
   4. throttled — a request budget leaves no order for a strike (the REST budget's reserve is kept for cancels,
      closes and kills, so entries stop before it);
@@ -21,6 +21,7 @@ from bot.config.loader import AppConfig
 from bot.decision_loop import DecisionLoop
 from bot.engine.orders import OrderTracker
 from bot.engine.rate_budget import RateBudget
+from bot.infra.storage_health import StorageHealth
 from bot.links import VenueLinks
 from bot.run_state import RunStateMachine
 from bot.types.dto import Gate, Reason, RunState
@@ -50,6 +51,7 @@ class ActivityWatch:
         links: VenueLinks,
         order_budget: RateBudget,
         rest_budget: RateBudget,
+        storage: StorageHealth,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._config = config
@@ -63,6 +65,7 @@ class ActivityWatch:
         self._links = links
         self._order_budget = order_budget
         self._rest_budget = rest_budget
+        self._storage = storage
         self._wall = wall
         self._current: tuple[str, str] | None = None
         self._since = wall()
@@ -154,6 +157,8 @@ class ActivityWatch:
                 return "bitFlyer's daily maintenance (04:00–04:10 JST): no orders"
             case Reason.MARGIN_LOW | Reason.MARGIN_CALL:
                 return self._account.alert() or block.value.replace("_", " ")
+            case Reason.STORAGE:  # which file, why, since when: the storage health's own line
+                return self._storage.message() or "storage failing: entries stopped"
             case Reason.EXCHANGE_BACKOFF:
                 ex = self._links.executor
                 until = None if ex is None else ex.backoff_until(now)

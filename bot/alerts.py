@@ -2,8 +2,9 @@
 Notifier (which sends them off the loop): a kill or the kill switch (when it begins, and its report once the
 exchange confirms it), a stop that leaves a position open, the feed or the exchange down longer than
 `notify.down_after_s`, the market closing and reopening (maintenance), the margin watch's alert starting and
-ending (keep rate low, a margin call), an exception in the decision loop, and a summary of the trading day at
-its roll. It decides nothing about trading.
+ending (keep rate low, a margin call), an exception in the decision loop, a file the bot cannot write
+(storage failing: entries stop) and its recovery, and a summary of the trading day at its roll. It decides
+nothing about trading.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from bot.infra.notify import Notifier
+from bot.infra.storage_health import StorageEvent, StorageEventKind
 from bot.settle import SettleGoal
 from bot.settle_report import signed
 from bot.types.dto import Reason
@@ -62,6 +64,26 @@ class Alerts:
             level="failure",
         )
 
+    def storage_changed(self, event: StorageEvent) -> None:
+        """Storage going bad (entries stop) and all good again. On the loop: the storage health reports from
+        writer threads, the runner hands the event over. Only the first file to fail and the last to recover
+        are told, each kind at most once a minute, so a flapping disk does not flood the phone."""
+        if event.kind is StorageEventKind.FAILED:
+            if event.still_failing == 1:
+                self._notifier.send(
+                    "storage_failed",
+                    f"{TITLE}: storage failing",
+                    f"{event.fault.describe(event.tz)} — no new entries; exits and kill still work",
+                    level="failure",
+                )
+        elif event.still_failing == 0:
+            self._notifier.send(
+                "storage_back",
+                f"{TITLE}: storage back",
+                f"{event.fault.file} written again; entries allowed again",
+                level="info",
+            )
+
     def day_rolled(self, day: str, realized: Decimal, pnl: Decimal, max_dd: Decimal, fills: int) -> None:
         self._notifier.send(
             "daily",
@@ -106,12 +128,11 @@ class Alerts:
                     "feed_down",
                     f"{TITLE}: market data down",
                     f"No market data for {now_s - self._down_since:.0f} s: {block_detail}. No new orders.",
-                    urgent=True,
                 )
         else:
             if self._down_told:
                 self._notifier.send(
-                    "feed_up", f"{TITLE}: market data back", "Market data is back.", level="info", urgent=True
+                    "feed_up", f"{TITLE}: market data back", "Market data is back.", level="info"
                 )
             self._down_since, self._down_told = None, False
         closed = block is Reason.MARKET_CLOSED
@@ -119,9 +140,9 @@ class Alerts:
             self._market_closed = closed
             if closed:
                 self._notifier.send(
-                    "market", f"{TITLE}: market closed", f"{block_detail}. No new orders.", urgent=True
+                    "market_closed", f"{TITLE}: market closed", f"{block_detail}. No new orders."
                 )
             else:
                 self._notifier.send(
-                    "market", f"{TITLE}: market open", "The market is open again.", level="info", urgent=True
+                    "market_open", f"{TITLE}: market open", "The market is open again.", level="info"
                 )

@@ -5,9 +5,10 @@ decides anything."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 from bot.account_watch import AccountWatch
 from bot.config.loader import AppConfig
@@ -16,6 +17,7 @@ from bot.engine.orders import OrderTracker
 from bot.engine.rate_budget import RateBudget
 from bot.infra.board_store import BoardStore
 from bot.infra.orderbook_view import OrderBookView
+from bot.infra.storage_health import StorageHealth
 from bot.links import RunnerMetrics, VenueLinks
 from bot.run_state import RunStateMachine
 from bot.types.dto import NS_PER_MS, DecisionMeta, Fill, Reason, RunState, Side
@@ -32,11 +34,20 @@ from bot.types.snapshot import (
     Limits,
     OrderRow,
     RunStatus,
+    StorageFaultView,
+    StorageView,
 )
 from bot.venue_sync import VenueSync
 
 LADDER_LEVELS = 10
 CHART_SAMPLE_S = 1.0
+
+
+class HeldRows(Protocol):
+    """A CSV logger, as the storage panel sees it."""
+
+    @property
+    def rows_held(self) -> int: ...
 
 
 class DashboardHistory:
@@ -106,6 +117,8 @@ class DashboardView:
         metrics: RunnerMetrics,
         block_reason: Callable[[int], Reason | None],
         last_board_at: Callable[[], int | None],
+        storage: StorageHealth,
+        csv_logs: Sequence[HeldRows],
     ) -> None:
         self._status = status
         self._budgets = budgets
@@ -125,6 +138,8 @@ class DashboardView:
         self._metrics = metrics
         self._block_reason = block_reason
         self._last_board_at = last_board_at
+        self._storage = storage
+        self._csv_logs = csv_logs
 
     # ---------------------------------------------------------------- the snapshot
     def snapshot(self) -> BotSnapshot:
@@ -226,6 +241,7 @@ class DashboardView:
                 loop_lag_ms=round(m.loop_lag_ms, 2),
                 loop_lag_max_ms=round(m.loop_lag_max_ms, 2),
             ),
+            storage=self._storage_view(),
             counters=Counters.model_construct(
                 orders_sent=m.orders_sent,
                 orders_cancelled=m.orders_cancelled,
@@ -244,4 +260,25 @@ class DashboardView:
                 "strategy": cfg.strategy.model_dump(mode="json"),
                 "risk": cfg.risk.model_dump(mode="json"),
             },
+        )
+
+    def _storage_view(self) -> StorageView:
+        faults = self._storage.faults()
+        return StorageView.model_construct(
+            ok=not faults,
+            message=self._storage.message(),
+            faults=[
+                StorageFaultView.model_construct(
+                    file=f.file,
+                    path=f.path,
+                    errno=f.errno,
+                    error=f.error,
+                    since=f.since.isoformat(),
+                    failures=f.failures,
+                    rows_held=f.rows_held,
+                )
+                for f in faults
+            ],
+            rows_held=sum(lg.rows_held for lg in self._csv_logs),
+            rows_dropped=self._storage.rows_dropped,
         )

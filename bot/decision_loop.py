@@ -25,6 +25,7 @@ from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.infra.board_store import BoardStore
 from bot.infra.logging_structured import DecisionLogger, decision_row
 from bot.infra.orderbook_view import OrderBookView
+from bot.infra.storage_health import StorageHealth
 from bot.links import RunnerMetrics, VenueLinks
 from bot.run_state import RunStateMachine
 from bot.types.dto import NS_PER_MS, Action, ActionKind, Gate, Reason, RunState
@@ -56,6 +57,7 @@ class DecisionLoop:
         metrics: RunnerMetrics,
         decision_log: DecisionLogger,
         history: DashboardHistory,
+        storage: StorageHealth,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -73,6 +75,7 @@ class DecisionLoop:
         self._metrics = metrics
         self._decision_log = decision_log
         self._history = history
+        self._storage = storage
         self._timer: asyncio.Handle | None = None
         self._timer_at: int | None = None
         self.last_board_at: int | None = None  # when the latest board message arrived (monotonic ns)
@@ -95,6 +98,8 @@ class DecisionLoop:
             return margin
         if self._market_closed():
             return Reason.MARKET_CLOSED
+        if not self._storage.ok:  # fail closed: no entry the state file or the logs could not record
+            return Reason.STORAGE
         executor = self._links.executor
         if executor is not None and executor.in_backoff(now):
             return Reason.EXCHANGE_BACKOFF

@@ -17,6 +17,7 @@ from loguru import logger
 
 from bot.config.loader import AppConfig
 from bot.engine.inventory import InventoryManager
+from bot.infra.daily_summary import DailySummaryFile
 from bot.infra.state_file import StateFile
 from bot.links import VenueLinks
 from bot.settle import SettleGoal
@@ -30,6 +31,15 @@ SETTLE_WAIT_S = 20.0
 
 class TransitionRefused(Exception):
     """An impossible transition (e.g. start while KILLED); the message says why (HTTP 409)."""
+
+
+class PreflightRefused(TransitionRefused):
+    """A first live/paper start the preflight does not allow; `adoptable`: only a position or open orders
+    already on the account stand in the way, and a human's confirmation (start with adopt) lets it go."""
+
+    def __init__(self, message: str, *, adoptable: bool) -> None:
+        super().__init__(message)
+        self.adoptable = adoptable
 
 
 class RunStateMachine:
@@ -62,6 +72,10 @@ class RunStateMachine:
         self.on_settle: Callable[[SettleGoal, str], None] = lambda goal, who: None  # a stop or kill begins
         # what the account watch says is wrong (a margin block or call), shown beside the activity
         self.account_alert: Callable[[], str | None] = lambda: None
+        self.daily: DailySummaryFile | None = None  # each kill is written to the day's summary file
+        # the hot config sections' changes from the config file (a merge patch), saved with the latch
+        self.live_patch: dict[str, Any] = {}
+        self.saved_live_patch: dict[str, Any] | None = None  # what restore() found (the runner re-applies it)
 
     # ---------------------------------------------------------------- persistence
     def restore(self) -> InventoryManager | None:
@@ -90,6 +104,8 @@ class RunStateMachine:
             self.reason = f"start ({self.mode}); a state file of another mode/account was ignored"
             return None
         inventory = None
+        patch = saved.get("live_config")
+        self.saved_live_patch = patch if isinstance(patch, dict) and patch else None
         if saved.get("inventory"):
             cfg = self._cfg
             try:
@@ -123,6 +139,7 @@ class RunStateMachine:
             "inventory": None if inv is None else inv.to_dict(),
             # the hold timer's start on the wall clock: monotonic time means nothing after a reboot
             "opened_at_wall_ns": self._opened_at_wall_ns(),
+            "live_config": self.live_patch,
         }
 
     def _opened_at_wall_ns(self) -> int | None:
@@ -147,11 +164,9 @@ class RunStateMachine:
 
         self._tasks.spawn(run(), "save-state")
 
-    def save_now(self) -> None:
-        try:
-            self.store.save_sync(self.persisted())
-        except OSError as e:
-            logger.error("could not save state: {}", e)
+    def save_now(self) -> bool:
+        """Write now; False if the disk refused it (the storage health says why and entries stop)."""
+        return self.store.save_sync(self.persisted())
 
     # ---------------------------------------------------------------- transitions (SPEC §7)
     def set(self, new: RunState, reason: str, who: str) -> None:
@@ -166,12 +181,20 @@ class RunStateMachine:
     def enter_killed(self, reason: str, who: str) -> None:
         self.set(RunState.KILLED, reason, who)
         self.on_settle(SettleGoal.FLAT, who)
-        try:  # the latch must hit the disk before anything else can go wrong
-            self.store.save_sync(self.persisted())
-        except OSError as e:
-            logger.error("could not persist the kill latch: {}", e)
+        # the latch must hit the disk before anything else can go wrong; if the disk refuses, the bot is
+        # KILLED in memory all the same (the flatten goes on) and every later save writes the latch
+        if not self.save_now():
+            logger.error(
+                "kill latch kept in memory only: the state file is not writable; retried until it is"
+            )
         if self._links.settler is not None:
             self._links.settler.hold(SettleGoal.FLAT)
+        inv = self.inventory
+        if self.daily is not None and inv is not None:  # the CSVs hold no kill: the day's summary does
+            day = inv.trading_day or inv.trading_day_of(self.since)
+            self._tasks.spawn(
+                self.daily.record_kill(day, inv.max_drawdown_jpy, self.since, reason, who), "daily-summary"
+            )
 
     async def start(self, who: str = "api") -> bool:
         async with self._lock:

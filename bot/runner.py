@@ -20,13 +20,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
 from bot.account_watch import AccountWatch
 from bot.activity import ActivityWatch
 from bot.alerts import Alerts
-from bot.config.loader import AppConfig, apply_live_patch
+from bot.config.loader import HOT_SECTIONS, AppConfig, ConfigError, apply_live_patch
 from bot.dashboard_view import DashboardHistory, DashboardView
 from bot.decision_loop import DecisionLoop
 from bot.engine.executor import OrderExecutor
@@ -37,25 +38,33 @@ from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.feed_dispatch import FeedDispatch
 from bot.fill_path import STRATEGY_NAME, FillPath
 from bot.infra.board_store import BoardStore
+from bot.infra.daily_summary import DailySummaryFile
 from bot.infra.http_bitflyer import BitflyerHttp
-from bot.infra.logging_structured import DecisionLogger, OrderLogger, TradeLogger
+from bot.infra.logging_structured import AuditLogger, DecisionLogger, OrderLogger, TradeLogger, format_cell
 from bot.infra.notify import Notifier
 from bot.infra.orderbook_view import OrderBookView
 from bot.infra.pyb_session import PyBotterSession
 from bot.infra.state_file import StateFile
+from bot.infra.storage_health import StorageEvent, StorageHealth
 from bot.links import RunnerMetrics, VenueLinks
-from bot.run_state import RunStateMachine, TransitionRefused
+from bot.preflight import PreflightInputs, run_preflight
+from bot.run_state import PreflightRefused, RunStateMachine, TransitionRefused
 from bot.settle import SettleGoal, SettleStatus, SettleSupervisor
 from bot.settle_report import SettleReporter
-from bot.types.dto import Gate, RunState
+from bot.types.dto import AuditLogRow, Gate, RunState
+from bot.types.preflight import ADOPTABLE_CHECK, PreflightReport
 from bot.types.snapshot import BotSnapshot, RunStatus
 from bot.types.tasks import BackgroundTasks
 from bot.venue_sync import VenueSync
 
-__all__ = ["BotRunner", "Endpoints", "RunnerMetrics", "TransitionRefused", "account_id"]
+__all__ = ["BotRunner", "Endpoints", "PreflightRefused", "RunnerMetrics", "TransitionRefused", "account_id"]
+
+# modes whose first start of a process waits for a passing preflight (sim starts as it always did)
+PREFLIGHT_MODES = ("live", "paper")
 
 HOUSEKEEPING_S = 2.0
 LOOP_LAG_PERIOD_S = 0.25
+PERSIST_TIMEOUT_S = 10.0  # a config change answers once its audit rows and the state file are on disk
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,28 @@ class Endpoints:
     private_ws_url: str | None
     api_key: str | None
     api_secret: str | None
+
+
+def hot_changes(old: AppConfig, new: AppConfig) -> list[tuple[str, str, str]]:
+    """(dotted field, old, new) for every hot field whose value differs, values as they read in a CSV."""
+    out = []
+    for section in HOT_SECTIONS:
+        a = getattr(old, section).model_dump(mode="json")
+        b = getattr(new, section).model_dump(mode="json")
+        out += [(f"{section}.{k}", format_cell(a[k]), format_cell(b[k])) for k in a if a[k] != b[k]]
+    return out
+
+
+def live_patch(file_cfg: AppConfig, running: AppConfig) -> dict[str, dict[str, object]]:
+    """The merge patch that takes the config file's hot sections to the running ones (what is saved)."""
+    out: dict[str, dict[str, object]] = {}
+    for section in HOT_SECTIONS:
+        a = getattr(file_cfg, section).model_dump(mode="json")
+        b = getattr(running, section).model_dump(mode="json")
+        changed = {k: b[k] for k in b if a.get(k) != b[k]}
+        if changed:
+            out[section] = changed
+    return out
 
 
 def account_id(api_key: str | None) -> str:
@@ -85,6 +116,7 @@ class BotRunner:
         notify_urls: Sequence[str] = (),
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
+        self.file_config = cfg  # the config files' values: what "revert to file" returns the hot sections to
         self.config = cfg
         self.mode = cfg.env
         self.log_dir = log_dir
@@ -95,10 +127,12 @@ class BotRunner:
         self.links = VenueLinks()
         self._tasks = BackgroundTasks("runner")
         self.gate = Gate()  # the decision loop writes it; the strategy reads it
+        # the one owner of "can the bot write its files": the state file and the CSV logs report into it
+        self.storage = StorageHealth(tz=ZoneInfo(cfg.risk.trading_day_tz))
         self.run_state = RunStateMachine(
             cfg,
             account=account_id(endpoints.api_key),  # the state file is only restored into the same one
-            state_file=StateFile(state_file),
+            state_file=StateFile(state_file, self.storage),
             gate=self.gate,
             links=self.links,
             tasks=self._tasks,
@@ -106,6 +140,10 @@ class BotRunner:
         )
         self.inventory = self.run_state.restore() or InventoryManager(cfg.risk, tick_size=tick)
         self.run_state.inventory = self.inventory
+        cfg = self.config = self._reapply_saved_changes(cfg)
+        self.inventory.update_risk(cfg.risk)
+        self.daily = DailySummaryFile(log_dir)
+        self.run_state.daily = self.daily
         self.store = BoardStore(product)
         self.tracker = OrderTracker()
         self.view = OrderBookView(self.store, product, tick, self.tracker)
@@ -119,9 +157,10 @@ class BotRunner:
             gate=self.gate,
         )
         tz = cfg.risk.trading_day_tz
-        self.trade_log = TradeLogger(log_dir, STRATEGY_NAME, tz=tz)
-        self.order_log = OrderLogger(log_dir, tz=tz)
-        self.decision_log = DecisionLogger(log_dir, STRATEGY_NAME, tz=tz)
+        self.trade_log = TradeLogger(log_dir, STRATEGY_NAME, tz=tz, health=self.storage)
+        self.order_log = OrderLogger(log_dir, tz=tz, health=self.storage)
+        self.decision_log = DecisionLogger(log_dir, STRATEGY_NAME, tz=tz, health=self.storage)
+        self.audit_log = AuditLogger(log_dir, tz=tz, health=self.storage)
         self.order_budget = RateBudget(cfg.runner.order_rate_per_min, 60.0)
         # every REST call we make (public ones share bitFlyer's per-IP limit, private ones the per-key limit)
         self.rest_budget = RateBudget(cfg.runner.private_rate_per_5min, 300.0)
@@ -181,6 +220,7 @@ class BotRunner:
             metrics=self.metrics,
             decision_log=self.decision_log,
             history=self.history,
+            storage=self.storage,
         )
         self.decisions.on_error = self.alerts.loop_error
         self.sync.after = self.decisions.kick
@@ -212,6 +252,7 @@ class BotRunner:
             links=self.links,
             order_budget=self.order_budget,
             rest_budget=self.rest_budget,
+            storage=self.storage,
         )
         self.dashboard = DashboardView(
             status=self.status,
@@ -232,8 +273,11 @@ class BotRunner:
             metrics=self.metrics,
             block_reason=self.decisions.block_reason,
             last_board_at=lambda: self.decisions.last_board_at,
+            storage=self.storage,
+            csv_logs=(self.trade_log, self.order_log, self.decision_log),
         )
         self._started = False
+        self._preflight_passed = False  # once per process: the first start of a live/paper session
         self._fills_at_day_start = 0
 
     # ---------------------------------------------------------------- what the server reads
@@ -259,8 +303,43 @@ class BotRunner:
         return None if self.links.settler is None else self.links.settler.status()
 
     # ---------------------------------------------------------------- control (SPEC §7)
-    async def start(self, who: str = "api") -> bool:
+    async def start(self, who: str = "api", adopt: bool = False) -> bool:
+        """STOPPED → RUNNING. The first start of a live or paper process runs the preflight first (outside the
+        run-state lock, so a kill is never kept waiting behind it) and is refused unless it is ready; a
+        position or open orders already on the account are adopted only with `adopt` (a human confirmed)."""
+        if self.mode in PREFLIGHT_MODES and not self._preflight_passed and self.state is RunState.STOPPED:
+            report = await self.preflight()
+            refusal = report.start_refusal(adopt)
+            if refusal is not None:
+                raise PreflightRefused(refusal, adoptable=report.start_refusal(adopt=True) is None)
+            found = report.check(ADOPTABLE_CHECK)
+            if found is not None and not found.ok:
+                logger.warning(
+                    "start by {}: adopting what is on the account, as confirmed: {}", who, found.detail
+                )
+            self._preflight_passed = True
         return await self.run_state.start(who)
+
+    async def preflight(self) -> PreflightReport:
+        """The checks of `python -m bot preflight`, over this runner's own REST client (its calls count
+        against the rate budget like any other)."""
+        http = self.links.http
+        if http is None:
+            raise RuntimeError("the runner is not open")
+        ep = self.endpoints
+        inputs = PreflightInputs(
+            mode=self.mode,
+            account=self.run_state.account,
+            keys_present=bool(ep.api_key and ep.api_secret),
+            keys_source="BITFLYER_API_KEY / BITFLYER_API_SECRET from the environment or .env"
+            if self.mode == "live"
+            else f"the {self.mode} venue's test keys",
+            product_code=self.config.exchange.product_code,
+            log_dir=self.log_dir,
+            state_file=self.run_state.store.path,
+            thresholds=self.config.preflight,
+        )
+        return await run_preflight(http, inputs)
 
     async def pause(self, who: str = "api") -> bool:
         return await self.run_state.pause(who)
@@ -283,24 +362,71 @@ class BotRunner:
         if self.links.executor is not None:
             self.links.executor.reset_backoff()
 
-    async def patch_config(self, patch: dict, who: str = "api") -> AppConfig:
+    async def patch_config(self, patch: dict, who: str = "api", action: str = "patch") -> AppConfig:
+        """Apply a merge patch of strategy.* / risk.* whole (ConfigError: nothing changed), audit each field
+        changed, and return once the audit rows and the state file (which carries the change across a
+        restart) are on disk."""
         new = apply_live_patch(self.config, patch)  # raises ConfigError; nothing changed
         old = self.config
-        for section in ("strategy", "risk"):
-            a, b = getattr(old, section).model_dump(), getattr(new, section).model_dump()
-            for k in a:
-                if a[k] != b[k]:
-                    logger.warning("config {}.{}: {} → {} by {}", section, k, a[k], b[k], who)
+        changes = hot_changes(old, new)
+        for name, a, b in changes:
+            logger.warning("config {}: {} → {} by {} ({})", name, a, b, who, action)
         self.config = new  # one assignment between decisions: atomic on this loop
         self.strategy.update_config(new.strategy, new.risk)
         self.inventory.update_risk(new.risk)
+        self.run_state.live_patch = live_patch(self.file_config, new)
         self.decisions.kick()
+        now = datetime.now(UTC)
+        for name, a, b in changes:
+            self.audit_log.log(AuditLogRow(ts=now, who=who, action=action, field=name, old=a, new=b))
+        if changes:
+            await self._persist_config()
+        return new
+
+    async def revert_config(self, who: str = "api") -> AppConfig:
+        """The hot sections back to the config file's values (audited like any change)."""
+        patch = {s: getattr(self.file_config, s).model_dump(mode="json") for s in HOT_SECTIONS}
+        return await self.patch_config(patch, who, action="revert")
+
+    async def _persist_config(self) -> None:
+        try:
+            async with asyncio.timeout(PERSIST_TIMEOUT_S):
+                await self.audit_log.aflush()
+                await self.run_state.store.save(self.run_state.persisted())
+        except (OSError, TimeoutError) as e:
+            logger.error("config change applied but not saved ({!r}): it will not survive a restart", e)
+
+    def _reapply_saved_changes(self, cfg: AppConfig) -> AppConfig:
+        """The live changes saved beside the kill latch, validated again against today's config file. A saved
+        change that no longer validates is refused whole: the file's values run."""
+        saved = self.run_state.saved_live_patch
+        if not saved:
+            return cfg
+        try:
+            new = apply_live_patch(cfg, saved)
+        except ConfigError as e:
+            logger.error("saved live config changes refused, the config file's values apply: {}", e)
+            return cfg
+        for name, a, b in hot_changes(cfg, new):
+            logger.warning("config {}: {} → {} (a live change saved before the restart)", name, a, b)
+        self.run_state.live_patch = live_patch(cfg, new)
         return new
 
     # ---------------------------------------------------------------- life cycle
     async def open(self) -> None:
         """Connect, reconcile, arm the loop. Returns when the feed is subscribed (or raises)."""
         cfg, ep, links = self.config, self.endpoints, self.links
+        loop = asyncio.get_running_loop()
+
+        def storage_changed(
+            event: StorageEvent,
+        ) -> None:  # from a writer thread: the notifier lives on the loop
+            try:
+                loop.call_soon_threadsafe(self.alerts.storage_changed, event)
+            except RuntimeError:  # the loop is closed (a last write at exit): the log line has said it
+                pass
+
+        self.storage.subscribe(storage_changed)
         links.session = PyBotterSession(
             rest_base_url=ep.rest_base_url,
             public_ws_url=ep.public_ws_url,
@@ -382,10 +508,12 @@ class BotRunner:
             except Exception:
                 pass
         await self._tasks.cancel()
-        self.run_state.save_now()
+        if not self.run_state.save_now():
+            latch = " — the kill latch is NOT on disk" if self.state is RunState.KILLED else ""
+            logger.error("shutdown: the last state could not be saved ({}){}", self.storage.message(), latch)
         if links.session:
             await links.session.close()
-        for lg in (self.decision_log, self.order_log, self.trade_log):
+        for lg in (self.decision_log, self.order_log, self.trade_log, self.audit_log):
             await lg.aclose()
         await self.alerts.notifier.aclose()
         logger.info("runner closed in state {}", self.state.value)
@@ -407,7 +535,7 @@ class BotRunner:
                 if last_reconcile != float("-inf"):  # the first one ran at connect
                     await self.sync.reconcile("periodic", block=False)
                 last_reconcile = t
-            self.run_state.save_soon()
+            self.run_state.save_soon()  # also the retry while the disk refuses it (the kill latch included)
             self.decisions.decide(self._clock(), None)
             block = self.gate.block_reason
             self.alerts.watch(
@@ -422,8 +550,11 @@ class BotRunner:
 
     def _roll_day(self) -> None:
         before = self.inventory.state()
-        self.inventory.roll_day(datetime.now(UTC))
-        if before.trading_day and self.inventory.state().trading_day != before.trading_day:
+        if self.inventory.roll_day(datetime.now(UTC)) and before.trading_day:
+            # the CSVs hold no drawdown: the closing day's goes to its summary file
+            self._tasks.spawn(
+                self.daily.record_day(before.trading_day, before.max_drawdown_jpy), "daily-summary"
+            )
             self.alerts.day_rolled(
                 before.trading_day,
                 before.realized_today_jpy,

@@ -150,6 +150,25 @@ class RunnerCollector(Collector):
             ),
         )
 
+        storage = snap.storage
+        yield GaugeMetricFamily(
+            "stst_storage_ok",
+            "1 while the state file and the CSV logs can be written; 0 stops entries (fail-closed)",
+            value=1.0 if storage.ok else 0.0,
+        )
+        failing = GaugeMetricFamily(
+            "stst_storage_failing", "1 for each file the bot cannot write now", labels=["file"]
+        )
+        for fault in storage.faults:
+            failing.add_metric([fault.file], 1.0)
+        yield failing
+        yield GaugeMetricFamily(
+            "stst_csv_rows_held", "CSV rows kept in memory until the disk takes them", value=storage.rows_held
+        )
+        yield CounterMetricFamily(
+            "stst_csv_rows_dropped", "CSV rows given up (held past the bound)", value=storage.rows_dropped
+        )
+
         yield GaugeMetricFamily(
             "stst_sse_clients", "connected dashboard streams", value=self._broadcaster.client_count
         )

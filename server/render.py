@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import annotated_types
 from fastapi.templating import Jinja2Templates
 from jinja2 import Undefined
 from pydantic import BaseModel
 
 from bot.config import RiskConfig, StallStrategyConfig
+from bot.config.loader import field_unit
 from bot.types.snapshot import BotSnapshot, plain
 
 # Panel name = SSE event name = templates/fragments/<name>.html = the sse-swap target on the page.
@@ -133,19 +135,45 @@ def _field_kind(annotation: Any) -> tuple[str, list[str]]:
     return "text", []
 
 
-def config_fields(config: dict[str, Any]) -> list[dict[str, Any]]:
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def field_range(info: Any, kind: str, unit: str) -> str:
+    """What the field accepts, from its constraints: '1 – 3,600,000 ms' (a whole number's gt 0 is 1), or
+    '> 0 and ≤ 100 BTC' where a bound is exclusive."""
+    if kind not in ("int", "decimal"):
+        return ""
+    whole = kind == "int"
+    low: tuple[str, Any] | None = None
+    high: tuple[str, Any] | None = None
+    for m in info.metadata:
+        if isinstance(m, annotated_types.Ge):
+            low = ("≥", m.ge)
+        elif isinstance(m, annotated_types.Gt):
+            low = ("≥", int(str(m.gt)) + 1) if whole else (">", m.gt)
+        elif isinstance(m, annotated_types.Le):
+            high = ("≤", m.le)
+        elif isinstance(m, annotated_types.Lt):
+            high = ("≤", int(str(m.lt)) - 1) if whole else ("<", m.lt)
+    if low is not None and high is not None and low[0] == "≥" and high[0] == "≤":
+        return f"{fmt_num(low[1])} – {fmt_num(high[1])}{unit}"
+    parts = [f"{b[0]} {fmt_num(b[1])}" for b in (low, high) if b is not None]
+    return " and ".join(parts) + unit if parts else ""
+
+
+def config_fields(config: dict[str, Any], file_config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One entry per hot field: name 'strategy.stall_T_ms', kind int|decimal|bool|choice|text, the running
-    value as text, choices, help."""
+    value and the config file's value as text, choices, unit and allowed range (from the model), help."""
     out = []
     for section, model in HOT_MODELS.items():
         running = config.get(section, {})
+        in_file = (file_config or config).get(section, {})
         for name, info in model.model_fields.items():
             kind, choices = _field_kind(info.annotation)
-            value = running.get(name)
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            else:
-                text = "" if value is None else str(value)
+            unit = field_unit(info)
             out.append(
                 {
                     "name": f"{section}.{name}",
@@ -153,7 +181,10 @@ def config_fields(config: dict[str, Any]) -> list[dict[str, Any]]:
                     "field": name,
                     "kind": kind,
                     "choices": choices,
-                    "value": text,
+                    "value": _text(running.get(name)),
+                    "file_value": _text(in_file.get(name)),
+                    "unit": unit.strip(),
+                    "range": field_range(info, kind, unit),
                     "help": info.description or "",
                 }
             )

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from bot.types.snapshot import RunStatus
+from bot.types.snapshot import Dec, RunStatus
 
 
 class ControlResult(RunStatus):
@@ -46,6 +46,7 @@ class LogIndex(BaseModel):
     trades: list[str]
     orders: list[str]
     decisions: list[str]
+    audit: list[str]
     runtime: list[str]
 
 
@@ -53,3 +54,64 @@ class Health(BaseModel):
     status: str
     state: str
     mode: str
+
+
+class KillView(BaseModel):
+    at: str = Field(description="when the kill latched (ISO-8601, UTC)")
+    reason: str
+    who: str
+
+
+class DayHistory(BaseModel):
+    """GET /history/daily: one trading day (in risk.trading_day_tz) from the trades CSV and the day's summary
+    file. Money and sizes are decimal strings."""
+
+    day: str = Field(description="trading day, YYYYMMDD")
+    realized_jpy: Dec = Field(description="sum of realized PnL (corrections included)")
+    fees_jpy: Dec
+    volume_btc: Dec = Field(description="traded size (corrections excluded)")
+    fills: int
+    win_rate: float | None = Field(description="share of the fills that realized PnL which made money")
+    max_drawdown_jpy: Dec | None = Field(description="from the daily summary file (or today's, live)")
+    kills: list[KillView]
+
+
+class TradeItem(BaseModel):
+    """One row of the trades CSV, with its day and row number (the cursor's parts)."""
+
+    day: str
+    row: int
+    ts: str
+    order_id: str
+    side: str
+    price: Dec | None
+    size: Dec | None
+    fee: Dec | None
+    strategy: str
+    tag: str
+    pnl_jpy: Dec | None
+    pnl_cum_jpy: Dec | None
+    inventory_after: Dec | None
+    exec_id: str
+
+
+class TradePage(BaseModel):
+    """GET /trades: newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
+
+    items: list[TradeItem]
+    next_cursor: str | None
+
+
+class AuditEntry(BaseModel):
+    ts: str
+    who: str
+    action: str = Field(description="patch or revert")
+    field: str
+    old: str
+    new: str
+
+
+class AuditLog(BaseModel):
+    """GET /config/audit: the newest live config changes first."""
+
+    items: list[AuditEntry]

@@ -76,6 +76,15 @@
       // a stop or kill says what it did: cancelled, flattened at which price, PnL, confirmed when
       var did = (action === "stop" || action === "kill") && body.report ? " — " + body.report.text : "";
       showFlash(action + ": " + body.state + (body.changed ? "" : " (already)") + did, false);
+    } else if (action === "start" && xhr.status === 409 && xhr.getResponseHeader("X-Preflight-Adopt") === "needed") {
+      // a first live start finds a position or orders already on the account: a human names it before the bot
+      // takes it over
+      if (window.confirm((body.detail || "A position is open on the account.") +
+                         "\n\nAdopt it (the bot manages it from now on) and start?")) {
+        htmx.ajax("POST", "/strategy/start?adopt=true", {source: elt, swap: "none"});
+      } else {
+        showFlash("start cancelled: the position was not adopted", true);
+      }
     } else {
       showFlash(action + " refused: " + (body.detail || xhr.status), true);
     }
@@ -131,6 +140,7 @@
   });
 
   form.addEventListener("htmx:afterRequest", function (evt) {
+    if (evt.detail.elt !== form) { return; }
     var xhr = evt.detail.xhr;
     var body = parseJson(xhr);
     if (xhr.status === 200 && body) {
@@ -139,6 +149,8 @@
         el.setAttribute("data-initial", el.value.trim());
       });
       showResult(changed.length ? "applied: " + changed.join(", ") : "applied (no change)", false);
+      markFields();
+      loadAudit();
       return;
     }
     showResult("refused — nothing changed", true);
@@ -160,10 +172,133 @@
   });
 
   document.getElementById("config-revert").addEventListener("click", function () {
-    form.querySelectorAll("[data-kind]").forEach(function (el) { el.value = el.getAttribute("data-initial"); });
+    form.querySelectorAll("[data-kind]").forEach(function (el) { // every field back to what runs now
+      var running = runningValue(el.name);
+      if (running !== null) { el.setAttribute("data-initial", running); }
+      el.value = el.getAttribute("data-initial");
+    });
     clearErrors();
     showResult("", false);
+    markFields();
   });
+
+  // ---- the form follows the running config: a field the user is not editing moves to the running value ----
+  // (a curl PATCH, another tab, a revert); every field says when it differs from the config file's value.
+  function canonical(el, text) {
+    var t = String(text == null ? "" : text).trim();
+    var kind = el.getAttribute("data-kind");
+    if ((kind === "int" || kind === "decimal") && /^-?\d+(\.\d+)?$/.test(t)) {
+      if (t.indexOf(".") >= 0) { t = t.replace(/0+$/, "").replace(/\.$/, ""); }
+      t = t.replace(/^(-?)0+(?=\d)/, "$1");
+      if (t === "-0") { t = "0"; }
+    }
+    return t;
+  }
+  function runningValue(name) {
+    var dd = document.querySelector('#config-running [data-running-for="' + CSS.escape(name) + '"]');
+    return dd ? dd.textContent.trim() : null;
+  }
+  function isEditing(el) {
+    return document.activeElement === el || canonical(el, el.value) !== canonical(el, el.getAttribute("data-initial"));
+  }
+  function markFields() {
+    form.querySelectorAll("[data-kind]").forEach(function (el) {
+      var running = runningValue(el.name);
+      if (running === null) { running = el.getAttribute("data-initial"); }
+      var file = el.getAttribute("data-file");
+      var differsFile = canonical(el, running) !== canonical(el, file);
+      var edited = canonical(el, el.value) !== canonical(el, running);
+      var mark = form.querySelector('[data-differs-for="' + CSS.escape(el.name) + '"]');
+      el.classList.toggle("differs-file", differsFile);
+      el.classList.toggle("edited", edited);
+      var notes = [];
+      if (differsFile) { notes.push("≠ file (" + file + ")"); }
+      if (edited) { notes.push("edited; running " + running); }
+      mark.textContent = notes.join(" · ");
+      mark.hidden = notes.length === 0;
+      mark.title = differsFile ? "the running value differs from the config file's; Revert to file returns it" : "";
+    });
+  }
+  function followRunning() {
+    form.querySelectorAll("[data-kind]").forEach(function (el) {
+      var running = runningValue(el.name);
+      if (running === null || isEditing(el)) { return; }
+      if (canonical(el, el.value) !== canonical(el, running)) { el.value = running; }
+      el.setAttribute("data-initial", running);
+    });
+    markFields();
+  }
+  form.addEventListener("input", markFields);
+  form.addEventListener("change", markFields);
+  document.body.addEventListener("htmx:sseMessage", function (evt) {
+    if (evt.target && evt.target.id === "config-running") {
+      followRunning();
+      loadAudit();
+    }
+  });
+  followRunning();
+
+  // ---- revert to file: strategy.* and risk.* back to the config file's values (audited server-side) --------
+  document.getElementById("config-revert-file").addEventListener("click", function () {
+    if (!window.confirm("Return every strategy.* and risk.* value to the config file's?")) { return; }
+    clearErrors();
+    fetch("/config/revert", {
+      method: "POST", credentials: "same-origin", headers: { "HX-Request": "true" }
+    }).then(function (r) {
+      return r.json().then(function (body) { return { status: r.status, body: body }; });
+    }).then(function (res) {
+      if (res.status !== 200) {
+        showResult("revert refused: " + JSON.stringify(res.body.detail || res.status), true);
+        return;
+      }
+      var cfg = res.body.config || {};
+      form.querySelectorAll("[data-kind]").forEach(function (el) { // edits are discarded: the file's values
+        var parts = el.name.split(".");
+        var v = (cfg[parts[0]] || {})[parts[1]];
+        var text = typeof v === "boolean" ? String(v) : String(v == null ? "" : v);
+        el.value = text;
+        el.setAttribute("data-initial", text);
+      });
+      var changed = Object.keys(res.body.changed || {});
+      showResult(changed.length ? "reverted to file: " + changed.join(", ") : "already the file's values", false);
+      markFields();
+      loadAudit();
+    }).catch(function () { showResult("revert failed: server unreachable", true); });
+  });
+
+  // ---- audit panel: the newest config changes (GET /config/audit) ------------------------------------------
+  var auditRows = document.getElementById("audit-rows");
+  var auditPending = false;
+  var auditAgain = false; // a change heard while a load was out: load once more after it
+  function cell(text) { var td = document.createElement("td"); td.textContent = text; return td; }
+  function loadAudit() {
+    if (!auditRows) { return; }
+    if (auditPending) { auditAgain = true; return; }
+    auditPending = true;
+    fetch("/config/audit?limit=20", { credentials: "same-origin" }).then(function (r) {
+      return r.ok ? r.json() : { items: [] };
+    }).then(function (body) {
+      auditRows.textContent = "";
+      (body.items || []).forEach(function (a) {
+        var tr = document.createElement("tr");
+        tr.setAttribute("data-audit-field", a.field);
+        [a.ts.replace("T", " ").slice(0, 19), a.who + (a.action === "revert" ? " (revert)" : ""), a.field, a.old, a.new]
+          .forEach(function (t) { tr.appendChild(cell(t)); });
+        auditRows.appendChild(tr);
+      });
+      if (!auditRows.children.length) {
+        var tr = document.createElement("tr");
+        var td = cell("no live change yet");
+        td.colSpan = 5;
+        tr.appendChild(td);
+        auditRows.appendChild(tr);
+      }
+    }).catch(function () { /* the next change retries */ }).then(function () {
+      auditPending = false;
+      if (auditAgain) { auditAgain = false; loadAudit(); }
+    });
+  }
+  loadAudit();
 
   // ---- charts: mid with own fills, and PnL through the day ---------------------------------------------------
   var midPlot = null;

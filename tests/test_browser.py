@@ -175,7 +175,7 @@ async def test_invalid_value_is_refused_inline(tab: Tab, served: Served) -> None
     await page.fill('[name="strategy.stall_T_ms"]', "-5")
     await page.click("#config-submit")
     error = page.locator('[data-error-for="strategy.stall_T_ms"]')
-    await expect(error).to_contain_text("greater than 0")
+    await expect(error).to_have_text("stall_T_ms must be at least 1 ms")
     await expect(page.locator("#config-result")).to_contain_text("refused")
     await expect(page.locator('[name="strategy.stall_T_ms"]')).to_have_class(_INVALID)
     assert (await served.api.get("/config")).json() == before
@@ -314,6 +314,157 @@ async def test_screenshot_for_the_readme(tab: Tab, served: Served, tmp_path: Pat
     assert target.stat().st_size > 10_000
 
 
+async def test_config_form_follows_a_curl_patch_and_marks_what_differs_from_the_file(
+    tab: Tab, served: Served
+) -> None:
+    from playwright.async_api import expect
+
+    page = await _open(tab, served)
+    in_file = (await served.api.get("/config/file")).json()["strategy"]
+    label = page.locator('label[for="cfg-strategy.stall_T_ms"]')
+    await expect(label).to_contain_text("(ms)")
+    await expect(label).to_contain_text("1 – 3,600,000 ms")
+    await expect(page.locator('label[for="cfg-strategy.size_min"]')).to_contain_text("> 0 and ≤ 100 BTC")
+
+    stall = page.locator('[name="strategy.stall_T_ms"]')
+    mark = page.locator('[data-differs-for="strategy.stall_T_ms"]')
+    target = in_file["stall_T_ms"] + 200
+    r = await served.api.patch("/config", json={"strategy": {"stall_T_ms": target}})  # as curl would
+    assert r.status_code == 200, r.text
+    await expect(stall).to_have_value(str(target), timeout=15_000)  # the config panel's next SSE frame
+    await expect(mark).to_be_visible()
+    await expect(mark).to_contain_text(f"≠ file ({in_file['stall_T_ms']})")
+    await expect(stall).to_have_class(_DIFFERS)
+
+    # a field the user is typing in is left alone: the mark says what runs instead
+    ttl = page.locator('[name="strategy.ttl_ms"]')
+    await ttl.fill("777")
+    r = await served.api.patch("/config", json={"strategy": {"ttl_ms": in_file["ttl_ms"] + 1}})
+    assert r.status_code == 200, r.text
+    ttl_mark = page.locator('[data-differs-for="strategy.ttl_ms"]')
+    await expect(ttl_mark).to_contain_text(f"edited; running {in_file['ttl_ms'] + 1}", timeout=15_000)
+    await expect(ttl).to_have_value("777")
+    await page.click("#config-revert")  # discard the edit: back to the running value
+    await expect(ttl).to_have_value(str(in_file["ttl_ms"] + 1))
+
+
+_DIFFERS = __import__("re").compile(r"\bdiffers-file\b")
+
+
+async def test_revert_to_file_restores_the_file_values_and_the_audit_panel_says_who(
+    tab: Tab, served: Served
+) -> None:
+    from playwright.async_api import expect
+
+    in_file = (await served.api.get("/config/file")).json()["strategy"]
+    r = await served.api.patch("/config", json={"strategy": {"stall_T_ms": in_file["stall_T_ms"] + 300}})
+    assert r.status_code == 200, r.text
+    page = await _open(tab, served)
+    stall = page.locator('[name="strategy.stall_T_ms"]')
+    await expect(stall).to_have_value(str(in_file["stall_T_ms"] + 300), timeout=15_000)
+    await expect(page.locator("#audit-rows tr").first).to_contain_text("strategy.stall_T_ms", timeout=15_000)
+
+    page.once("dialog", lambda d: __import__("asyncio").ensure_future(d.accept()))
+    await page.click("#config-revert-file")
+    await expect(page.locator("#config-result")).to_contain_text("reverted to file")
+    await expect(stall).to_have_value(str(in_file["stall_T_ms"]))
+    await expect(page.locator('[data-differs-for="strategy.stall_T_ms"]')).to_be_hidden()
+    assert (await served.api.get("/config")).json()["strategy"] == in_file
+    newest = page.locator('#audit-rows tr[data-audit-field="strategy.stall_T_ms"]').first
+    await expect(newest).to_contain_text("dashboard (127.0.0.1")
+    await expect(newest).to_contain_text("(revert)")
+    await expect(newest.locator("td").nth(4)).to_have_text(str(in_file["stall_T_ms"]))
+
+
+async def test_history_page_charts_the_days_and_pages_through_filtered_trades(
+    tab: Tab, served: Served
+) -> None:
+    from playwright.async_api import expect
+
+    log_dir = served.app.state.service.log_dir
+    write_history(log_dir)
+    page = tab.page
+    await page.goto(served.base + "/")
+    await page.click("#history-link")
+    await expect(page.locator('#days-rows tr[data-day="20260105"]')).to_contain_text("2 %")
+    await expect(page.locator('#days-rows tr[data-day="20260106"]')).to_contain_text("-310.5")
+    await expect(page.locator("#chart-equity .uplot")).to_have_count(1)
+    assert int(await page.get_attribute("#chart-equity", "data-points") or 0) >= 2
+
+    await page.select_option("#filter-day", "20260106")
+    await page.select_option("#filter-limit", "25")
+    await page.click("#filter-apply")
+    rows = page.locator("#trade-rows tr")
+    await expect(rows).to_have_count(25)
+    await expect(rows.first).to_have_attribute("data-exec-id", "20260106-59")
+    seen = set()
+    for expected_first, count in (("20260106-59", 25), ("20260106-34", 25), ("20260106-9", 10)):
+        await expect(rows.first).to_have_attribute("data-exec-id", expected_first)
+        await expect(rows).to_have_count(count)
+        seen |= {await r.get_attribute("data-exec-id") for r in await rows.all()}
+        if count == 25:
+            await page.click("#page-older")
+    assert len(seen) == 60
+    await expect(page.locator("#page-older")).to_be_disabled()
+    await expect(page.locator("#page-note")).to_contain_text("(last)")
+
+    await page.select_option("#filter-side", "SELL")
+    await page.fill("#filter-tag", "close")
+    await page.click("#filter-apply")
+    await expect(rows).to_have_count(25)
+    assert {await r.locator("td").nth(1).text_content() for r in await rows.all()} == {"SELL"}
+    assert {await r.locator("td").nth(5).text_content() for r in await rows.all()} == {"close"}
+
+    assert tab.console_errors == []
+    # a filter the server refuses (422; the browser logs the status) is explained beside the filters
+    await page.fill("#filter-tag", "no spaces")
+    await page.click("#filter-apply")
+    await expect(page.locator("#filter-error")).to_contain_text("tag must be 1 to 40 letters")
+
+
+def write_history(log_dir: Path) -> None:
+    """Two past trading days through the project's own loggers (the bot trades today beside them)."""
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+    from zoneinfo import ZoneInfo
+
+    from bot.infra.daily_summary import DailySummaryFile
+    from bot.infra.logging_structured import CsvLogWriter, TradeLogger
+    from bot.types.dto import Side, TradeLogRow
+
+    def row(day: str, i: int, side: Side, tag: str, pnl: str) -> TradeLogRow:
+        start = datetime.strptime(day, "%Y%m%d").replace(hour=10, tzinfo=ZoneInfo("Asia/Tokyo"))
+        return TradeLogRow(
+            ts=(start + timedelta(seconds=i)).astimezone(UTC),
+            order_id=f"JRF-{day}-{i}",
+            side=side,
+            price=Decimal("13600000"),
+            size=Decimal("0.001"),
+            fee=Decimal(0),
+            strategy="stall_then_strike",
+            tag=tag,
+            pnl_jpy=Decimal(pnl),
+            pnl_cum_jpy=Decimal(0),
+            inventory_after=Decimal(0),
+            exec_id=f"{day}-{i}",
+        )
+
+    rows = [
+        row("20260105", i, Side.BUY, "stall", "1" if i == 0 else "-1" if i < 50 else "0") for i in range(51)
+    ]
+    rows += [
+        row("20260106", i, Side.SELL if i % 2 else Side.BUY, "close" if i % 2 else "stall", str(i))
+        for i in range(60)
+    ]
+    writer = CsvLogWriter(linger_s=0)
+    log = TradeLogger(log_dir, "stall_then_strike", writer=writer)
+    for r in rows:
+        log.log(r)
+    assert log.close()
+    writer.stop()
+    DailySummaryFile(log_dir).record_day_sync("20260106", Decimal("-310.5"))
+
+
 async def test_kill_asks_first_then_flattens(tab: Tab, served: Served) -> None:
     from playwright.async_api import expect
 
@@ -350,3 +501,64 @@ async def test_kill_asks_first_then_flattens(tab: Tab, served: Served) -> None:
     assert service.venue.ledger.position(key) == 0
     await expect(page.locator("#reset-btn")).to_be_visible()
     await expect(page.locator("#kill-btn")).to_be_disabled()
+
+
+async def test_a_first_paper_start_names_a_hand_position_and_adopts_it_only_when_confirmed(
+    browser: Any, tmp_path: Path
+) -> None:
+    """paper mode, STOPPED: the preflight finds a position opened by hand; Start asks in a confirm box that
+    names it; no → still STOPPED; yes → RUNNING."""
+    from playwright.async_api import expect
+
+    from bot.sim import SimVenue
+    from tests.conftest import make_config
+    from tests.conftest_server import wait_until
+
+    public = SimVenue(make_config().sim.model_copy(update={"seed": 11, "activity": 4.0}))
+    await public.start()
+    log_dir = tmp_path / "logs"
+    cfg = sim_config(
+        log_dir, env="paper", exchange={"ws_url": public.ws_url}, runner={"start_state": "stopped"}
+    )
+    app = build_app(cfg, log_dir)
+    try:
+        async with uvicorn_server(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as api:
+            paper = app.state.service.venue
+
+            async def paper_book() -> bool:
+                return paper.exchange.book.best_ask() is not None
+
+            await wait_until(paper_book, 30, "the paper venue's first snapshot of the feed")
+            paper.hand_order("BUY", "0.002")
+            assert paper.ledger.position(paper.api_key) != 0
+            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            page = await context.new_page()
+            try:
+                await page.goto(base + "/")
+                await expect(page.locator("body")).to_have_attribute("data-stream", "open", timeout=30_000)
+                await expect(page.locator("#state")).to_have_text("STOPPED")
+                messages: list[str] = []
+
+                async def dismiss(dialog: Any) -> None:
+                    messages.append(dialog.message)
+                    await dialog.dismiss()
+
+                page.once("dialog", dismiss)
+                await page.click("#start-btn")
+                await expect(page.locator("#flash")).to_contain_text(
+                    "start cancelled: the position was not adopted"
+                )
+                assert messages and "long 0.002 BTC" in messages[0] and "Adopt it" in messages[0]
+                assert (await api.get("/strategy")).json()["state"] == "STOPPED"
+
+                async def accept(dialog: Any) -> None:
+                    await dialog.accept()
+
+                page.once("dialog", accept)
+                await page.click("#start-btn")
+                await expect(page.locator("#state")).to_have_text("RUNNING", timeout=30_000)
+                assert (await api.get("/strategy")).json()["state"] == "RUNNING"
+            finally:
+                await context.close()
+    finally:
+        await public.stop()

@@ -396,3 +396,36 @@ def test_any_patch_is_applied_whole_or_refused_whole(cfg: AppConfig, patch: dict
             ):
                 if isinstance(current, int | Decimal) and not isinstance(current, bool):
                     assert Decimal(str(current)) == Decimal(str(patch[section][key]))
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "sentence"),
+    [
+        ({"strategy": {"stall_T_ms": 0}}, "strategy.stall_T_ms", "stall_T_ms must be at least 1 ms"),
+        ({"strategy": {"ttl_ms": 3_600_001}}, "strategy.ttl_ms", "ttl_ms must be at most 3600000 ms"),
+        (
+            {"strategy": {"min_spread_tick": 0}},
+            "strategy.min_spread_tick",
+            "min_spread_tick must be at least 1 tick",
+        ),
+        ({"strategy": {"size_min": "0"}}, "strategy.size_min", "size_min must be more than 0 BTC"),
+        (
+            {"strategy": {"stall_T_ms": "soon"}},
+            "strategy.stall_T_ms",
+            "stall_T_ms must be a whole number of ms",
+        ),
+        (
+            {"strategy": {"quote_mode": "far"}},
+            "strategy.quote_mode",
+            "quote_mode must be one of: mid, inside",
+        ),
+        ({"risk": {"max_dd_jpy": 5}}, "risk.max_dd_jpy", "max_dd_jpy must be below 0 JPY"),
+        ({"risk": {"max_dd_jpy": "lots"}}, "risk.max_dd_jpy", "max_dd_jpy must be a number of JPY"),
+    ],
+)
+def test_live_patch_errors_are_plain_sentences_with_units(
+    cfg: AppConfig, patch: dict[str, Any], field: str, sentence: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        apply_live_patch(cfg, patch)
+    assert [(fe.field, fe.message) for fe in e.value.errors] == [(field, sentence)]

@@ -408,6 +408,7 @@ def test_rows_roll_over_to_a_new_file_at_midnight_tokyo(tmp_path: Path, writer: 
         "trades": ["20260105", "20260106"],
         "orders": [],
         "decisions": ["20260105", "20260106"],
+        "audit": [],
     }
 
 
@@ -430,7 +431,12 @@ def test_list_days_ignores_foreign_files_and_csv_path_refuses_traversal(tmp_path
         "notes.txt",
     ):
         (tmp_path / "orders" / name).write_text("x\n")
-    assert list_days(tmp_path) == {"trades": [], "orders": ["20251231", "20260101"], "decisions": []}
+    assert list_days(tmp_path) == {
+        "trades": [],
+        "orders": ["20251231", "20260101"],
+        "decisions": [],
+        "audit": [],
+    }
     for kind, day in (
         ("../etc", "20260101"),
         ("orders", "../../x"),

@@ -267,13 +267,13 @@ async def test_patch_applies_to_the_running_bot(
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [
-        ({"strategy": {"stall_T_ms": 300, "ttl_ms": -1}}, "strategy.ttl_ms", "greater than 0"),
-        ({"strategy": {"stall_T_ms": -5}}, "strategy.stall_T_ms", "greater than 0"),
-        ({"strategy": {"stall_T_ms": "soon"}}, "strategy.stall_T_ms", "integer"),
+        ({"strategy": {"stall_T_ms": 300, "ttl_ms": -1}}, "strategy.ttl_ms", "ttl_ms must be at least 1 ms"),
+        ({"strategy": {"stall_T_ms": -5}}, "strategy.stall_T_ms", "stall_T_ms must be at least 1 ms"),
+        ({"strategy": {"stall_T_ms": "soon"}}, "strategy.stall_T_ms", "must be a whole number of ms"),
         ({"strategy": {"nope": 1}}, "strategy.nope", "unknown"),
         ({"exchange": {"tick_size": 5}}, "exchange", "restart required"),
         ({"env": "live"}, "env", "restart required"),
-        ({"risk": {"daily_pnl_jpy": 1000}}, "risk.daily_pnl_jpy", "less than 0"),
+        ({"risk": {"daily_pnl_jpy": 1000}}, "risk.daily_pnl_jpy", "daily_pnl_jpy must be below 0 JPY"),
         ({"strategy": {"size_min": "0.000000001"}}, "strategy.size_min", "0.00000001"),
     ],
 )
@@ -381,7 +381,7 @@ async def test_log_index_and_downloads_equal_the_files(client: httpx.AsyncClient
     (log_dir / "runtime" / "app.log").write_text("2026-01-01 started\n", encoding="utf-8")
 
     index = (await client.get("/logs")).json()
-    assert set(index) == {"trades", "orders", "decisions", "runtime"}
+    assert set(index) == {"trades", "orders", "decisions", "audit", "runtime"}
     assert "20260101" in index["trades"]
     assert "app.log" in index["runtime"]
 

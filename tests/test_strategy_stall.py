@@ -56,6 +56,7 @@ NO_ACTION_REASONS = {
     Reason.MARKET_CLOSED,
     Reason.RECONCILING,
     Reason.EXCHANGE_BACKOFF,
+    Reason.STORAGE,
     Reason.RATE_BUDGET,
     Reason.CLOSE_PENDING,
     Reason.DUST,
@@ -423,7 +424,9 @@ def test_pause_cancels_stall_orders_and_places_nothing() -> None:
     assert meta.reason is Reason.STRIKE
 
 
-@pytest.mark.parametrize("block", [Reason.MARKET_CLOSED, Reason.RECONCILING, Reason.EXCHANGE_BACKOFF])
+@pytest.mark.parametrize(
+    "block", [Reason.MARKET_CLOSED, Reason.RECONCILING, Reason.EXCHANGE_BACKOFF, Reason.STORAGE]
+)
 def test_blocked_gate_places_nothing_but_still_pulls_expired_orders(block: Reason) -> None:
     rig = Rig()
     b = board("100", "110", T0)
@@ -538,6 +541,14 @@ def test_adverse_move_fires_while_paused_and_on_stale_data_but_waits_out_reconci
     assert rig.strategy.next_deadline(T0 + 31 * MS) == T0 + 31 * MS
     actions, meta = rig.decide(board("990", "1010", T0), T0 + 31 * MS)
     assert meta.reason is Reason.REVERSE_STOP
+
+
+def test_a_reverse_stop_still_closes_while_the_disk_refuses_writes() -> None:
+    """Fail-closed storage stops entries only: a protective exit must not wait for the disk."""
+    rig = Rig(FakeInventory("0.003", "1000"))
+    rig.strategy.gate.block_reason = Reason.STORAGE
+    actions, meta = rig.decide(board("990", "1010", T0), T0 + 10 * MS, execute=False)
+    assert meta.reason is Reason.REVERSE_STOP and kinds(actions) == [ActionKind.CLOSE_MARKET]
 
 
 def test_a_refused_close_is_retried_at_a_paced_rate_not_at_every_board_message() -> None:
@@ -902,7 +913,8 @@ def test_random_sessions_keep_the_trader_safe(steps: list[tuple[str, int]], mode
                 Reason.MARKET_CLOSED,
                 Reason.RECONCILING,
                 Reason.EXCHANGE_BACKOFF,
-            ][r % 6]
+                Reason.STORAGE,
+            ][r % 7]
         elif op == "budget":
             gate.order_budget = r % 4
         elif op == "stale":

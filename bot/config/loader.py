@@ -14,16 +14,23 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 SIZE_GRID = Decimal("0.00000001")  # bitFlyer sizes carry 8 decimals
 HOT_SECTIONS = ("strategy", "risk")  # the only sections a running bot may change
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
+
+
+def _unit(unit: str) -> dict[str, JsonValue]:
+    """A field's unit, in its JSON schema (`"unit": "ms"`): the form and the plain-sentence errors read it."""
+    return {"unit": unit}
 
 
 class _FieldProblem(ValueError):
@@ -98,18 +105,68 @@ class WsConfig(_Model):
 
 class StallStrategyConfig(_Model):
     stall_T_ms: int = Field(
-        default=250, gt=0, le=HOUR_MS, description="best bid/ask unchanged this long = stalled"
+        default=250,
+        gt=0,
+        le=HOUR_MS,
+        description="best bid/ask unchanged this long = stalled",
+        json_schema_extra=_unit("ms"),
     )
-    min_spread_tick: int = Field(default=1, ge=1, le=10_000_000)
-    ttl_ms: int = Field(default=800, gt=0, le=HOUR_MS)
-    max_reverse_ticks: int = Field(default=2, ge=1, le=10_000_000)
-    size_min: Decimal = Field(default=Decimal("0.001"), gt=0, le=100)
-    max_inventory_btc: Decimal = Field(default=Decimal("0.2"), gt=0, le=1000)
-    quote_mode: Literal["mid", "inside"] = "mid"
-    quote_offset_ticks: int = Field(default=1, ge=0, le=10_000_000)
-    cancel_on_best_change: bool = True
-    max_hold_ms: int = Field(default=0, ge=0, le=DAY_MS, description="0 = off")
-    stale_after_ms: int = Field(default=2000, gt=0, le=HOUR_MS)
+    min_spread_tick: int = Field(
+        default=1,
+        ge=1,
+        le=10_000_000,
+        description="strike only on a spread this wide",
+        json_schema_extra=_unit("ticks"),
+    )
+    ttl_ms: int = Field(
+        default=800,
+        gt=0,
+        le=HOUR_MS,
+        description="cancel a stall order after this long",
+        json_schema_extra=_unit("ms"),
+    )
+    max_reverse_ticks: int = Field(
+        default=2,
+        ge=1,
+        le=10_000_000,
+        description="close a position the market moved this far against",
+        json_schema_extra=_unit("ticks"),
+    )
+    size_min: Decimal = Field(
+        default=Decimal("0.001"),
+        gt=0,
+        le=100,
+        description="size of each stall order",
+        json_schema_extra=_unit("BTC"),
+    )
+    max_inventory_btc: Decimal = Field(
+        default=Decimal("0.2"),
+        gt=0,
+        le=1000,
+        description="largest position held",
+        json_schema_extra=_unit("BTC"),
+    )
+    quote_mode: Literal["mid", "inside"] = Field(
+        default="mid", description="quote around the mid or inside the best"
+    )
+    quote_offset_ticks: int = Field(
+        default=1, ge=0, le=10_000_000, description="distance of the quotes", json_schema_extra=_unit("ticks")
+    )
+    cancel_on_best_change: bool = Field(default=True, description="cancel stall orders when the best moves")
+    max_hold_ms: int = Field(
+        default=0,
+        ge=0,
+        le=DAY_MS,
+        description="close a position held this long; 0 = off",
+        json_schema_extra=_unit("ms"),
+    )
+    stale_after_ms: int = Field(
+        default=2000,
+        gt=0,
+        le=HOUR_MS,
+        description="no board message this long = stale feed",
+        json_schema_extra=_unit("ms"),
+    )
 
     @field_validator("size_min", "max_inventory_btc")
     @classmethod
@@ -128,12 +185,20 @@ class StallStrategyConfig(_Model):
 
 class RiskConfig(_Model):
     daily_pnl_jpy: Decimal = Field(
-        default=Decimal("-30000"), lt=0, ge=-1_000_000_000, description="kill when today's PnL <= this"
+        default=Decimal("-30000"),
+        lt=0,
+        ge=-1_000_000_000,
+        description="kill when today's PnL <= this",
+        json_schema_extra=_unit("JPY"),
     )
     max_dd_jpy: Decimal = Field(
-        default=Decimal("-20000"), lt=0, ge=-1_000_000_000, description="kill when drawdown <= this"
+        default=Decimal("-20000"),
+        lt=0,
+        ge=-1_000_000_000,
+        description="kill when drawdown <= this",
+        json_schema_extra=_unit("JPY"),
     )
-    trading_day_tz: str = "Asia/Tokyo"
+    trading_day_tz: str = Field(default="Asia/Tokyo", description="time zone of the trading day (IANA name)")
     min_keep_rate: Decimal = Field(
         default=Decimal("1.5"),
         ge=0,
@@ -161,6 +226,27 @@ class RunnerConfig(_Model):
     private_rate_per_5min: int = Field(default=400, ge=1, le=500)
     account_poll_sec: float = Field(
         default=30, ge=1, le=3600, description="getcollateral + getcollateralhistory poll (private REST)"
+    )
+
+
+class PreflightConfig(_Model):
+    """Thresholds of the checks run before the first start of a live or paper session."""
+
+    min_keep_rate: Decimal = Field(
+        default=Decimal("1.5"),
+        gt=0,
+        le=100,
+        description="getcollateral keep_rate (1.5 = 150 %) below which a start is refused",
+    )
+    max_clock_skew_sec: float = Field(
+        default=5, gt=0, le=300, description="largest difference to the exchange's clock accepted"
+    )
+    min_free_mb: int = Field(default=500, ge=1, le=1_000_000, description="free space the log folder needs")
+    maintenance_warn_min: int = Field(
+        default=30, ge=0, le=1440, description="warn when the daily maintenance starts sooner than this"
+    )
+    min_rate_remaining: int = Field(
+        default=50, ge=0, le=500, description="X-RateLimit-Remaining below this is a warning (0: an error)"
     )
 
 
@@ -245,6 +331,7 @@ class AppConfig(_Model):
     strategy: StallStrategyConfig = StallStrategyConfig()
     risk: RiskConfig = RiskConfig()
     runner: RunnerConfig = RunnerConfig()
+    preflight: PreflightConfig = PreflightConfig()
     logging: LoggingConfig = LoggingConfig()
     server: ServerConfig = ServerConfig()
     notify: NotifyConfig = NotifyConfig()
@@ -386,11 +473,100 @@ def errors_from_validation(e: ValidationError) -> list[FieldError]:
     return out
 
 
-def validate_config(data: dict[str, Any], source: str = "config") -> AppConfig:
+def field_info(path: str) -> FieldInfo | None:
+    """The pydantic FieldInfo of a dotted config path ('strategy.stall_T_ms'), or None."""
+    model: type[BaseModel] = AppConfig
+    info = None
+    for part in path.split("."):
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        nested = info.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            model = nested
+    return info
+
+
+def field_unit(info: FieldInfo | None) -> str:
+    extra = None if info is None else info.json_schema_extra
+    unit = extra.get("unit") if isinstance(extra, dict) else None
+    return f" {unit}" if isinstance(unit, str) else ""
+
+
+def _number(v: Any) -> str:
+    return format(v, "f") if isinstance(v, Decimal) else str(v)
+
+
+def _amount(v: Any, unit: str) -> str:
+    """'1 tick', '2 ticks', '0 ms'."""
+    text = _number(v)
+    if text in ("1", "-1") and unit == " ticks":
+        unit = " tick"
+    return text + unit
+
+
+def plain_sentence(path: str, err_type: str, ctx: dict[str, Any], msg: str) -> str:
+    """One validation problem as a sentence a trader reads: 'stall_T_ms must be at least 1 ms' rather than
+    pydantic's 'Input should be greater than 0'."""
+    info = field_info(path)
+    name = path.rsplit(".", 1)[-1]
+    unit = field_unit(info)
+    whole = info is not None and info.annotation is int
+    if err_type == "greater_than":
+        gt = ctx.get("gt", 0)
+        return (
+            f"{name} must be at least {_amount(int(gt) + 1, unit)}"
+            if whole
+            else f"{name} must be more than {_number(gt)}{unit}"
+        )
+    if err_type == "greater_than_equal":
+        return f"{name} must be at least {_amount(ctx.get('ge'), unit)}"
+    if err_type == "less_than":
+        lt = ctx.get("lt", 0)
+        return (
+            f"{name} must be at most {_amount(int(lt) - 1, unit)}"
+            if whole
+            else f"{name} must be below {_number(lt)}{unit}"
+        )
+    if err_type == "less_than_equal":
+        return f"{name} must be at most {_amount(ctx.get('le'), unit)}"
+    if err_type in ("int_parsing", "int_type", "int_from_float"):
+        return f"{name} must be a whole number{unit and ' of' + unit}"
+    if err_type in ("decimal_parsing", "decimal_type", "float_parsing", "float_type"):
+        return f"{name} must be a number{unit and ' of' + unit}"
+    if err_type == "finite_number":
+        return f"{name} must be a finite number"
+    if err_type in ("decimal_max_places", "decimal_max_digits", "decimal_whole_digits"):
+        return f"{name} has too many digits"
+    if err_type == "literal_error":
+        return f"{name} must be one of: {ctx.get('expected', '').replace(' or ', ', ')}".replace("'", "")
+    if err_type in ("bool_parsing", "bool_type"):
+        return f"{name} must be true or false"
+    if err_type in ("string_type", "string_too_long", "string_too_short"):
+        return f"{name} must be text"
+    if err_type == "extra_forbidden":
+        return "unknown key"  # as for an unknown section: the field path names it
+    if msg.startswith("must "):  # our own validators already speak in sentences about the field
+        return f"{name} {msg}"
+    return msg
+
+
+def validate_config(data: dict[str, Any], source: str = "config", *, plain: bool = False) -> AppConfig:
+    """Validate a whole config; ConfigError with every problem. `plain`: each problem as a sentence (the form
+    and PATCH /config), else pydantic's own words (the config file checks)."""
     try:
         return AppConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(errors_from_validation(e), source) from None
+        errors = errors_from_validation(e)
+        if plain:
+            errors = [
+                FieldError(
+                    field=fe.field,
+                    message=plain_sentence(fe.field, err["type"], err.get("ctx", {}), fe.message),
+                )
+                for fe, err in zip(errors, e.errors(), strict=True)
+            ]
+        raise ConfigError(errors, source) from None
 
 
 def load_app_config(base_path: str | Path, override_path: str | Path | None = None) -> AppConfig:
@@ -428,7 +604,7 @@ def apply_live_patch(cfg: AppConfig, patch: Any) -> AppConfig:
         raise ConfigError(errors, "patch")
     current = cfg.model_dump(mode="python")
     merged = merge_patch(current, patch)
-    return validate_config(merged, "patch")
+    return validate_config(merged, "patch", plain=True)
 
 
 def redacted_dump(cfg: AppConfig) -> dict[str, Any]:

@@ -13,9 +13,11 @@ Decimal's own digits (Decimal("0.001") -> 0.001 on the wire); anything that woul
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +35,7 @@ from bot.types.exchange import (
     GET_COLLATERAL_HISTORY,
     GET_EXECUTIONS,
     GET_HEALTH,
+    GET_PERMISSIONS,
     GET_POSITIONS,
     MAX_MINUTE_TO_EXPIRE,
     SEND_CHILD_ORDER,
@@ -54,6 +57,21 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
         return int(float(v))
     except ValueError:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class VenueClock:
+    """The venue's `Date` header against our wall clock around the request that carried it."""
+
+    venue_epoch_s: float  # the Date header (whole seconds: HTTP dates have no fraction)
+    sent_epoch_s: float  # our wall clock when the request left
+    received_epoch_s: float  # … and when the answer came
+
+    @property
+    def skew_s(self) -> float:
+        """How far the venue's clock is ahead of ours (negative: behind). The header is truncated to the
+        second, so the venue's time lay in [date, date + 1); its middle is compared with our round trip's."""
+        return self.venue_epoch_s + 0.5 - (self.sent_epoch_s + self.received_epoch_s) / 2
 
 
 class BitflyerHttp:
@@ -90,6 +108,7 @@ class BitflyerHttp:
         params: dict[str, Any] | None = None,
         body: dict[str, Any] | None = None,
         expect_body: bool = True,
+        headers_out: dict[str, str] | None = None,
     ) -> Any:
         url = self._base + path
         self.requests += 1
@@ -107,6 +126,8 @@ class BitflyerHttp:
                 async with self._client.request(method, url, **kwargs) as resp:
                     status = resp.status
                     self._note_rate_headers(path, resp.headers)
+                    if headers_out is not None:
+                        headers_out.update(resp.headers)
                     raw = await resp.read()
         except TimeoutError:
             self.errors += 1
@@ -313,6 +334,29 @@ class BitflyerHttp:
         if not isinstance(data.get("state"), str):
             raise self._bad_shape(GET_BOARD_STATE, f"no state in {_clip(json.dumps(data))}")
         return data
+
+    async def get_permissions(self) -> list[str]:
+        """The private endpoint paths this API key may call (`/v1/me/getpermissions`)."""
+        data = await self._call("GET", GET_PERMISSIONS)
+        if not isinstance(data, list) or not all(isinstance(p, str) for p in data):
+            raise self._bad_shape(GET_PERMISSIONS, f"expected a list of paths, got {_clip(json.dumps(data))}")
+        return data
+
+    async def venue_clock(self) -> VenueClock:
+        """Read the venue's clock from the `Date` header of a public call (`gethealth`): bitFlyer refuses a
+        signature whose ACCESS-TIMESTAMP is too far from its own time."""
+        headers: dict[str, str] = {}
+        sent = self._wall()
+        await self._call("GET", GET_HEALTH, params={"product_code": self.product_code}, headers_out=headers)
+        received = self._wall()
+        raw = headers.get("Date")
+        try:
+            parsed = email.utils.parsedate_to_datetime(raw) if raw else None
+        except (TypeError, ValueError):
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            raise self._bad_shape(GET_HEALTH, f"no usable Date header (got {raw!r})")
+        return VenueClock(parsed.timestamp(), sent, received)
 
     def _bad_shape(self, path: str, message: str) -> ExchangeError:
         self.errors += 1

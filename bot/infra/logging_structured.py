@@ -3,6 +3,7 @@
     logs/trades/trades-YYYYMMDD.csv        TradeLogger.log(TradeLogRow)
     logs/orders/orders-YYYYMMDD.csv        OrderLogger.log(OrderLogRow)
     logs/decisions/decisions-YYYYMMDD.csv  DecisionLogger.log(DecisionLogRow)
+    logs/audit/audit-YYYYMMDD.csv          AuditLogger.log(AuditLogRow)  (live config changes)
 
 YYYYMMDD is the trading day of the row's `ts` in the logger's time zone (Asia/Tokyo by default); `ts` is
 written ISO-8601 in that zone with milliseconds (`2026-01-05T09:00:00.123+09:00`). Decimals are written
@@ -12,6 +13,11 @@ Threading: `log(row)` only checks the row's type and puts it on a queue (thread-
 writer thread, shared by all loggers of the process, formats the rows and writes each batch of whole lines to
 a file with a single write call on an unbuffered file. `flush()`/`close()` (or `aflush()`/`aclose()` from
 asyncio code) wait until everything logged before them is on disk.
+
+Disk full / unwritable: a batch the disk refuses (ENOSPC, EACCES, EROFS, ENOTDIR …) is cut back to the whole
+rows before it and *held* in memory (at most `MAX_HELD_ROWS` per kind; past that the newest are dropped,
+counted and said once), tried again every `RETRY_S` and on every flush, and reported to the `StorageHealth`
+(bot/infra/storage_health.py), whose fault ends with the next good write. The writer never stops for it.
 
 Crash safety: every row is exactly one physical line (newlines inside cells become spaces), so a crash can at
 worst leave a torn last line. When a file is opened again, a torn tail is *truncated* back to the last
@@ -36,6 +42,7 @@ import queue
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -47,9 +54,10 @@ from zoneinfo import ZoneInfo
 
 from loguru import logger
 
-from bot.types.dto import DecisionLogRow, DecisionMeta, OrderLogRow, TradeLogRow
+from bot.infra.storage_health import StorageHealth
+from bot.types.dto import AuditLogRow, DecisionLogRow, DecisionMeta, OrderLogRow, TradeLogRow
 
-KINDS = ("trades", "orders", "decisions")
+KINDS = ("trades", "orders", "decisions", "audit")
 TRADE_COLUMNS = (
     "ts",
     "order_id",
@@ -92,12 +100,15 @@ DECISION_COLUMNS = (
     "count",
     "detail",
 )
+AUDIT_COLUMNS = ("ts", "who", "action", "field", "old", "new")
 NO_ACTION = "no_action"
-_DAY_FILE = re.compile(r"^(trades|orders|decisions)-(\d{8})\.csv$")
+_DAY_FILE = re.compile(r"^(" + "|".join(KINDS) + r")-(\d{8})\.csv$")
 _DAY = re.compile(r"^\d{8}$")
 _TAIL_CHUNK = 64 * 1024
+MAX_HELD_ROWS = 50_000  # rows a logger keeps in memory per kind while the disk refuses them
+RETRY_S = 1.0  # held rows are tried again this often (and on every flush)
 
-RowT = TypeVar("RowT", TradeLogRow, OrderLogRow, DecisionLogRow)
+RowT = TypeVar("RowT", TradeLogRow, OrderLogRow, DecisionLogRow, AuditLogRow)
 
 
 # ---- paths -----------------------------------------------------------------------------------------------
@@ -189,6 +200,10 @@ class _Sink:
         columns: tuple[str, ...],
         tz: ZoneInfo,
         defaults: dict[str, str] | None = None,
+        *,
+        health: StorageHealth | None = None,
+        max_held: int = MAX_HELD_ROWS,
+        retry_s: float = RETRY_S,
     ) -> None:
         self.log_dir = Path(log_dir)
         self.kind = kind
@@ -197,6 +212,12 @@ class _Sink:
         self.defaults = defaults or {}  # value for an empty cell (e.g. the strategy name)
         self.header = (",".join(columns) + "\n").encode()
         self._files: dict[str, io.FileIO] = {}
+        self.health = health if health is not None else StorageHealth()
+        self.label = f"{kind} log"  # its name in the storage health
+        self.max_held = max_held
+        self.retry_s = retry_s
+        self._held: deque[tuple[str, str]] = deque()  # (day, line) the disk refused, oldest first
+        self._retry_at: float | None = None
 
     # collapsing hooks (plain sinks write every row at once)
     def accept(self, row: Any, now: float) -> list[Any]:
@@ -225,31 +246,79 @@ class _Sink:
             out.append(text or self.defaults.get(col, ""))
         return out
 
-    def write_rows(self, rows: list[Any]) -> int:
-        """Write rows (grouped per day, one write call per file). Returns how many could not be written."""
-        by_day: dict[str, io.StringIO] = {}
-        counts: dict[str, int] = {}
-        failed = 0
+    @property
+    def rows_held(self) -> int:
+        return len(self._held)
+
+    def retry_due(self) -> float | None:
+        """When held rows are tried again (writer clock), or None if none are held."""
+        return self._retry_at if self._held else None
+
+    def write_rows(self, rows: list[Any], now: float, *, force: bool = False) -> int:
+        """Write the held rows, then `rows` (grouped per day, one write call per file). A row the disk refuses
+        is held (bounded by `max_held`) and tried again from `now + retry_s`, or at once with `force` (a
+        flush). Returns how many rows were dropped: unformattable, or past the bound."""
+        dropped = 0
+        lines: list[tuple[str, str]] = []
+        buf = io.StringIO()
+        out = csv.writer(buf, lineterminator="\n")
         for row in rows:
             try:
                 day = self.day_of(row.ts)
-                buf = by_day.get(day)
-                if buf is None:
-                    buf = by_day[day] = io.StringIO()
-                csv.writer(buf, lineterminator="\n").writerow(self.cells(row))
-                counts[day] = counts.get(day, 0) + 1
+                out.writerow(self.cells(row))
+                lines.append((day, buf.getvalue()))
             except Exception:  # a row that cannot be formatted must not take the others down
                 logger.exception("{} log: dropped a row that could not be formatted: {!r}", self.kind, row)
-                failed += 1
-        for day, buf in by_day.items():
+                dropped += 1
+            buf.seek(0)
+            buf.truncate()
+        if self._held:
+            dropped += self._hold(lines)
+            if not force and self._retry_at is not None and now < self._retry_at:
+                return dropped  # the disk refused a moment ago: not again on every batch
+            lines = list(self._held)
+            self._held.clear()
+        return dropped + self._write_lines(lines, now)
+
+    def _write_lines(self, lines: list[tuple[str, str]], now: float) -> int:
+        by_day: dict[str, list[str]] = {}
+        for day, line in lines:
+            by_day.setdefault(day, []).append(line)
+        days = list(by_day)
+        for i, day in enumerate(days):
             try:
-                _write_all(self._file(day), buf.getvalue().encode("utf-8"))
+                _append_whole(self._file(day), "".join(by_day[day]).encode("utf-8"))
             except OSError as e:
-                # The file may now end in a torn line: drop the handle so the next open repairs it.
-                logger.error("{} log: could not write {} rows for {}: {}", self.kind, counts[day], day, e)
-                self._close_file(day)
-                failed += counts[day]
-        return failed
+                self._close_file(day)  # the next attempt opens it again (and repairs a torn tail)
+                dropped = self._hold([(d, line) for d in days[i:] for line in by_day[d]])
+                self._retry_at = now + self.retry_s
+                self.health.failed(
+                    self.label, csv_path(self.log_dir, self.kind, day), e, rows_held=len(self._held)
+                )
+                return dropped
+        self._retry_at = None
+        self.health.written(self.label)
+        return 0
+
+    def _hold(self, lines: list[tuple[str, str]]) -> int:
+        """Keep lines for the next attempt, oldest first, up to `max_held`; the newest past it are dropped
+        (counted, and said once per fault by the storage health)."""
+        room = max(0, self.max_held - len(self._held))
+        self._held.extend(lines[:room])
+        over = len(lines) - room
+        if over > 0:
+            self.health.dropped(self.label, over)
+            return over
+        return 0
+
+    def give_up_held(self) -> int:
+        """At close: rows still refused are lost; count and say so."""
+        n = len(self._held)
+        if n:
+            self._held.clear()
+            logger.error("{} log: {} rows could not be written before close and are lost", self.kind, n)
+            self.health.dropped(self.label, n)
+        return n
 
     def _file(self, day: str) -> io.FileIO:
         f = self._files.get(day)
@@ -279,8 +348,10 @@ class _Sink:
 
 
 class _DecisionSink(_Sink):
-    def __init__(self, log_dir: Path, tz: ZoneInfo, collapse_max_s: float) -> None:
-        super().__init__(log_dir, "decisions", DECISION_COLUMNS, tz)
+    def __init__(
+        self, log_dir: Path, tz: ZoneInfo, collapse_max_s: float, health: StorageHealth | None = None
+    ) -> None:
+        super().__init__(log_dir, "decisions", DECISION_COLUMNS, tz, health=health)
         self.collapse_max_s = collapse_max_s
         self._pending: DecisionLogRow | None = None
         self._pending_day = ""
@@ -309,6 +380,20 @@ class _DecisionSink(_Sink):
 
     def due_at(self) -> float | None:
         return None if self._pending is None else self._pending_since + self.collapse_max_s
+
+
+def _append_whole(f: io.FileIO, data: bytes) -> None:
+    """Append whole lines or nothing: a write the disk cuts short is truncated back, so the retry cannot
+    repeat the rows that did fit."""
+    start = os.fstat(f.fileno()).st_size
+    try:
+        _write_all(f, data)
+    except OSError:
+        try:
+            os.ftruncate(f.fileno(), start)
+        except OSError:  # the reopen still cuts a torn line; whole rows before it may then appear twice
+            pass
+        raise
 
 
 def _write_all(f: io.FileIO, data: bytes) -> None:
@@ -404,7 +489,8 @@ class CsvLogWriter:
         linger_s: float = 0.1,
     ) -> None:
         self.io_lock = threading.Lock()
-        self.dropped_rows = 0  # rows refused because the queue was full, or failed to write
+        # rows refused (queue full, unformattable) or given up (held past the bound, or at close)
+        self.dropped_rows = 0
         self._q: queue.SimpleQueue[_Row | _Drain | None] = queue.SimpleQueue()
         self._max_pending = max_pending
         self._batch_max = batch_max
@@ -514,7 +600,7 @@ class CsvLogWriter:
             return _TIMEOUT
 
     def _seconds_to_due(self) -> float | None:
-        dues = [d for s in self._active if (d := s.due_at()) is not None]
+        dues = [d for s in self._active for d in (s.due_at(), s.retry_due()) if d is not None]
         return None if not dues else min(dues) - self._clock()
 
     def _process(self, items: list[Any]) -> bool:
@@ -530,6 +616,7 @@ class CsvLogWriter:
 
     def _write_batch(self, items: list[Any]) -> bool:
         out: dict[_Sink, list[Any]] = {}
+        forced: set[_Sink] = set()  # a flush tries rows the disk refused again at once
         drains: list[_Drain] = []
         keep_running = True
         now = self._clock()
@@ -544,23 +631,29 @@ class CsvLogWriter:
             else:
                 for s in self._active if it.sinks is None else it.sinks:
                     pending = s.take_pending()
-                    if pending:
-                        out.setdefault(s, []).extend(pending)
+                    out.setdefault(s, []).extend(pending)
+                    forced.add(s)
                 drains.append(it)
         for s in self._active:
             due = s.due_at()
             if due is not None and due <= now:
                 out.setdefault(s, []).extend(s.take_pending())
+            retry = s.retry_due()
+            if retry is not None and retry <= now:
+                out.setdefault(s, [])
         with self.io_lock:
             for s, rows in out.items():
-                self.dropped_rows += s.write_rows(rows)
+                if rows or s.rows_held:
+                    self.dropped_rows += s.write_rows(rows, now, force=s in forced)
             for d in drains:
                 if d.close:
                     for s in list(self._active) if d.sinks is None else d.sinks:
+                        self.dropped_rows += s.give_up_held()
                         s.close_files()
                         self._active.discard(s)
             if not keep_running:
                 for s in self._active:
+                    self.dropped_rows += s.give_up_held()
                     s.close_files()
         return keep_running
 
@@ -599,6 +692,11 @@ class _CsvLogger(Generic[RowT]):
     def columns(self) -> tuple[str, ...]:
         return self._sink.columns
 
+    @property
+    def rows_held(self) -> int:
+        """Rows the disk refused, kept for the next attempt."""
+        return self._sink.rows_held
+
     def path_for(self, day: str) -> Path:
         return csv_path(self._sink.log_dir, self._sink.kind, day)
 
@@ -613,7 +711,8 @@ class _CsvLogger(Generic[RowT]):
         self._writer.submit(self._sink, row)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Block until every row logged so far is in the file (a merged decision row included)."""
+        """Block until every row logged so far is in the file (a merged decision row included) — or held for
+        a retry, if the disk refuses it (see `rows_held`)."""
         return self._writer.drain((self._sink,), timeout=timeout)
 
     async def aflush(self) -> bool:
@@ -645,12 +744,19 @@ class TradeLogger(_CsvLogger[TradeLogRow]):
     row_type = TradeLogRow
 
     def __init__(
-        self, log_dir: Path, strategy_name: str, tz: str = "Asia/Tokyo", *, writer: CsvLogWriter | None = None
+        self,
+        log_dir: Path,
+        strategy_name: str,
+        tz: str = "Asia/Tokyo",
+        *,
+        writer: CsvLogWriter | None = None,
+        health: StorageHealth | None = None,
     ) -> None:
         self.strategy_name = strategy_name
-        super().__init__(
-            _Sink(log_dir, "trades", TRADE_COLUMNS, ZoneInfo(tz), {"strategy": strategy_name}), writer
+        sink = _Sink(
+            log_dir, "trades", TRADE_COLUMNS, ZoneInfo(tz), {"strategy": strategy_name}, health=health
         )
+        super().__init__(sink, writer)
 
     log_trade = _CsvLogger.log  # the seed's name
 
@@ -660,8 +766,15 @@ class OrderLogger(_CsvLogger[OrderLogRow]):
 
     row_type = OrderLogRow
 
-    def __init__(self, log_dir: Path, tz: str = "Asia/Tokyo", *, writer: CsvLogWriter | None = None) -> None:
-        super().__init__(_Sink(log_dir, "orders", ORDER_COLUMNS, ZoneInfo(tz)), writer)
+    def __init__(
+        self,
+        log_dir: Path,
+        tz: str = "Asia/Tokyo",
+        *,
+        writer: CsvLogWriter | None = None,
+        health: StorageHealth | None = None,
+    ) -> None:
+        super().__init__(_Sink(log_dir, "orders", ORDER_COLUMNS, ZoneInfo(tz), health=health), writer)
 
     log_order = _CsvLogger.log
 
@@ -680,13 +793,30 @@ class DecisionLogger(_CsvLogger[DecisionLogRow]):
         *,
         collapse_max_s: float = 10.0,
         writer: CsvLogWriter | None = None,
+        health: StorageHealth | None = None,
     ) -> None:
         if collapse_max_s <= 0:
             raise ValueError("collapse_max_s must be > 0")
         self.strategy_name = strategy_name
-        super().__init__(_DecisionSink(log_dir, ZoneInfo(tz), collapse_max_s), writer)
+        super().__init__(_DecisionSink(log_dir, ZoneInfo(tz), collapse_max_s, health), writer)
 
     log_decision = _CsvLogger.log
+
+
+class AuditLogger(_CsvLogger[AuditLogRow]):
+    """One row per live config field changed (who, when, old, new): `logs/audit/audit-YYYYMMDD.csv`."""
+
+    row_type = AuditLogRow
+
+    def __init__(
+        self,
+        log_dir: Path,
+        tz: str = "Asia/Tokyo",
+        *,
+        writer: CsvLogWriter | None = None,
+        health: StorageHealth | None = None,
+    ) -> None:
+        super().__init__(_Sink(log_dir, "audit", AUDIT_COLUMNS, ZoneInfo(tz), health=health), writer)
 
 
 def _settle(fut: asyncio.Future[None]) -> None:

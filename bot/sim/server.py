@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import hashlib
 import hmac
 import random
@@ -52,6 +53,8 @@ PUBLIC_PREFIXES = (
 )
 PRIVATE_CHANNELS = ("child_order_events", "parent_order_events")
 SNAPSHOT_CHANNEL = f"lightning_board_snapshot_{PRODUCT}"
+GET_PERMISSIONS = "/v1/me/getpermissions"
+MAX_CLOCK_OFFSET_S = 86_400  # a day either way: enough for any test of a wrong clock
 QUEUE_MAX = 1000  # frames waiting for one client before it is dropped as too slow
 HTML_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
@@ -138,6 +141,11 @@ class SimVenue:
         self.feed_connected = False
         self.feed_connects = 0
         self._secrets: dict[str, bytes] = {}
+        # per key: the private paths it may call (None: every one), as bitFlyer's API key settings
+        self._permissions: dict[str, frozenset[str] | None] = {}
+        self._private_paths: list[str] = []  # filled by build_app
+        self._base_wall_offset_ns = self.exchange.wall_offset_ns
+        self.clock_offset_ns = 0  # the clock_offset fault: the venue's wall clock runs this far from ours
         self.add_account(self.cfg.api_key, self.cfg.api_secret.get_secret_value())
         self.faults = Faults(self.cfg.seed)
         self.limiter = RateLimiter(self.cfg.rate_limits)
@@ -187,8 +195,21 @@ class SimVenue:
 
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=1 << 20)
+        app.on_response_prepare.append(self._date_header)
         r = app.router
-        get, post = r.add_get, r.add_post
+        private_paths = self._private_paths
+        private_paths.clear()
+
+        def get(path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> None:
+            if path.startswith("/v1/me/"):
+                private_paths.append(path)
+            r.add_get(path, handler)
+
+        def post(path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> None:
+            if path.startswith("/v1/me/"):
+                private_paths.append(path)
+            r.add_post(path, handler)
+
         get("/v1/markets", self._markets)
         get("/v1/getmarkets", self._markets)
         get("/v1/getboard", self._getboard)
@@ -207,6 +228,7 @@ class SimVenue:
         get("/v1/me/getchildorders", self._private(lambda c: self.exchange.child_orders(c.key, c.query)))
         get("/v1/me/getexecutions", self._private(lambda c: self.exchange.executions(c.key, c.query)))
         get("/v1/me/getbalance", self._private(lambda c: []))
+        get(GET_PERMISSIONS, self._private(lambda c: self.permissions_of(c.key)))
         post("/v1/me/sendchildorder", self._private(self._send, post=True))
         post("/v1/me/cancelchildorder", self._private(self._cancel, post=True))
         post("/v1/me/cancelallchildorders", self._private(self._cancel_all, post=True))
@@ -222,6 +244,8 @@ class SimVenue:
         post("/_sim/order", self._admin_order)
         post("/_sim/charge", self._admin_charge)
         post("/_sim/collateral", self._admin_collateral)
+        post("/_sim/permissions", self._admin_permissions)
+        post("/_sim/clock_offset", self._admin_clock_offset)
         get("/_sim/ledger", self._admin_ledger)
         get("/_sim/state", self._admin_state)
         return app
@@ -372,6 +396,22 @@ class SimVenue:
         self._dispatch(outs)
 
     # ---- REST: shared checks -------------------------------------------------------------------------------
+    def wall_ns(self) -> int:
+        """The venue's wall clock: ours, shifted by the clock_offset fault (its Date header, its timestamps
+        and the window it accepts signatures in all follow it)."""
+        return self.clock.time_ns() + self.clock_offset_ns
+
+    async def _date_header(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Date"] = email.utils.formatdate(self.wall_ns() / SEC, usegmt=True)
+
+    def permitted(self, api_key: str, path: str) -> bool:
+        allowed = self._permissions.get(api_key)
+        return allowed is None or path == GET_PERMISSIONS or path in allowed
+
+    def permissions_of(self, api_key: str) -> list[str]:
+        """GET /v1/me/getpermissions: the private paths this key may call."""
+        return [p for p in self._private_paths if self.permitted(api_key, p)]
+
     @web.middleware
     async def _middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -418,7 +458,7 @@ class SimVenue:
             raise VenueError(-500, "Invalid timestamp", 401) from None
         if not t.is_finite():
             raise VenueError(-500, "Invalid timestamp", 401)
-        wall_s = Decimal(self.clock.time_ns()) / SEC
+        wall_s = Decimal(self.wall_ns()) / SEC
         ts_s = t / 1000 if t > 100_000_000_000 else t  # seconds or milliseconds
         if abs(ts_s - wall_s) > self.cfg.auth_window_sec:
             raise VenueError(-500, "Timestamp is out of range", 401)
@@ -442,6 +482,8 @@ class SimVenue:
                 key = self._authenticate(request, raw)
             except VenueError as e:
                 return _error(e.status, e.message, e.http_status)
+            if not self.permitted(key, request.path):
+                return _error(-500, "Permission denied", 401)
             body: dict[str, Any] = {}
             if post:
                 try:
@@ -665,7 +707,7 @@ class SimVenue:
             ts_ms = int(ts)
         except ValueError:
             return _rpc_error(req_id, -500, "Authentication failed")
-        if abs(ts_ms / 1000 - self.clock.time_ns() / SEC) > self.cfg.auth_window_sec:
+        if abs(ts_ms / 1000 - self.wall_ns() / SEC) > self.cfg.auth_window_sec:
             return _rpc_error(req_id, -500, "Authentication failed: timestamp out of range")
         want = hmac.new(secret, f"{ts}{nonce}".encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(want, sign.lower()):
@@ -718,9 +760,11 @@ class SimVenue:
         self.faults.fail(endpoint, error, count, rate)
 
     def clear_faults(self) -> None:
-        """Every injected fault off, a tripped rate limit included (the real windows keep counting)."""
+        """Every injected fault off, a tripped rate limit and a clock offset included (the real windows keep
+        counting)."""
         self.faults.clear()
         self.limiter.lift_trips()
+        self.set_clock_offset(0)
 
     def trip_rate_limit(self, api_key: str | None = None, seconds: float | None = None) -> None:
         self.limiter.trip(self.clock.monotonic_ns(), api_key or self.api_key, seconds)
@@ -745,6 +789,17 @@ class SimVenue:
 
     def set_health(self, status: str) -> None:
         self.exchange.set_health(status)
+
+    def set_permissions(self, api_key: str, endpoints: list[str] | None) -> None:
+        """What `api_key` may call (paths such as "/v1/me/sendchildorder"); None: everything. A call outside
+        them is refused -500 "Permission denied" (HTTP 401), as bitFlyer refuses a key without that right."""
+        self._permissions[api_key] = None if endpoints is None else frozenset(endpoints)
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """The venue's clock runs `seconds` ahead of ours (negative: behind): its Date header and timestamps
+        move, and it refuses signatures outside its window measured on that clock."""
+        self.clock_offset_ns = int(seconds * SEC)
+        self.exchange.wall_offset_ns = self._base_wall_offset_ns + self.clock_offset_ns
 
     def ledger_report(self, api_key: str | None = None) -> dict[str, Any]:
         return self.exchange.ledger_report(api_key or self.api_key)
@@ -933,6 +988,28 @@ class SimVenue:
             self.ledger.set_margin_call(key, call, due)
         return _json(self.exchange.collateral(key))
 
+    async def _admin_permissions(self, request: web.Request) -> web.Response:
+        """POST /_sim/permissions {"api_key": "SIM_KEY", "endpoints": ["/v1/me/getpositions", …] | null}."""
+        body = await self._admin_body(request)
+        key = body.get("api_key", self.api_key)
+        if not isinstance(key, str) or key not in self._secrets:
+            return self._bad("unknown api_key")
+        endpoints = body.get("endpoints")
+        if endpoints is not None and (
+            not isinstance(endpoints, list) or not all(isinstance(e, str) for e in endpoints)
+        ):
+            return self._bad("endpoints must be a list of paths (or null for every endpoint)")
+        self.set_permissions(key, endpoints)
+        return _json({"ok": True, "permissions": self.permissions_of(key)})
+
+    async def _admin_clock_offset(self, request: web.Request) -> web.Response:
+        """POST /_sim/clock_offset {"seconds": 600}: the venue's clock 600 s ahead of ours (0 ends it)."""
+        v = (await self._admin_body(request)).get("seconds")
+        if isinstance(v, bool) or not isinstance(v, int | float) or abs(v) > MAX_CLOCK_OFFSET_S:
+            return self._bad(f"seconds must be a number within ±{MAX_CLOCK_OFFSET_S}")
+        self.set_clock_offset(float(v))
+        return _json({"ok": True, "seconds": v})
+
     async def _admin_ledger(self, request: web.Request) -> web.Response:
         key = request.query.get("api_key", self.api_key)
         if key not in self._secrets:
@@ -952,6 +1029,7 @@ class SimVenue:
                 "connections": len(self._conns),
                 "faults": self.faults.pending(),
                 "latency_ms": self.faults.latency_ms,
+                "clock_offset_s": self.clock_offset_ns / SEC,
                 **self.stats,
             }
         )

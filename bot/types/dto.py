@@ -62,6 +62,7 @@ class Reason(StrEnum):
     EXCHANGE_BACKOFF = "exchange_backoff"  # backing off after exchange errors
     MARGIN_LOW = "margin_low"  # the venue's keep_rate is below risk.min_keep_rate
     MARGIN_CALL = "margin_call"  # the venue reports a margin call
+    STORAGE = "storage_failed"  # the state file or a CSV log cannot be written (disk full, unwritable)
     RATE_BUDGET = "rate_budget"
     CLOSE_PENDING = "close_pending"  # a closing order is in flight
     DUST = "dust"  # position below exchange.min_size: no order the venue must refuse
@@ -248,6 +249,18 @@ class InventoryState:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditLogRow:
+    """One live config change: who changed which field when, from what to what (values as JSON text)."""
+
+    ts: datetime
+    who: str
+    action: str  # patch / revert
+    field: str  # dotted, e.g. strategy.stall_T_ms
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
 class TradeLogRow:
     ts: datetime
     order_id: str
@@ -300,6 +313,8 @@ class Gate:
     """What the runner knows that the strategy must obey. The runner sets it; the strategy only reads it."""
 
     run_state: RunState = RunState.RUNNING
-    block_reason: Reason | None = None  # STALE_DATA / MARKET_CLOSED / RECONCILING / EXCHANGE_BACKOFF
+    block_reason: Reason | None = (
+        None  # STALE_DATA / RECONCILING / MARKET_CLOSED / STORAGE / EXCHANGE_BACKOFF
+    )
     order_budget: int = 1_000_000  # order requests the client-side rate limiter allows right now
     notes: dict[str, str] = field(default_factory=dict)

@@ -19,6 +19,23 @@ GET_COLLATERAL_HISTORY = "/v1/me/getcollateralhistory"
 GET_EXECUTIONS = "/v1/me/getexecutions"
 GET_HEALTH = "/v1/gethealth"
 GET_BOARD_STATE = "/v1/getboardstate"
+GET_PERMISSIONS = "/v1/me/getpermissions"
+
+# the private endpoints the bot calls: a key that lacks one cannot trade (or cannot see its own state)
+ENDPOINTS_THE_BOT_NEEDS: tuple[str, ...] = (
+    SEND_CHILD_ORDER,
+    CANCEL_CHILD_ORDER,
+    CANCEL_ALL_CHILD_ORDERS,
+    GET_CHILD_ORDERS,
+    GET_POSITIONS,
+    GET_COLLATERAL,
+    GET_EXECUTIONS,
+)
+
+# bitFlyer's daily maintenance: 04:00–04:10 Asia/Tokyo (orders refused, sockets dropped, then an itayose)
+MAINTENANCE_TZ = "Asia/Tokyo"
+MAINTENANCE_START_HHMM = (4, 0)
+MAINTENANCE_MINUTES = 10
 
 MAX_MINUTE_TO_EXPIRE = 43200
 SIZE_GRID = Decimal("0.00000001")

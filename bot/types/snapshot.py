@@ -110,6 +110,26 @@ class HealthPanel(_View):
     loop_lag_max_ms: float
 
 
+class StorageFaultView(_View):
+    file: str  # "state file", "trades log" …
+    path: str
+    errno: int | None
+    error: str  # the OS's words: "No space left on device"
+    since: str  # ISO-8601 UTC
+    failures: int
+    rows_held: int
+
+
+class StorageView(_View):
+    """Whether the bot can write its state file and logs; while not, entries are stopped (fail-closed)."""
+
+    ok: bool
+    message: str | None  # the banner's line: what, why, where, since when
+    faults: list[StorageFaultView]
+    rows_held: int  # CSV rows in memory waiting for the disk
+    rows_dropped: int  # CSV rows given up since start
+
+
 class Counters(_View):
     orders_sent: int
     orders_cancelled: int
@@ -187,6 +207,7 @@ class BotSnapshot(RunStatus):
     limits: Limits
     venue_position_btc: Dec | None
     health: HealthPanel
+    storage: StorageView
     counters: Counters
     decisions: list[DecisionEntry]
     fills: list[FillEntry]

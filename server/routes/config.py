@@ -1,19 +1,22 @@
-"""GET /config (secrets masked) and PATCH /config (JSON merge patch of strategy.* / risk.*, all or
-nothing)."""
+"""GET /config (secrets masked), PATCH /config (JSON merge patch of strategy.* / risk.*, all or nothing),
+GET /config/file (the config files' values), POST /config/revert (the hot sections back to the file's values)
+and GET /config/audit (who changed what, when)."""
 
 from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+import anyio
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from loguru import logger
 
 from bot.config import ConfigError, RiskConfig, StallStrategyConfig, redacted_dump
+from server.history import HistoryUnavailable, audit_rows
 from server.routes.common import RunnerDep, peer_of, who_of
-from server.schemas import ConfigPatchResult, ConfigProblems, Detail
+from server.schemas import AuditLog, ConfigPatchResult, ConfigProblems, Detail
 from server.security import require_auth
 
 PATCH_MEDIA_TYPES = ("application/merge-patch+json", "application/json")
@@ -64,6 +67,41 @@ def parse_patch(raw: bytes) -> Any:
 @router.get("/config")
 async def get_config(runner: RunnerDep) -> dict[str, Any]:
     return redacted_dump(runner.config)
+
+
+@router.get("/config/file")
+async def get_file_config(runner: RunnerDep) -> dict[str, Any]:
+    """The config files' values as loaded at start (what POST /config/revert returns the hot sections to)."""
+    return redacted_dump(runner.file_config)
+
+
+@router.get("/config/audit", response_model=AuditLog, responses={503: {"model": Detail}})
+async def config_audit(
+    runner: RunnerDep, limit: Annotated[int, Query(ge=1, le=500, description="rows, newest first")] = 50
+) -> dict[str, Any]:
+    try:
+        items = await anyio.to_thread.run_sync(audit_rows, runner.log_dir, limit)
+    except HistoryUnavailable as e:
+        raise HTTPException(503, str(e)) from None
+    return {"items": items}
+
+
+@router.post("/config/revert", response_model=ConfigPatchResult, responses={422: {"model": ConfigProblems}})
+async def revert_config(request: Request, runner: RunnerDep) -> Any:
+    """strategy.* and risk.* back to the config file's values; audited like a PATCH."""
+    who = f"{who_of(request)} ({peer_of(request)})"  # the audit and the log keep the address too
+    old = redacted_dump(runner.config)
+    try:
+        new = redacted_dump(await runner.revert_config(who))
+    except ConfigError as e:  # the file's values were valid at start; kept for a cold section edited since
+        return JSONResponse({"detail": [fe.model_dump() for fe in e.errors]}, status_code=422)
+    changed = config_diff(old, new)
+    logger.info(
+        "config reverted to the file by {}: {}",
+        who,
+        ", ".join(f"{k} {o} → {n}" for k, (o, n) in changed.items()) or "no change",
+    )
+    return {"changed": changed, "config": new}
 
 
 @router.patch(

@@ -57,7 +57,7 @@ async def dashboard(request: Request, runner: RunnerDep) -> Response:
         "dashboard.html",
         {
             "fragments": renderer(runner.snapshot()),
-            "config_fields": config_fields(redacted_dump(runner.config)),
+            "config_fields": config_fields(redacted_dump(runner.config), redacted_dump(runner.file_config)),
             "token_enabled": request.app.state.security.enabled,
             "trading_tz": runner.config.risk.trading_day_tz,  # one zone on screen: the trading day's
             "logs": logs,

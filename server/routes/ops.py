@@ -1,5 +1,5 @@
-"""GET /state (the dashboard's data as JSON), GET /metrics (Prometheus), GET /openapi.json; GET /healthz is
-public and lives in `public_router`."""
+"""GET /state (the dashboard's data as JSON), GET /preflight (the checks before a live start), GET /metrics
+(Prometheus), GET /openapi.json; GET /healthz is public and lives in `public_router`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.types.preflight import PreflightReport
 from bot.types.snapshot import BotSnapshot
 from server.routes.common import RunnerDep
 from server.schemas import Health
@@ -22,6 +23,14 @@ public_router = APIRouter(tags=["ops"])
 async def state(runner: RunnerDep) -> BotSnapshot:
     """Everything the dashboard shows, as JSON: money and sizes as plain decimal strings."""
     return runner.snapshot()
+
+
+@router.get("/preflight", response_model=PreflightReport)
+async def preflight(runner: RunnerDep) -> PreflightReport:
+    """The checks before a live start, run now against the venue: keys and permissions, clock skew,
+    collateral and keep rate, a position or orders already open, board state, maintenance, rate headroom,
+    storage, the state file. `ready`: no error-level check failed."""
+    return await runner.preflight()
 
 
 @router.get("/metrics", response_class=Response)

@@ -6,6 +6,7 @@
    levels, 1×/20× rate
 3. dashboard: decision latency and event-loop lag with 0 and 50 SSE clients
 4. RSS over a longer run at 20×
+5. replay speed: board messages per second over a simulated tape (bench/replay.py)
 
 BENCH_SECONDS (default 15) sets each end-to-end case's length; BENCH_LONG_SECONDS (default 120) the long run.
 """
@@ -20,6 +21,7 @@ from typing import Any
 from bench.board import run_board_bench
 from bench.dashboard import run_dashboard_bench
 from bench.e2e import run_e2e, run_long
+from bench.replay import run_replay_bench
 
 
 def _fmt(v: Any) -> str:
@@ -92,6 +94,11 @@ def main() -> None:
     long = asyncio.run(run_long(long_s))
     results["long"] = long
     print(long)
+
+    print("\n== 5. replay speed (one core; target >= 30,000 board messages/s) ==")
+    rep = run_replay_bench()
+    results["replay"] = rep
+    print(table(rep, ["case", "market_min", "board_messages", "strikes", "fills", "wall_s", "msgs_per_s"]))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
 """`python -m bot run --config configs/base.yml --override configs/sim.yml --duration 45`: headless run.
+`python -m bot replay TAPE… --out DIR` and `python -m bot sweep TAPE… --grid k=v1,v2 --out DIR`: research
+(bot/research/cli.py).
+
 Logs go under ./logs (or --log-dir). The last line printed is a JSON summary.
 
 `python -m bot preflight --override configs/live.yml [--venue URL]`: the checks before a live start, as a
@@ -19,6 +22,7 @@ from pathlib import Path
 from bot.config.loader import ConfigError, describe_config_error, load_app_config
 from bot.infra.bitflyer_parse import net_position, parse_position_rows
 from bot.infra.logging_runtime import setup_runtime_logging
+from bot.research.cli import add_replay_parser, add_sweep_parser, replay_main, sweep_main
 from bot.service import BotService, ModeRefused
 from bot.types.preflight import PreflightReport
 
@@ -27,6 +31,8 @@ DEFAULT_BASE = Path(__file__).resolve().parent.parent / "configs" / "base.yml"
 
 async def _run(args: argparse.Namespace) -> dict:
     cfg = load_app_config(args.config, args.override)
+    if args.record:
+        cfg = cfg.model_copy(update={"record": cfg.record.model_copy(update={"dir": args.record})})
     log_dir = Path(args.log_dir)
     setup_runtime_logging(
         log_dir, level=cfg.logging.level, rotation=cfg.logging.rotation, retention=cfg.logging.retention
@@ -148,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="URL",
         help="a simulated venue started apart (python -m bot.sim), e.g. http://127.0.0.1:8765",
     )
+    run.add_argument("--record", default=None, metavar="DIR", help="the public feed to hourly tapes in DIR")
     pre = sub.add_parser(
         "preflight", help="check keys, clock, margin, account, venue and storage before a start"
     )
@@ -156,9 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--log-dir", default=None, help="default: the config's logging.dir")
     pre.add_argument("--state-file", default=None, help="default: LOG_DIR/state.json")
     pre.add_argument("--venue", default=None, metavar="URL", help="a simulated venue (python -m bot.sim)")
+    add_replay_parser(sub)
+    add_sweep_parser(sub)
     args = ap.parse_args(argv)
     if args.cmd == "preflight":
         return _print_preflight(args)
+    if args.cmd == "replay":
+        return replay_main(args)
+    if args.cmd == "sweep":
+        return sweep_main(args)
     try:
         summary = asyncio.run(_run(args))
     except ConfigError as e:

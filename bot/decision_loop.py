@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from loguru import logger
@@ -20,6 +21,7 @@ from bot.account_watch import AccountWatch
 from bot.config.loader import AppConfig
 from bot.dashboard_view import DashboardHistory
 from bot.engine.inventory import InventoryManager
+from bot.engine.markouts import Markouts
 from bot.engine.rate_budget import RateBudget
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.infra.board_store import BoardStore
@@ -58,6 +60,7 @@ class DecisionLoop:
         decision_log: DecisionLogger,
         history: DashboardHistory,
         storage: StorageHealth,
+        markouts: Markouts,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -79,6 +82,8 @@ class DecisionLoop:
         self._timer: asyncio.Handle | None = None
         self._timer_at: int | None = None
         self.last_board_at: int | None = None  # when the latest board message arrived (monotonic ns)
+        self.markouts = markouts  # the live session's fills, marked 1, 5, 30 s later (as replay does)
+        self._last_mid: Decimal | None = None
         self.last_strike_at: int | None = None  # when stall orders were last handed to the executor
         self.last_reason: Reason | None = None  # the strategy's latest reason (why it did or did not act)
         self.on_error: Callable[[str, BaseException], None] = lambda where, e: None  # told to the trader
@@ -151,6 +156,8 @@ class DecisionLoop:
         gate.block_reason = self.block_reason(now)
         gate.order_budget = self.entry_budget(now)
         board = self._view.snapshot(now)
+        self.markouts.settle_before(now, self._last_mid)  # horizons due before now, at the mid until now
+        self._last_mid = board.mid_price
         try:
             actions, meta = self._strategy.on_board(board, now)
         except Exception as e:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from loguru import logger
@@ -18,8 +19,9 @@ from bot.infra.bitflyer_parse import parse_child_order_events
 from bot.infra.board_store import BoardStore
 from bot.infra.logging_structured import OrderLogger
 from bot.infra.pyb_session import FeedLink
+from bot.infra.tape_recorder import PUBLIC_PREFIXES, TapeRecorder
 from bot.links import RunnerMetrics
-from bot.types.dto import ChildOrderEventType, Fill, OrderLogRow
+from bot.types.dto import ChildOrderEventType, Fill, OrderLogRow, Side
 from bot.types.tasks import BackgroundTasks
 from bot.venue_sync import VenueSync
 
@@ -38,7 +40,11 @@ class FeedDispatch:
         order_log: OrderLogger,
         metrics: RunnerMetrics,
         tasks: BackgroundTasks,
+        recorder: TapeRecorder | None = None,
+        mark_own: bool = False,
     ) -> None:
+        self._recorder = recorder
+        self._mark_own = mark_own
         self._product = product_code
         self._clock = clock
         self._store = store
@@ -74,6 +80,10 @@ class FeedDispatch:
         if not isinstance(channel, str):
             logger.warning("ws: skipped a frame whose channel is not a name: {!r}", str(msg)[:200])
             return
+        if self._recorder is not None and channel.startswith(PUBLIC_PREFIXES):
+            message = params.get("message")
+            own = own_levels(message, self._tracker) if self._mark_own else None
+            self._recorder.record(now, channel, message, own)
         if channel.startswith("lightning_board_"):
             self._store.onmessage(msg)
             self._decisions.on_board(now)
@@ -134,3 +144,28 @@ class FeedDispatch:
             "execution {} ({}): {}; verifying over REST", fill.exec_id, fill.child_order_acceptance_id, why
         )
         self._sync.soon("an execution the feed cannot vouch for")
+
+
+def own_levels(message: Any, tracker: OrderTracker) -> dict[str, list[list[Any]]] | None:
+    """Our own resting size at the levels a board frame carries (a marked tape's `own`), or None: replay takes
+    it out of the crowd, so our past quotes never count as someone else's liquidity."""
+    if not isinstance(message, dict):
+        return None
+    ours: dict[tuple[str, Decimal], Decimal] = {}
+    for o in tracker.open_orders():
+        if o.price is not None and o.outstanding > 0:
+            key = ("bids" if o.side is Side.BUY else "asks", o.price)
+            ours[key] = ours.get(key, Decimal(0)) + o.outstanding
+    if not ours:
+        return None
+    out: dict[str, list[list[Any]]] = {}
+    for side in ("bids", "asks"):
+        for level in message.get(side) or ():
+            try:
+                price = Decimal(str(level["price"]))
+            except (KeyError, TypeError, ArithmeticError, ValueError):
+                continue
+            size = ours.get((side, price))
+            if size:
+                out.setdefault(side, []).append([level["price"], str(size)])
+    return out or None

@@ -13,8 +13,9 @@ from loguru import logger
 
 from bot.dashboard_view import DashboardHistory
 from bot.engine.inventory import FillResult, HoldingCostResult, InventoryManager
+from bot.engine.markouts import Markouts
 from bot.infra.bitflyer_parse import CollateralHistoryRow
-from bot.infra.logging_structured import TradeLogger
+from bot.infra.logging_structured import HOLDING_COST_TAG, TradeLogger
 from bot.links import RunnerMetrics, VenueLinks
 from bot.run_state import RunStateMachine
 from bot.settle_report import SettleReporter
@@ -22,7 +23,6 @@ from bot.types.dto import Fill, RunState, Side, TradeLogRow
 from bot.types.exchange import HoldingCostKind
 
 STRATEGY_NAME = "stall_then_strike"
-HOLDING_COST_TAG = "holding_cost"
 
 
 class FillPath:
@@ -36,7 +36,9 @@ class FillPath:
         links: VenueLinks,
         metrics: RunnerMetrics,
         settle_report: SettleReporter,
+        markouts: Markouts,
     ) -> None:
+        self._markouts = markouts
         self._settle_report = settle_report
         self._inventory = inventory
         self._trade_log = trade_log
@@ -51,6 +53,7 @@ class FillPath:
         if result.duplicate:
             return
         self._metrics.fills += 1
+        self._markouts.on_fill(now, fill.side, fill.price, fill.size)  # what it was worth 1, 5, 30 s later
         self._trade_log.log(trade_row(fill, result, inv.position_btc))
         self._history.on_fill(fill, result.realized_pnl_jpy, datetime.now(UTC))
         logger.info(

@@ -32,6 +32,7 @@ from bot.dashboard_view import DashboardHistory, DashboardView
 from bot.decision_loop import DecisionLoop
 from bot.engine.executor import OrderExecutor
 from bot.engine.inventory import InventoryManager
+from bot.engine.markouts import Markouts
 from bot.engine.orders import OrderTracker
 from bot.engine.rate_budget import RateBudget, RateHearing
 from bot.engine.strategy_stall import StallThenStrikeStrategy
@@ -46,6 +47,7 @@ from bot.infra.orderbook_view import OrderBookView
 from bot.infra.pyb_session import PyBotterSession
 from bot.infra.state_file import StateFile
 from bot.infra.storage_health import StorageEvent, StorageHealth
+from bot.infra.tape_recorder import TapeRecorder
 from bot.links import RunnerMetrics, VenueLinks
 from bot.preflight import PreflightInputs, run_preflight
 from bot.run_state import PreflightRefused, RunStateMachine, TransitionRefused
@@ -173,6 +175,7 @@ class BotRunner:
             down_after_s=lambda: self.config.notify.down_after_s,
         )
         self.run_state.on_settle = self._settle_began
+        self.markouts = Markouts()
         self.fills = FillPath(
             inventory=self.inventory,
             trade_log=self.trade_log,
@@ -181,6 +184,7 @@ class BotRunner:
             links=self.links,
             metrics=self.metrics,
             settle_report=self.settle_report,
+            markouts=self.markouts,
         )
         self.sync = VenueSync(
             product_code=product,
@@ -221,6 +225,7 @@ class BotRunner:
             decision_log=self.decision_log,
             history=self.history,
             storage=self.storage,
+            markouts=self.markouts,
         )
         self.decisions.on_error = self.alerts.loop_error
         self.sync.after = self.decisions.kick
@@ -228,6 +233,17 @@ class BotRunner:
         self.run_state.account_alert = self.account.alert
         self.run_state.kick = self.decisions.kick
         self.run_state.on_reset = self._forget_kill
+        self.recorder = (
+            None
+            if cfg.record.dir is None
+            else TapeRecorder(
+                cfg.record.dir,
+                mode=cfg.env,
+                product_code=product,
+                own_orders_marked=cfg.env != "paper",  # paper: our orders never reach bitFlyer's book
+                retention_hours=cfg.record.retention_hours,
+            )
+        )
         self.feed = FeedDispatch(
             product_code=product,
             clock=clock,
@@ -239,6 +255,8 @@ class BotRunner:
             order_log=self.order_log,
             metrics=self.metrics,
             tasks=self._tasks,
+            recorder=self.recorder,
+            mark_own=cfg.env != "paper",
         )
         self.activity = ActivityWatch(
             config=lambda: self.config,
@@ -516,6 +534,9 @@ class BotRunner:
         for lg in (self.decision_log, self.order_log, self.trade_log, self.audit_log):
             await lg.aclose()
         await self.alerts.notifier.aclose()
+        if self.recorder is not None:
+            await asyncio.to_thread(self.recorder.close)  # the last second of tape, off the loop
+            logger.info("tape: {} frames recorded, {} dropped", self.recorder.frames, self.recorder.dropped)
         logger.info("runner closed in state {}", self.state.value)
 
     async def _housekeeping(self) -> None:

@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="trade against a simulated venue started apart (python -m bot.sim), e.g. http://127.0.0.1:8765",
     )
     ap.add_argument(
+        "--record",
+        default=None,
+        metavar="DIR",
+        help="write the public feed to hourly tapes in DIR for replay (record.dir)",
+    )
+    ap.add_argument(
         "--allowed-host",
         action="append",
         default=[],
@@ -78,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_REFUSED
     cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"host": host, "port": port})})
+    if args.record:
+        cfg = cfg.model_copy(update={"record": cfg.record.model_copy(update={"dir": args.record})})
     if host in ("0.0.0.0", "::") and not args.allowed_host:
         print(
             "note: only loopback Host names are accepted; add --allowed-host NAME for the name or address "

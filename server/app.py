@@ -26,7 +26,7 @@ from server.events import Broadcaster
 from server.metrics import build_registry
 from server.render import FragmentRenderer, chart_payload, make_templates
 from server.routes import config as config_routes
-from server.routes import control, dashboard, history, logs, ops
+from server.routes import control, dashboard, history, logs, ops, research
 from server.routes.common import runner_in
 from server.security import AuthGuard, HostOriginGuard, Security
 
@@ -178,6 +178,8 @@ def create_app(
     app.include_router(logs.router)
     app.include_router(history.router)
     app.include_router(history.page_router)
+    app.include_router(research.router)
+    app.include_router(research.page_router)
     app.include_router(ops.router)
     _mount_static(app, security)
 

@@ -10,6 +10,28 @@ from pydantic import BaseModel, Field
 from bot.types.snapshot import Dec, RunStatus
 
 
+class ResearchResult(BaseModel):
+    root: str = Field(description="the configured folder it was found in")
+    name: str
+    kind: str = Field(description="replay | sweep")
+    label: str = Field(description="a sweep's best grid point")
+    figures: dict[str, str] = Field(description="total/realized PnL, fills, markouts at 1, 5, 30 s (JPY)")
+    report: str = Field(description="the result's HTML report")
+
+
+class LiveMarkouts(BaseModel):
+    fills: int = Field(description="fills of this session marked so far (at 1 s)")
+    realized_pnl_jpy: str
+    markout_1s_jpy: str | None
+    markout_5s_jpy: str | None
+    markout_30s_jpy: str | None
+
+
+class ResearchResults(BaseModel):
+    live: LiveMarkouts
+    results: list[ResearchResult]
+
+
 class ControlResult(RunStatus):
     """POST /strategy/{action}: the status after the call; `changed` is false for a repeat (a no-op)."""
 

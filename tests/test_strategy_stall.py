@@ -485,6 +485,36 @@ def test_adverse_move_closes_the_whole_position(
         assert actions == [] and meta.reason is Reason.NOT_STALLED
 
 
+@pytest.mark.parametrize(
+    ("position", "bid", "ask", "ref", "fires"),
+    [
+        # long 1000 filled at mid inside a 200-tick spread: the far best is 100 ticks away at once
+        ("0.001", "900", "1100", "best", True),
+        ("0.001", "900", "1100", "mid", False),  # the mid (1000) has not moved against us
+        ("0.001", "897", "1099", "mid", True),  # mid 998 <= 1000 - 2
+        ("-0.001", "900", "1100", "best", True),
+        ("-0.001", "900", "1100", "mid", False),
+        ("-0.001", "903", "1101", "mid", True),  # mid 1002 >= 1000 + 2
+    ],
+)
+def test_reverse_ref_mid_measures_the_adverse_move_from_the_mid_not_the_far_best(
+    position: str, bid: str, ask: str, ref: str, fires: bool
+) -> None:
+    rig = Rig(FakeInventory(position, "1000", opened_at=T0), max_reverse_ticks=2, reverse_ref=ref)
+    actions, meta = rig.decide(board(bid, ask, T0), T0 + 10 * MS)
+    if fires:
+        assert meta.reason is Reason.REVERSE_STOP and kinds(actions) == [ActionKind.CLOSE_MARKET]
+        assert ("mid" if ref == "mid" else "best") in meta.detail
+    else:
+        assert actions == [] and meta.reason is Reason.NOT_STALLED
+
+
+def test_reverse_ref_defaults_to_best_and_refuses_other_values() -> None:
+    assert StallStrategyConfig().reverse_ref == "best"
+    with pytest.raises(ValueError, match="reverse_ref"):
+        StallStrategyConfig(reverse_ref="last")  # type: ignore[arg-type]
+
+
 def test_dust_position_is_never_closed_by_a_protective_exit() -> None:
     """Defect 4: after a partial fill, a position below exchange.min_size (0.001) was closed with a MARKET
     order the venue must refuse (-110), again and again. A dust position is left alone, with the reason

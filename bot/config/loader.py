@@ -167,6 +167,10 @@ class StallStrategyConfig(_Model):
         description="no board message this long = stale feed",
         json_schema_extra=_unit("ms"),
     )
+    # the adverse move is measured from the far best ("best", the seed's rule) or from the mid ("mid")
+    reverse_ref: Literal["best", "mid"] = Field(
+        default="best", description="adverse move measured from the far best or from the mid"
+    )
 
     @field_validator("size_min", "max_inventory_btc")
     @classmethod
@@ -268,6 +272,23 @@ class ServerConfig(_Model):
     max_streams: int = Field(default=20, ge=1, le=1000, description="open dashboard event streams at most")
 
 
+class RecordConfig(_Model):
+    dir: str | None = Field(
+        default=None, description="write the public feed to hourly tapes here (off by default; --record DIR)"
+    )
+    retention_hours: float = Field(
+        default=168, gt=0, le=24 * 3650, description="tapes older than this are deleted"
+    )
+
+
+class ResearchConfig(_Model):
+    results_dirs: list[str] = Field(
+        default_factory=lambda: ["runs", "sweeps"],
+        max_length=20,
+        description="folders whose replay/sweep results the Research page lists (--out of replay and sweep)",
+    )
+
+
 class NotifyConfig(_Model):
     urls: list[SecretStr] = Field(
         default_factory=list, description="apprise URLs (also STST_NOTIFY); they hold tokens: never shown"
@@ -335,6 +356,8 @@ class AppConfig(_Model):
     logging: LoggingConfig = LoggingConfig()
     server: ServerConfig = ServerConfig()
     notify: NotifyConfig = NotifyConfig()
+    record: RecordConfig = RecordConfig()
+    research: ResearchConfig = ResearchConfig()
     sim: SimConfig = SimConfig()
 
     @model_validator(mode="after")
@@ -612,3 +635,47 @@ def redacted_dump(cfg: AppConfig) -> dict[str, Any]:
     data = cfg.model_dump(mode="json")
     data["sim"]["api_secret"] = "**********"
     return data
+
+
+def parse_assignment(text: str) -> tuple[list[str], Any]:
+    """`strategy.stall_T_ms=400` → (["strategy", "stall_T_ms"], 400): a dotted key and a YAML scalar (floats
+    as exact Decimals). Raises ValueError with a sentence when the text is not `a.b=value`."""
+    key, sep, raw = text.partition("=")
+    path = key.strip().split(".")
+    if not sep or not all(p.strip() for p in path):
+        raise ValueError(f"{text!r}: expected section.key=value, e.g. strategy.stall_T_ms=400")
+    try:
+        value = yaml.load(raw.strip(), Loader=_DecimalLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise ValueError(f"{text!r}: the value is not a YAML scalar ({e})") from None
+    if isinstance(value, dict | list):
+        raise ValueError(f"{text!r}: the value must be a single number, word or boolean")
+    return [p.strip() for p in path], value
+
+
+def load_app_config_with(
+    base_path: str | Path, override_path: str | Path | None = None, assignments: list[str] | None = None
+) -> AppConfig:
+    """`load_app_config` plus `section.key=value` assignments applied last (replay and sweep's `--set`); an
+    unknown key or a bad value is a ConfigError naming the field."""
+    data = _read_yaml(base_path)
+    source = str(base_path)
+    if override_path is not None:
+        data = deep_merge(data, _read_yaml(override_path))
+        source = f"{base_path} + {override_path}"
+    for text in assignments or []:
+        try:
+            path, value = parse_assignment(text)
+        except ValueError as e:
+            raise ConfigError([FieldError(field="--set", message=str(e))], source) from None
+        node = data
+        for part in path[:-1]:
+            nxt = node.get(part)
+            if not isinstance(nxt, dict):
+                nxt = node[part] = {} if nxt is None else nxt
+            if not isinstance(nxt, dict):
+                raise ConfigError([FieldError(field=".".join(path), message="not a section")], source)
+            node = nxt
+        node[path[-1]] = value
+        source = f"{source} + {text}"
+    return validate_config(data, source)

@@ -433,11 +433,20 @@ class StallThenStrikeStrategy:
         avg = self.inventory.avg_price
         if avg is not None:
             limit = self._cfg.max_reverse_ticks * self._tick
-            bid, ask = board.best_bid_price, board.best_ask_price
+            if self._cfg.reverse_ref == "mid":
+                # the mark: a fill at mid inside a wide spread is not "adverse" just because the far best is
+                bid = ask = board_mid(board)
+                what = "mid", "mid"
+            else:
+                bid, ask = board.best_bid_price, board.best_ask_price
+                what = "best bid", "best ask"
             if position > 0 and bid is not None and bid <= avg - limit:
-                return Reason.REVERSE_STOP, f"long {position} @ {avg:,}: best bid {bid:,} <= {avg - limit:,}"
+                return Reason.REVERSE_STOP, f"long {position} @ {avg:,}: {what[0]} {bid:,} <= {avg - limit:,}"
             if position < 0 and ask is not None and ask >= avg + limit:
-                return Reason.REVERSE_STOP, f"short {position} @ {avg:,}: best ask {ask:,} >= {avg + limit:,}"
+                return (
+                    Reason.REVERSE_STOP,
+                    f"short {position} @ {avg:,}: {what[1]} {ask:,} >= {avg + limit:,}",
+                )
         hold = self._hold_deadline()
         if hold is not None and now >= hold:
             held_ms = (now - (self.inventory.opened_at or 0)) // NS_PER_MS

@@ -1,5 +1,6 @@
 """`python -m bot.sim --host 127.0.0.1 --port 8765 --seed 1 --api-key KEY --api-secret SECRET`: serve the
-venue until Ctrl-C."""
+venue until Ctrl-C. `python -m bot.sim tape --seed S --minutes M --out FILE`: write a tape (bot/sim/tape.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import sys
 from typing import Any
 
 from pydantic import ValidationError
@@ -82,6 +84,11 @@ async def serve(cfg: SimConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["tape"]:  # python -m bot.sim tape …: the market model written as a tape, in virtual time
+        from bot.sim.tape import main as tape_main
+
+        return tape_main(args[1:])
     try:
         cfg = config_from_args(parse_args(argv))
     except ValidationError as e:

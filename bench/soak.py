@@ -1,10 +1,11 @@
 """`make soak MINUTES=10 SEED=1`: the chaos harness. Black-box: the simulated venue in its own process
 (`python -m bot.sim`), the real server in another (`python -m server --venue URL`), and a seeded schedule of
-every fault the venue offers, control calls, live config patches and hard restarts (SIGKILL) of the server —
-while the bot trades. Invariants are checked while it runs (from `/state`) and afterwards from the bot's own
-logs (the orders CSV and the runtime log's state transitions), and at the end the bot's position and realized
-PnL are compared with the venue's ledger. The last line printed is one JSON object; the exit status is 1 when
-any invariant failed. A failing seed is a one-line reproduction: `make soak MINUTES=… SEED=…`.
+every fault the venue offers, control calls, live config patches, holding-cost charges and hard restarts
+(SIGKILL) of the server — while the bot trades. Invariants are checked while it runs (from `/state`) and
+afterwards from the bot's own logs (the orders CSV and the runtime log's state transitions), and at the end
+the bot's position, realized PnL and holding costs are compared with the venue's ledger. The last line
+printed is one JSON object; the exit status is 1 when any invariant failed. A failing seed is a one-line
+reproduction: `make soak MINUTES=… SEED=…`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ D = Decimal
 OVERRIDE = """
 env: sim
 strategy: {stall_T_ms: 150, ttl_ms: 600, stale_after_ms: 1000}
-runner: {reconcile_interval_sec: 3, board_state_poll_sec: 1}
+runner: {reconcile_interval_sec: 3, board_state_poll_sec: 1, account_poll_sec: 5}
 pybotters: {timeout_sec: 1.5}
 """
 MAX_INVENTORY = D("0.2")  # base.yml's strategy.max_inventory_btc (patches here never change it)
@@ -52,7 +53,7 @@ ENDPOINTS = [
     "getexecutions",
     "*",
 ]
-_TRANSITION = re.compile(r"^(\S+ \S+ \S+) \| \w+\s*\| bot\.runner:_set_state:\d+ \| state (\w+) → (\w+) by")
+_TRANSITION = re.compile(r"^(\S+ \S+ \S+) \| \w+\s*\| bot\.run_state:set:\d+ \| state (\w+) → (\w+) by")
 _START = re.compile(r"^(\S+ \S+ \S+) \| \w+\s*\| bot\.runner:open:\d+ \| runner: \w+ mode, state (\w+)")
 
 
@@ -78,6 +79,7 @@ class Run:
     kills_at: list[tuple[datetime, datetime | None]] = field(default_factory=list)  # server down intervals
     maintenance: list[tuple[datetime, datetime]] = field(default_factory=list)
     max_position: Decimal = D(0)
+    charges: int = 0  # holding-cost rows the venue wrote on the harness's demand
     max_stall_orders: int = 0
     max_loop_block_ms: float = 0.0
     rss_growth_mb: float = 0.0
@@ -255,8 +257,9 @@ class Soak:
             "config",
             "restart",
             "other_product",
+            "charge",
         ]
-        weights = [3, 2, 2, 6, 1, 1, 2, 4, 2, 1, 1]
+        weights = [3, 2, 2, 6, 1, 1, 2, 4, 2, 1, 1, 2]
         kind = rng.choices(kinds, weights)[0]
         now = time.monotonic()
         if kind == "ws_drop":
@@ -303,6 +306,15 @@ class Soak:
             await self.hand_trade(
                 {"side": rng.choice(["BUY", "SELL"]), "size": "0.01", "product_code": "BTC_JPY"}
             )
+        elif kind == "charge":  # a holding cost settled now: booked once, to the yen
+            what = rng.choice(["funding", "leverage_points"])
+            rate = f"{rng.uniform(0.0005, 0.003):.6f}"
+            side = rng.choice(["BUY", "SELL"])
+            if D((await self.ledger())["position"]) == 0:  # a flat account pays nothing: hold 0.001 by hand
+                await self.hand_trade({"side": side, "size": str(ORDER_SIZE)})
+            charged = await self.admin("charge", {"kind": what, "rate": rate})
+            kind = f"charge:{what}"
+            self.run.charges += len(charged["charged"])
         self.run.faults[kind] += 1
 
     async def do_reverts(self) -> None:
@@ -372,6 +384,7 @@ class Soak:
         assert s is not None
         pos_diff = abs(D(s["inventory"]["position_btc"]) - D(v["position"]))
         pnl_diff = abs(D(s["inventory"]["realized_pnl_jpy"]) - D(v["realized_pnl"]))
+        cost_diff = abs(D(s["inventory"]["holding_costs_total_jpy"]) - D(v["holding_costs"]))
         if not settled:
             self.run.violate(
                 "the bot never settled level with the venue after the faults cleared: " + self.unsettled[:300]
@@ -390,12 +403,17 @@ class Soak:
             "fills": checks["fills"],
             "position_diff_btc": float(pos_diff),
             "realized_diff_jpy": float(pnl_diff),
+            "holding_costs_diff_jpy": float(cost_diff),
+            "holding_costs_jpy": v["holding_costs"],
+            "holding_cost_rows": v["holding_cost_rows"],
+            "charges_on_demand": self.run.charges,
             "orders_sent_while_not_running": checks["sent_while_not_running"],
             "entries_during_maintenance": checks["entries_during_maintenance"],
             "refused_for_size": checks["refused_for_size"],
             "unknown_orders_at_end": len(unknown),
             "trades_csv_position_diff_btc": checks["csv_position_diff"],
             "trades_csv_realized_diff_jpy": checks["csv_realized_diff"],
+            "trades_csv_holding_costs_diff_jpy": checks["csv_holding_costs_diff"],
             "max_abs_position_btc": float(self.run.max_position),
             "max_live_stall_orders": self.run.max_stall_orders,
             "max_loop_block_ms": round(self.run.max_loop_block_ms, 1),
@@ -406,8 +424,8 @@ class Soak:
         }
 
     async def _until_settled(self) -> bool:
-        """True once the bot lists no order, the venue rests none, and position and realized PnL agree;
-        otherwise the last disagreement is kept in `unsettled` for the violation line."""
+        """True once the bot lists no order, the venue rests none, and position, realized PnL and holding
+        costs agree; otherwise the last disagreement is kept in `unsettled` for the violation line."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             s, v = await self.state(), await self.ledger()
@@ -417,10 +435,15 @@ class Soak:
                 self.unsettled = f"the bot still lists {s['orders']}"
             elif v["open_orders"]:
                 self.unsettled = f"the venue still rests {v['open_orders']}"
-            elif D(s["inventory"]["position_btc"]) != D(v["position"]) or D(
-                s["inventory"]["realized_pnl_jpy"]
-            ) != D(v["realized_pnl"]):
-                self.unsettled = f"bot {s['inventory']} vs venue {v['position']} / {v['realized_pnl']}"
+            elif (
+                D(s["inventory"]["position_btc"]) != D(v["position"])
+                or D(s["inventory"]["realized_pnl_jpy"]) != D(v["realized_pnl"])
+                or D(s["inventory"]["holding_costs_total_jpy"]) != D(v["holding_costs"])
+            ):
+                self.unsettled = (
+                    f"bot {s['inventory']} vs venue {v['position']} / {v['realized_pnl']} "
+                    f"(holding costs {v['holding_costs']})"
+                )
             else:
                 return True
             await asyncio.sleep(0.2)
@@ -485,20 +508,24 @@ class Soak:
                 self.run.violate(f"entry sent at {at.isoformat()} during a maintenance window")
         if refused_for_size:
             self.run.violate(f"{refused_for_size} order(s) refused for their size")
-        fills, position, realized = 0, D(0), D(0)
+        fills, position, realized, costs = 0, D(0), D(0), D(0)
         for row in self._rows("trades"):
             side = 1 if row["side"] == "BUY" else -1
             position += side * D(row["size"])
-            if row.get("tag") != "correction":
+            if row.get("tag") == "holding_cost":  # no size; its PnL is the collateral's change
+                realized += D(row["pnl_jpy"])
+                costs -= D(row["pnl_jpy"])
+            elif row.get("tag") != "correction":
                 fills += 1
                 realized += D(row["pnl_jpy"])
         self._rows("decisions")
         csv_pos = abs(position - D(ledger["position"]))
         csv_pnl = abs(realized - D(ledger["realized_pnl"]))
-        if csv_pos != 0 or csv_pnl > 1:
+        csv_costs = abs(costs - D(ledger["holding_costs"]))
+        if csv_pos != 0 or csv_pnl > 1 or csv_costs != 0:
             self.run.violate(
-                f"trades CSV sums to {position} BTC / {realized} JPY, the venue has "
-                f"{ledger['position']} / {ledger['realized_pnl']}"
+                f"trades CSV sums to {position} BTC / {realized} JPY (holding costs {costs}), the venue has "
+                f"{ledger['position']} / {ledger['realized_pnl']} (holding costs {ledger['holding_costs']})"
             )
         return {
             "orders_sent": sent,
@@ -508,6 +535,7 @@ class Soak:
             "fills": fills,
             "csv_position_diff": float(csv_pos),
             "csv_realized_diff": float(csv_pnl),
+            "csv_holding_costs_diff": float(csv_costs),
         }
 
     def _rows(self, kind: str) -> list[dict[str, str]]:

@@ -2,8 +2,8 @@
 
 The first rule that holds wins, so the answer names what a trader must act on first:
   1. blocked by the run state (KILLED, STOPPED, PAUSED) — only a human changes it;
-  2. blocked by a guard (stale feed, reconciling, market closed, storage failing, exchange backoff) — it
-     clears by itself;
+  2. blocked by a guard (stale feed, reconciling, margin low or called, market closed, storage failing,
+     exchange backoff) — it clears by itself (a margin block when the account recovers);
   3. trading — stall orders live, or a strike in the last few seconds;
   4. throttled — a request budget leaves no order for a strike (the REST budget's reserve is kept for cancels,
      closes and kills, so entries stop before it);
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from bot.account_watch import AccountWatch
 from bot.config.loader import AppConfig
 from bot.decision_loop import DecisionLoop
 from bot.engine.orders import OrderTracker
@@ -46,6 +47,7 @@ class ActivityWatch:
         decisions: DecisionLoop,
         tracker: OrderTracker,
         sync: VenueSync,
+        account: AccountWatch,
         links: VenueLinks,
         order_budget: RateBudget,
         rest_budget: RateBudget,
@@ -59,6 +61,7 @@ class ActivityWatch:
         self._decisions = decisions
         self._tracker = tracker
         self._sync = sync
+        self._account = account
         self._links = links
         self._order_budget = order_budget
         self._rest_budget = rest_budget
@@ -152,6 +155,8 @@ class ActivityWatch:
                 ):
                     return f"market closed: board {sync.board_state}, health {sync.exchange_health}"
                 return "bitFlyer's daily maintenance (04:00–04:10 JST): no orders"
+            case Reason.MARGIN_LOW | Reason.MARGIN_CALL:
+                return self._account.alert() or block.value.replace("_", " ")
             case Reason.STORAGE:  # which file, why, since when: the storage health's own line
                 return self._storage.message() or "storage failing: entries stopped"
             case Reason.EXCHANGE_BACKOFF:

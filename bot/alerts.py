@@ -1,9 +1,10 @@
 """Alerts: what the trader is told on the phone, and when. It turns the bot's events into messages for the
 Notifier (which sends them off the loop): a kill or the kill switch (when it begins, and its report once the
 exchange confirms it), a stop that leaves a position open, the feed or the exchange down longer than
-`notify.down_after_s`, the market closing and reopening (maintenance), an exception in the decision loop, a
-file the bot cannot write (storage failing: entries stop) and its recovery, and a summary of the trading day
-at its roll. It decides nothing about trading.
+`notify.down_after_s`, the market closing and reopening (maintenance), the margin watch's alert starting and
+ending (keep rate low, a margin call), an exception in the decision loop, a file the bot cannot write
+(storage failing: entries stop) and its recovery, and a summary of the trading day at its roll. It decides
+nothing about trading.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Alerts:
         self._down_since: float | None = None
         self._down_told = False
         self._market_closed = False
+        self._margin_alert: str | None = None
 
     @property
     def notifier(self) -> Notifier:
@@ -93,8 +95,29 @@ class Alerts:
         )
 
     # ---------------------------------------------------------------- conditions (housekeeping looks)
-    def watch(self, now_s: float, *, feed_up: bool, block: Reason | None, block_detail: str) -> None:
-        """Called every few seconds: the feed or exchange down too long, the market closing and reopening."""
+    def watch(
+        self,
+        now_s: float,
+        *,
+        feed_up: bool,
+        block: Reason | None,
+        block_detail: str,
+        margin_alert: str | None = None,
+    ) -> None:
+        """Called every few seconds: the feed or exchange down too long, the market closing and reopening, the
+        margin watch's alert (told when it starts and when it ends, not while it stands)."""
+        if (margin_alert is None) != (self._margin_alert is None):
+            if margin_alert is not None:
+                self._notifier.send("margin", f"{TITLE}: margin", f"{margin_alert}.", urgent=True)
+            else:
+                self._notifier.send(
+                    "margin",
+                    f"{TITLE}: margin ok",
+                    "Margin is back: entries allowed.",
+                    level="info",
+                    urgent=True,
+                )
+        self._margin_alert = margin_alert
         down = not feed_up or block is Reason.STALE_DATA
         if down:
             if self._down_since is None:

@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from bot.account_watch import AccountWatch
 from bot.config.loader import AppConfig
 from bot.engine.inventory import InventoryManager
 from bot.engine.orders import OrderTracker
@@ -109,6 +110,7 @@ class DashboardView:
         inventory: InventoryManager,
         run_state: RunStateMachine,
         sync: VenueSync,
+        account: AccountWatch,
         links: VenueLinks,
         order_budget: RateBudget,
         rest_budget: RateBudget,
@@ -129,6 +131,7 @@ class DashboardView:
         self._inventory = inventory
         self._run_state = run_state
         self._sync = sync
+        self._account = account
         self._links = links
         self._order_budget = order_budget
         self._rest_budget = rest_budget
@@ -167,6 +170,7 @@ class DashboardView:
         elif block is Reason.STALE_DATA:
             stale_reason = "no board message lately"
         session, http, m, sync = self._links.session, self._links.http, self._metrics, self._sync
+        margin = self._account.view()
         h = self._history
         return BotSnapshot.model_construct(
             **dict(status),
@@ -206,6 +210,8 @@ class DashboardView:
                 unrealized_pnl_jpy=inv.unrealized_pnl_jpy,
                 pnl_today_jpy=inv.pnl_today_jpy,
                 fees_today_jpy=inv.fees_today_jpy,
+                holding_costs_today_jpy=self._inventory.holding_costs_today_jpy,
+                holding_costs_total_jpy=self._inventory.holding_costs_total_jpy,
                 drawdown_jpy=inv.drawdown_jpy,
                 max_drawdown_jpy=inv.max_drawdown_jpy,
                 trading_day=inv.trading_day,
@@ -227,6 +233,10 @@ class DashboardView:
                 exchange_health=sync.exchange_health,
                 reconciled_at=sync.reconciled_at.isoformat() if sync.reconciled_at else None,
                 block_reason=block.value if block else None,
+                keep_rate=margin.keep_rate,
+                margin_call_jpy=margin.margin_call_jpy,
+                margin_checked_at=margin.checked_at.isoformat() if margin.checked_at else None,
+                margin_alert=margin.alert,
                 budgets=self._budgets(now),
                 loop_lag_ms=round(m.loop_lag_ms, 2),
                 loop_lag_max_ms=round(m.loop_lag_max_ms, 2),

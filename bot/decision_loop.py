@@ -1,5 +1,6 @@
 """DecisionLoop: one decision at a time, on a board message or a deadline — the gate the strategy reads is
-set (run state, block reason, entry budget), the strategy decides on the board view, what the run state allows
+set (run state, block reason — stale feed, reconciling, margin low or called, market closed, exchange
+backoff — entry budget), the strategy decides on the board view, what the run state allows
 goes to the executor, the decision is logged, and one timer is armed for the earliest instant a decision could
 change without new data (the strategy's next deadline, the stale-feed deadline, the end of a backoff).
 
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from loguru import logger
 
+from bot.account_watch import AccountWatch
 from bot.config.loader import AppConfig
 from bot.dashboard_view import DashboardHistory
 from bot.engine.inventory import InventoryManager
@@ -50,6 +52,7 @@ class DecisionLoop:
         inventory: InventoryManager,
         run_state: RunStateMachine,
         sync: VenueSync,
+        account: AccountWatch,
         links: VenueLinks,
         order_budget: RateBudget,
         rest_budget: RateBudget,
@@ -68,6 +71,7 @@ class DecisionLoop:
         self._inventory = inventory
         self._run_state = run_state
         self._sync = sync
+        self._account = account
         self._links = links
         self._order_budget = order_budget
         self._rest_budget = rest_budget
@@ -94,6 +98,9 @@ class DecisionLoop:
             return Reason.STALE_DATA
         if self._sync.needed:
             return Reason.RECONCILING
+        margin = self._account.block_reason()
+        if margin is not None:
+            return margin
         if self._market_closed():
             return Reason.MARKET_CLOSED
         if not self._storage.ok:  # fail closed: no entry the state file or the logs could not record

@@ -1,6 +1,8 @@
 """FillPath: a fill, once, into everything that must know it — the ledger (InventoryManager, the one place a
 fill's identity is de-duplicated), the trades CSV, the dashboard, the runtime log — then the state file after
-the trade row. A fill after a kill makes the settle look again (flatten what it left)."""
+the trade row. A fill after a kill makes the settle look again (flatten what it left). The rows that are not
+fills but move the ledger go to the trades CSV here too, so it still sums to the ledger: a position
+`correction` and a booked `holding_cost`."""
 
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ from decimal import Decimal
 from loguru import logger
 
 from bot.dashboard_view import DashboardHistory
-from bot.engine.inventory import FillResult, InventoryManager
+from bot.engine.inventory import FillResult, HoldingCostResult, InventoryManager
 from bot.engine.markouts import Markouts
-from bot.infra.logging_structured import TradeLogger
+from bot.infra.bitflyer_parse import CollateralHistoryRow
+from bot.infra.logging_structured import HOLDING_COST_TAG, TradeLogger
 from bot.links import RunnerMetrics, VenueLinks
 from bot.run_state import RunStateMachine
 from bot.settle_report import SettleReporter
 from bot.types.dto import Fill, RunState, Side, TradeLogRow
+from bot.types.exchange import HoldingCostKind
 
 STRATEGY_NAME = "stall_then_strike"
 
@@ -87,6 +91,39 @@ class FillPath:
             )
         )
         self._run_state.save_soon()
+
+    def record_holding_cost(
+        self, row: CollateralHistoryRow, kind: HoldingCostKind, result: HoldingCostResult
+    ) -> None:
+        """A holding cost the ledger booked: a `holding_cost` row (no side or size; its PnL is the
+        collateral's change) dated as the venue dated it, then the state file after the row."""
+        inv = self._inventory
+        self._trade_log.log(
+            TradeLogRow(
+                ts=row.date,
+                order_id="",
+                side=None,
+                price=Decimal(0),
+                size=Decimal(0),
+                fee=Decimal(0),
+                strategy=STRATEGY_NAME,
+                tag=HOLDING_COST_TAG,
+                pnl_jpy=row.change,
+                pnl_cum_jpy=result.realized_cum_jpy,
+                inventory_after=inv.position_btc,
+                exec_id=f"collateral-{row.row_id}",
+            )
+        )
+        logger.warning(
+            "holding cost {} ({}): {} JPY booked in trading day {}{} → realized {}",
+            kind.value,
+            row.reason_code,
+            result.cost_jpy,
+            result.trading_day,
+            "" if result.today else " (a past day: not in today's PnL)",
+            result.realized_cum_jpy,
+        )
+        self._run_state.save_after(self._trade_log.aflush)
 
 
 def trade_row(fill: Fill, result: FillResult, position_after: Decimal) -> TradeLogRow:

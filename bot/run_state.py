@@ -70,6 +70,8 @@ class RunStateMachine:
         self.kick: Callable[[], None] = lambda: None  # decide now (a transition changes what is allowed)
         self.on_reset: Callable[[], None] = lambda: None  # a human cleared the kill: forget its latches
         self.on_settle: Callable[[SettleGoal, str], None] = lambda goal, who: None  # a stop or kill begins
+        # what the account watch says is wrong (a margin block or call), shown beside the activity
+        self.account_alert: Callable[[], str | None] = lambda: None
         self.daily: DailySummaryFile | None = None  # each kill is written to the day's summary file
         # the hot config sections' changes from the config file (a merge patch), saved with the latch
         self.live_patch: dict[str, Any] = {}
@@ -288,6 +290,7 @@ class RunStateMachine:
             since=self.since.isoformat(),
             mode=self.mode,
             activity=activity,
+            alert=self.account_alert(),
             settle=view,
             report=report,
         )

@@ -4,6 +4,7 @@ started on (uvicorn's, or the CLI's). It owns no trading fact itself; each room 
   frames ──→ FeedDispatch ─┬→ BoardStore → DecisionLoop → strategy → executor (HTTP in a task)
                            └→ OrderTracker → FillPath → InventoryManager, trades CSV, state file
   REST   ──→ VenueSync (reconciliation: the venue's reports through the Reconciler)
+         ──→ AccountWatch (keep rate, margin call; holding costs → FillPath → InventoryManager)
   control ─→ RunStateMachine (transitions, the kill latch, the state file);  view → DashboardView
 
 All on one asyncio loop, no threads. The strategy says when it next needs to be woken; the decision loop arms
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from loguru import logger
 
+from bot.account_watch import AccountWatch
 from bot.activity import ActivityWatch
 from bot.alerts import Alerts
 from bot.config.loader import HOT_SECTIONS, AppConfig, ConfigError, apply_live_patch
@@ -196,6 +198,15 @@ class BotRunner:
             apply_fill=self.fills.apply,
             on_correction=self.fills.record_correction,
         )
+        self.account = AccountWatch(
+            config=lambda: self.config,
+            links=self.links,
+            inventory=self.inventory,
+            rest_budget=self.rest_budget,
+            run_state=self.run_state,
+            clock=clock,
+            on_cost=self.fills.record_holding_cost,
+        )
         self.decisions = DecisionLoop(
             config=lambda: self.config,
             clock=clock,
@@ -206,6 +217,7 @@ class BotRunner:
             inventory=self.inventory,
             run_state=self.run_state,
             sync=self.sync,
+            account=self.account,
             links=self.links,
             order_budget=self.order_budget,
             rest_budget=self.rest_budget,
@@ -217,6 +229,8 @@ class BotRunner:
         )
         self.decisions.on_error = self.alerts.loop_error
         self.sync.after = self.decisions.kick
+        self.account.after = self.decisions.kick
+        self.run_state.account_alert = self.account.alert
         self.run_state.kick = self.decisions.kick
         self.run_state.on_reset = self._forget_kill
         self.recorder = (
@@ -252,6 +266,7 @@ class BotRunner:
             decisions=self.decisions,
             tracker=self.tracker,
             sync=self.sync,
+            account=self.account,
             links=self.links,
             order_budget=self.order_budget,
             rest_budget=self.rest_budget,
@@ -269,6 +284,7 @@ class BotRunner:
             inventory=self.inventory,
             run_state=self.run_state,
             sync=self.sync,
+            account=self.account,
             links=self.links,
             order_budget=self.order_budget,
             rest_budget=self.rest_budget,
@@ -524,13 +540,16 @@ class BotRunner:
         logger.info("runner closed in state {}", self.state.value)
 
     async def _housekeeping(self) -> None:
-        last_reconcile = last_board_state = float("-inf")
+        last_reconcile = last_board_state = last_account = float("-inf")
         while True:
             t = time.monotonic()
             if t - last_board_state >= self.config.runner.board_state_poll_sec:
                 last_board_state = t
                 await self.sync.poll_board_state()
             self._roll_day()
+            if t - last_account >= self.config.runner.account_poll_sec:  # after the roll: a cost of the new
+                last_account = t  # day must not be the one that rolls it (the day's summary would be lost)
+                await self.account.poll()
             self.inventory.mark(self.view.snapshot(self._clock()).mid_price)
             self.tracker.prune()
             if t - last_reconcile >= self.config.runner.reconcile_interval_sec:
@@ -545,8 +564,10 @@ class BotRunner:
                 feed_up=self.links.feed_up,
                 block=block,
                 block_detail=self.activity.now().detail if block is not None else "",
+                margin_alert=self.account.alert(),
             )
-            await asyncio.sleep(min(HOUSEKEEPING_S, self.config.runner.board_state_poll_sec))
+            runner = self.config.runner
+            await asyncio.sleep(min(HOUSEKEEPING_S, runner.board_state_poll_sec, runner.account_poll_sec))
 
     def _roll_day(self) -> None:
         before = self.inventory.state()

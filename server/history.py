@@ -26,7 +26,13 @@ from typing import Any
 import duckdb
 
 from bot.infra.daily_summary import DailySummaryFile
-from bot.infra.logging_structured import AUDIT_COLUMNS, TRADE_COLUMNS, csv_path, list_days
+from bot.infra.logging_structured import (
+    AUDIT_COLUMNS,
+    HOLDING_COST_TAG,
+    TRADE_COLUMNS,
+    csv_path,
+    list_days,
+)
 
 MONEY = "DECIMAL(38,10)"
 _TRADE_TYPES = {
@@ -46,7 +52,8 @@ _TRADE_TYPES = {
 assert tuple(_TRADE_TYPES) == TRADE_COLUMNS  # the reader follows the writer's columns, in order
 _AUDIT_TYPES = dict.fromkeys(AUDIT_COLUMNS, "VARCHAR")
 CORRECTION_TAG = "correction"  # a position adopted from the venue: not a trade (no volume, no fill count)
-NOT_CORRECTION = f"coalesce(tag, '') <> '{CORRECTION_TAG}'"  # an empty cell reads as NULL
+# holding costs are in realized PnL but are not trades either; an empty cell reads as NULL
+NOT_A_TRADE_ROW = f"coalesce(tag, '') NOT IN ('{CORRECTION_TAG}', '{HOLDING_COST_TAG}')"
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 _CURSOR = re.compile(r"^(\d{8})-(\d{1,12})$")
@@ -163,10 +170,10 @@ def daily_history(
             SELECT day,
                    coalesce(sum(pnl_jpy), 0) AS realized,
                    coalesce(sum(fee), 0) AS fees,
-                   coalesce(sum(size) FILTER (WHERE {NOT_CORRECTION}), 0) AS volume,
-                   count(*) FILTER (WHERE {NOT_CORRECTION}) AS fills,
-                   count(*) FILTER (WHERE {NOT_CORRECTION} AND pnl_jpy > 0) AS wins,
-                   count(*) FILTER (WHERE {NOT_CORRECTION} AND pnl_jpy <> 0) AS closing
+                   coalesce(sum(size) FILTER (WHERE {NOT_A_TRADE_ROW}), 0) AS volume,
+                   count(*) FILTER (WHERE {NOT_A_TRADE_ROW}) AS fills,
+                   count(*) FILTER (WHERE {NOT_A_TRADE_ROW} AND pnl_jpy > 0) AS wins,
+                   count(*) FILTER (WHERE {NOT_A_TRADE_ROW} AND pnl_jpy <> 0) AS closing
             FROM ({union}) GROUP BY day ORDER BY day
         """
         with _connect() as con:

@@ -76,6 +76,11 @@ class RunnerCollector(Collector):
                 ("unrealized_pnl_jpy", "stst_unrealized_pnl_jpy", "unrealized PnL marked at mid"),
                 ("pnl_today_jpy", "stst_pnl_today_jpy", "today's PnL: realized + unrealized - fees"),
                 ("fees_today_jpy", "stst_fees_today_jpy", "fees paid today"),
+                (
+                    "holding_costs_today_jpy",
+                    "stst_holding_costs_today_jpy",
+                    "funding and leverage points booked today (paid: positive)",
+                ),
                 ("drawdown_jpy", "stst_drawdown_jpy", "today's drawdown from the day's PnL peak (<= 0)"),
                 ("max_drawdown_jpy", "stst_max_drawdown_jpy", "worst drawdown today (<= 0)"),
             ),

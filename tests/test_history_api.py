@@ -5,6 +5,7 @@ through DailySummaryFile."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -79,6 +80,7 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             row(DAY1, 2, Side.SELL, "0.002"),
             row(DAY1, 3, Side.BUY, "0.002", tag="close", pnl="-40.125"),
             row(DAY1, 4, Side.BUY, "0.003", tag="correction", pnl="7"),
+            replace(row(DAY1, 5, Side.BUY, "0", tag="holding_cost", pnl="-12"), side=None),  # funding paid
             row(DAY2, 0, Side.BUY, "0.001"),
             row(DAY2, 1, Side.SELL, "0.001", tag="close", pnl="10"),
             row(DAY2, 2, Side.BUY, "0.001", tag=""),  # a trade by hand: no tag, still a fill
@@ -112,10 +114,11 @@ async def test_daily_history_sums_each_day_and_adds_the_summary_files_drawdown_a
     assert r.status_code == 200
     days = by_day(r.json())
     one = days[DAY1]
-    assert one["realized_jpy"] == "87.375"  # 120.5 − 40.125 + 7 (the correction's PnL effect counts)
+    # 120.5 − 40.125 + 7 (the correction's PnL effect counts) − 12 (a holding cost counts)
+    assert one["realized_jpy"] == "75.375"
     assert one["fees_jpy"] == "0.25"
     assert one["volume_btc"] == "0.006"  # the correction is no trade
-    assert one["fills"] == 4
+    assert one["fills"] == 4  # neither is the holding cost
     assert one["win_rate"] == 0.5  # of the two fills that realized PnL, one made money
     assert one["max_drawdown_jpy"] == "-310.5"  # the deeper of the two writes
     assert one["kills"] == [{"at": "2026-01-05T03:00:00+00:00", "reason": "kill switch", "who": "x"}]

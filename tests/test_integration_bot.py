@@ -72,18 +72,31 @@ async def assert_ledgers_equal(svc) -> None:
         "bot position == venue position",
     )
     assert venue.ledger.open_orders(key) == []
+    # realized on both sides is trading PnL less holding costs (funding, leverage points), equal to the yen
     await eventually(
-        lambda: runner.inventory.realized_pnl_jpy == venue.ledger.realized_pnl(key),
-        10,
-        "bot realized PnL == venue realized PnL",
+        lambda: (
+            runner.inventory.realized_pnl_jpy == venue.ledger.realized_pnl(key)
+            and runner.inventory.holding_costs_total_jpy == venue.ledger.holding_costs(key)
+        ),
+        30,
+        "bot realized PnL and holding costs == the venue's",
     )
 
 
-async def test_run_strikes_cancels_fills_and_matches_the_venue_ledger(service):
+async def test_run_strikes_cancels_fills_and_matches_the_venue_ledger(make_service):
+    service = await make_service({"runner": {"account_poll_sec": 2}})
     runner = service.runner
     await eventually(
         lambda: runner.metrics.fills >= 4 and runner.metrics.orders_cancelled >= 2, 90, "fills and cancels"
     )
+    # a holding cost charged while a position is open: the ledgers below must agree on it too
+    charged: list = []
+    await eventually(
+        lambda: bool(charged.extend(service.venue.charge("funding", rate=Decimal("0.001"))) or charged),
+        60,
+        "a funding charge on an open position",
+    )
+    await eventually(lambda: runner.inventory.holding_costs_total_jpy != 0, 30, "the bot to book it")
     assert runner.metrics.orders_sent >= 4
     assert runner.metrics.exchange_errors == {}
     await assert_ledgers_equal(service)
@@ -96,10 +109,15 @@ async def test_run_strikes_cancels_fills_and_matches_the_venue_ledger(service):
         rows = list(csv.reader(files[0].read_text().splitlines()))
         assert rows[0][: len(header)] == header
         assert len(rows) > 1
-    trades = list(csv.DictReader(next((service.log_dir / "trades").glob("*.csv")).read_text().splitlines()))
-    assert len(trades) == runner.metrics.fills
-    # every fill's cumulative PnL column ends at the bot's realized PnL
-    assert Decimal(trades[-1]["pnl_cum_jpy"]) == runner.inventory.realized_pnl_jpy
+    trades = [
+        row
+        for path in sorted((service.log_dir / "trades").glob("*.csv"))
+        for row in csv.DictReader(path.read_text().splitlines())
+    ]
+    assert len([r for r in trades if r["tag"] != "holding_cost"]) == runner.metrics.fills
+    assert len([r for r in trades if r["tag"] == "holding_cost"]) == len(charged)
+    # the PnL column sums to the bot's realized PnL, holding costs included
+    assert sum(Decimal(r["pnl_jpy"]) for r in trades) == runner.inventory.realized_pnl_jpy
 
 
 async def test_board_seen_by_the_bot_equals_the_venue_book_top(make_service):

@@ -26,7 +26,7 @@ D = Decimal
 OVERRIDE = """
 env: sim
 strategy: {stall_T_ms: 3600000, max_reverse_ticks: 100000}
-runner: {reconcile_interval_sec: 2}
+runner: {reconcile_interval_sec: 2, account_poll_sec: 1}
 pybotters: {timeout_sec: 2}
 """
 
@@ -151,23 +151,36 @@ async def test_hard_restarts_keep_position_and_pnl_equal_to_the_venue_and_killed
             return (await state())["health"]["reconciled_at"] is not None
 
         async def equal_to_venue() -> bool:
+            """Position, realized PnL (trading less holding costs) and holding costs, to the yen."""
             s, v = await state(), await ledger()
-            return D(s["inventory"]["position_btc"]) == D(v["position"]) and D(
-                s["inventory"]["realized_pnl_jpy"]
-            ) == D(v["realized_pnl"])
+            inv = s["inventory"]
+            return (
+                D(inv["position_btc"]) == D(v["position"])
+                and D(inv["realized_pnl_jpy"]) == D(v["realized_pnl"])
+                and D(inv["holding_costs_total_jpy"]) == D(v["holding_costs"])
+            )
+
+        async def charge(kind: str) -> None:
+            r = await client.post(f"{venue_url}/_sim/charge", json={"kind": kind, "rate": "0.001"})
+            assert r.status_code == 200 and r.json()["charged"], r.text
 
         s1 = await start_server(1)
         await until(reconciled, 60, "server 1 up and reconciled")
         await hand("BUY", "0.003")
         await until(lambda: _position_is(state, "0.003"), 20, "the bot to count the hand trade")
+        await charge("funding")  # booked before the crash: must not be booked again after it
+        await until(equal_to_venue, 20, "the funding charge booked")
         state_file = log_dir / "state.json"
         await until(lambda: _saved_lots(state_file), 20, "the position saved in the state file")
+        await until(lambda: _saved_cost(state_file), 20, "the charge saved in the state file")
         await s1.kill()  # SIGKILL: no shutdown at all
 
+        await charge("leverage_points")  # charged while it is down: booked once after the restart
         for side, size in (("SELL", "0.002"), ("BUY", "0.001"), ("SELL", "0.003")):  # trades while it is down
             await hand(side, size)
         v = await ledger()
         assert D(v["position"]) == D("-0.001") and D(v["realized_pnl"]) != 0
+        assert v["holding_cost_rows"] >= 2
 
         await start_server(2)
         await until(reconciled, 60, "server 2 up and reconciled")
@@ -193,6 +206,14 @@ async def test_hard_restarts_keep_position_and_pnl_equal_to_the_venue_and_killed
 
 async def _position_is(state: Any, want: str) -> bool:
     return D((await state())["inventory"]["position_btc"]) == D(want)
+
+
+async def _saved_cost(path: Path) -> bool:
+    try:
+        inv = json.loads(path.read_text())["inventory"]  # noqa: ASYNC240 - a small local file
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return bool(inv) and D(inv.get("holding_costs_total", "0")) != 0
 
 
 async def _venue_flat(ledger: Any) -> bool:

@@ -21,5 +21,6 @@ async def test_a_minute_of_chaos_keeps_every_invariant_and_ends_equal_to_the_ven
         result["violations"],
     )
     assert result["position_diff_btc"] == 0 and result["realized_diff_jpy"] == 0
+    assert result["holding_costs_diff_jpy"] == 0 and result["trades_csv_holding_costs_diff_jpy"] == 0
     assert result["unknown_orders_at_end"] == 0 and result["refused_for_size"] == 0
     assert result["orders_sent"] > 0 and sum(result["faults_injected"].values()) >= 10

@@ -78,6 +78,15 @@ class ExchangeConfig(_Model):
     max_inventory_btc: Decimal = Field(
         default=Decimal("1"), gt=0, le=1000, description="largest strategy.max_inventory_btc allowed"
     )
+    # getcollateralhistory reason_code → what the row is, over the built-in mapping of the simulated venue's
+    # codes (bot/types/exchange.py). bitFlyer does not document its codes: confirm them on a live account.
+    collateral_reasons: dict[str, Literal["funding", "leverage_points", "trade", "ignore"]] = Field(
+        default_factory=dict, max_length=100
+    )
+    # an unknown debit is booked as a holding cost (a loss the kill switch should see); an unknown credit is
+    # ignored (a deposit must not look like profit). Each unknown code is logged once.
+    unknown_collateral_debit: Literal["holding_cost", "ignore"] = "holding_cost"
+    unknown_collateral_credit: Literal["holding_cost", "ignore"] = "ignore"
 
     @field_validator("min_size", "max_order_btc", "max_inventory_btc")
     @classmethod
@@ -194,6 +203,13 @@ class RiskConfig(_Model):
         json_schema_extra=_unit("JPY"),
     )
     trading_day_tz: str = Field(default="Asia/Tokyo", description="time zone of the trading day (IANA name)")
+    min_keep_rate: Decimal = Field(
+        default=Decimal("1.5"),
+        ge=0,
+        le=1000,
+        description="block entries while the venue's keep_rate is below this (1.5 = 150 %; 0 = off)",
+    )
+    kill_on_margin_call: bool = Field(default=True, description="kill (flatten) when the venue calls margin")
 
     @field_validator("trading_day_tz")
     @classmethod
@@ -212,6 +228,9 @@ class RunnerConfig(_Model):
     state_file: str = "logs/state.json"
     order_rate_per_min: int = Field(default=50, ge=1, le=100)
     private_rate_per_5min: int = Field(default=400, ge=1, le=500)
+    account_poll_sec: float = Field(
+        default=30, ge=1, le=3600, description="getcollateral + getcollateralhistory poll (private REST)"
+    )
 
 
 class PreflightConfig(_Model):
@@ -307,6 +326,22 @@ class SimConfig(_Model):
     auth_window_sec: int = Field(default=300, gt=0, description="accepted ACCESS-TIMESTAMP / ws auth skew")
     preopen_seconds: float = Field(default=120, ge=0, description="itayose after a maintenance window")
     ws_heartbeat_sec: float = Field(default=15, gt=0, description="protocol ping interval")
+    # holding costs, charged to open positions on the venue's wall clock
+    funding_rate: Decimal = Field(
+        default=Decimal("0.0001"), ge=-0.01, le=0.01, description="per settlement; longs pay a positive rate"
+    )
+    leverage_point_rate: Decimal = Field(
+        default=Decimal("0.0004"), ge=0, le=0.01, description="of the position's notional, once a day"
+    )
+    funding_hours_utc: list[int] = Field(default=[5, 13, 21], max_length=24)
+    leverage_point_hour_utc: int = Field(default=15, ge=0, le=23, description="15:00 UTC = 00:00 JST")
+
+    @field_validator("funding_hours_utc")
+    @classmethod
+    def _hours(cls, v: list[int]) -> list[int]:
+        if any(not 0 <= h <= 23 for h in v):
+            raise ValueError("hours must be 0..23")
+        return sorted(set(v))
 
 
 class AppConfig(_Model):

@@ -12,6 +12,11 @@ Trading day figures (realized, fees, peak, drawdown) reset when the day in `risk
 position and its lots carry into the new day. Today's PnL is the mark-to-market change since the day opened
 (SPEC §6): realized today + unrealized now − the carried position's unrealized at the day's open − fees today,
 so it opens at 0 and yesterday's open loss is not counted again.
+
+Holding costs (funding, leverage points) are what the venue's collateral history says they were: each row is
+booked once (by its id, with a watermark like the executions') into realized PnL, and into today's figures
+only when its date falls in the current trading day (a later day rolls the day first; an earlier day's row,
+learnt late, changes the record since start but not today).
 """
 
 from __future__ import annotations
@@ -47,6 +52,18 @@ class FillResult:
     closed_btc: Decimal  # size that closed existing lots
     opened_btc: Decimal  # size that opened a new lot
     flipped: bool = False  # went through zero to the other side
+
+
+@dataclass(frozen=True, slots=True)
+class HoldingCostResult:
+    """What one collateral-history row did to the ledger; the trades log row is built from it."""
+
+    row_id: int
+    duplicate: bool  # already booked (or before the baseline): nothing changed
+    cost_jpy: Decimal  # paid: positive (a funding credit is negative)
+    trading_day: str  # the day of the row's date
+    today: bool  # counted in today's PnL
+    realized_cum_jpy: Decimal
 
 
 class _Lot:
@@ -119,6 +136,10 @@ class InventoryManager:
         self._seen_cap = max(1, seen_exec_ids_cap)
         self._seen: dict[str, None] = {}  # insertion-ordered set of applied exec ids, bounded
         self._watermark: int | None = None  # highest numeric exec id applied (or baselined)
+        self._holding_total = _ZERO  # holding costs paid since start of records (positive = paid)
+        self._holding_today = _ZERO
+        self._seen_costs: dict[int, None] = {}  # collateral-history row ids booked, bounded
+        self._cost_watermark: int | None = None  # highest collateral-history row id booked or baselined
 
     # ---- fills --------------------------------------------------------------------------------------
     def apply_fill(self, fill: Fill, now: int | None = None) -> FillResult:
@@ -225,6 +246,59 @@ class InventoryManager:
             flipped=flipped,
         )
 
+    # ---- holding costs ------------------------------------------------------------------------------
+    def apply_holding_cost(self, row_id: int, change: Decimal, wall: datetime) -> HoldingCostResult:
+        """Book one holding-cost row of the venue's collateral history: `change` is the collateral's
+        change (signed JPY, negative = paid), `wall` the row's date. It lands in realized PnL, and in today's
+        PnL when `wall` falls in the current trading day (a later day is rolled to first). A row id at or
+        below the cost watermark, or seen before, changes nothing."""
+        change = _require_decimal("change", change)
+        if not isinstance(row_id, int) or isinstance(row_id, bool):
+            raise TypeError(f"row_id must be an int, got {row_id!r}")
+        day = self.trading_day_of(wall)
+        if self.is_cost_booked(row_id):
+            return HoldingCostResult(row_id, True, _ZERO, day, False, self._realized_total)
+        self.roll_day(wall)
+        today = day == self._day
+        with localcontext(_WIDE):
+            self._realized_total += change
+            self._holding_total -= change
+            if today:
+                self._realized_today += change
+                self._holding_today -= change
+        self._remember_cost(row_id)
+        self._recompute()
+        return HoldingCostResult(row_id, False, -change, day, today, self._realized_total)
+
+    def is_cost_booked(self, row_id: int) -> bool:
+        wm = self._cost_watermark
+        return row_id in self._seen_costs or (wm is not None and row_id <= wm)
+
+    def baseline_costs(self, row_id: int) -> None:
+        """A first start: the venue's collateral history up to `row_id` is the past, never booked."""
+        if self._cost_watermark is None or row_id > self._cost_watermark:
+            self._cost_watermark = row_id
+
+    def _remember_cost(self, row_id: int) -> None:
+        self.baseline_costs(row_id)
+        self._seen_costs[row_id] = None
+        while len(self._seen_costs) > self._seen_cap:
+            del self._seen_costs[next(iter(self._seen_costs))]
+
+    @property
+    def cost_watermark(self) -> int | None:
+        """The highest collateral-history row id booked or baselined (None: no history read yet)."""
+        return self._cost_watermark
+
+    @property
+    def holding_costs_today_jpy(self) -> Decimal:
+        """Holding costs booked in today's PnL (positive = paid)."""
+        return self._holding_today
+
+    @property
+    def holding_costs_total_jpy(self) -> Decimal:
+        return self._holding_total
+
     # ---- marking, the trading day and the kill switch ---------------------------------------------
     def mark(self, mid: Decimal | None) -> None:
         """Mark the open lots at `mid` and update today's PnL, peak and drawdown. `None` (no book right now)
@@ -262,6 +336,7 @@ class InventoryManager:
             return False
         self._realized_today = _ZERO
         self._fees_today = _ZERO
+        self._holding_today = _ZERO
         self._recompute()  # the unrealized of the carried lots at the last mark
         self._day_open_unrealized = self._unrealized
         self._peak = _ZERO
@@ -280,8 +355,8 @@ class InventoryManager:
             why.append(
                 f"today's PnL {_yen(self._pnl_today)} JPY reached the daily limit "
                 f"{_yen(r.daily_pnl_jpy)} JPY "
-                f"(realized {_yen(self._realized_today)}, unrealized {_yen(self._unrealized)}, "
-                f"fees {_yen(self._fees_today)})"
+                f"(realized {_yen(self._realized_today)} incl. holding costs {_yen(-self._holding_today)}, "
+                f"unrealized {_yen(self._unrealized)}, fees {_yen(self._fees_today)})"
             )
         if self._drawdown <= r.max_dd_jpy:
             why.append(
@@ -480,6 +555,10 @@ class InventoryManager:
             "kill_detail": self._kill_detail,
             "seen_exec_ids": list(self._seen),
             "exec_watermark": self._watermark,
+            "holding_costs_total": s(self._holding_total),
+            "holding_costs_today": s(self._holding_today),
+            "seen_cost_ids": list(self._seen_costs),
+            "cost_watermark": self._cost_watermark,
         }
 
     @classmethod
@@ -540,6 +619,18 @@ class InventoryManager:
             wm = d.get("exec_watermark")
             if wm is not None:
                 inv._watermark = max(int(wm), inv._watermark or 0)
+            # a state file from before holding costs were booked has none: zero, no watermark
+            inv._holding_total = _require_decimal(
+                "holding_costs_total", Decimal(str(d.get("holding_costs_total", "0")))
+            )
+            inv._holding_today = _require_decimal(
+                "holding_costs_today", Decimal(str(d.get("holding_costs_today", "0")))
+            )
+            for row_id in d.get("seen_cost_ids", []):
+                inv._remember_cost(int(row_id))
+            cwm = d.get("cost_watermark")
+            if cwm is not None:
+                inv.baseline_costs(int(cwm))
         except (KeyError, TypeError, ArithmeticError) as e:
             raise ValueError(f"inventory state is malformed: {type(e).__name__}: {e}") from e
         inv._recompute()

@@ -6,8 +6,11 @@ Numbers arrive as JSON floats (`13633748.0`, `0.001`); they become Decimal throu
 Two policies, on purpose:
 - Stream parsers (`parse_child_order_events`, `parse_executions`) never raise: a malformed item is skipped
   with a log line and the rest of the frame still counts (a WebSocket frame cannot be asked for again).
-- REST row parsers (`parse_getchildorders_row`, `parse_position_rows`, `parse_my_executions`) raise
-  `ParseError`: reconciliation must treat a response it cannot read as "unknown", never as "nothing there".
+- REST row parsers (`parse_getchildorders_row`, `parse_position_rows`, `parse_my_executions`,
+  `parse_collateral`) raise `ParseError`: reconciliation must treat a response it cannot read as "unknown",
+  never as "nothing there".
+- `parse_collateral_history` skips a junk row with a log line (a row without a usable id, amount or date
+  can never be booked, and must not hold back the rows after it); a page that is not a list raises.
 """
 
 from __future__ import annotations
@@ -396,3 +399,70 @@ def parse_my_executions(rows: Any) -> list[Fill]:
 def _clip(x: Any, n: int = 300) -> str:
     s = repr(x)
     return s if len(s) <= n else s[:n] + "…"
+
+
+# ---- collateral ------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CollateralStatus:
+    """GET /v1/me/getcollateral. `keep_rate` is a ratio (1.5 = 150 %); bitFlyer sends 0 with no position."""
+
+    collateral: Decimal
+    open_position_pnl: Decimal
+    require_collateral: Decimal
+    keep_rate: Decimal
+    margin_call_amount: Decimal
+    margin_call_due_date: str | None
+
+
+def parse_collateral(data: Any) -> CollateralStatus:
+    r = _as_mapping(data)
+    due = r.get("margin_call_due_date")
+    return CollateralStatus(
+        collateral=to_decimal(_req(r, "collateral"), "collateral"),
+        open_position_pnl=to_decimal(r.get("open_position_pnl") or 0, "open_position_pnl"),
+        require_collateral=to_decimal(r.get("require_collateral") or 0, "require_collateral"),
+        keep_rate=to_decimal(_req(r, "keep_rate"), "keep_rate"),
+        margin_call_amount=to_decimal(r.get("margin_call_amount") or 0, "margin_call_amount"),
+        margin_call_due_date=None if due in (None, "") else str(due),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CollateralHistoryRow:
+    """One getcollateralhistory row: a change of the collateral (signed JPY) and why."""
+
+    row_id: int
+    currency_code: str
+    change: Decimal
+    amount: Decimal | None  # the collateral after it
+    reason_code: str
+    date: datetime
+
+
+def parse_collateral_history_row(row: Any) -> CollateralHistoryRow:
+    r = _as_mapping(row)
+    row_id = _req(r, "id")
+    if isinstance(row_id, bool) or not isinstance(row_id, int) or row_id <= 0:
+        raise ParseError(f"collateral history id must be a positive integer, got {row_id!r}")
+    amount = r.get("amount")
+    return CollateralHistoryRow(
+        row_id=row_id,
+        currency_code=str(r.get("currency_code") or "JPY"),
+        change=to_decimal(_req(r, "change"), "change"),
+        amount=None if amount is None else to_decimal(amount, "amount"),
+        reason_code=str(r.get("reason_code") or ""),
+        date=parse_exec_date(_req(r, "date")),
+    )
+
+
+def parse_collateral_history(rows: Any) -> list[CollateralHistoryRow]:
+    """A page of getcollateralhistory, in the order given; junk rows skipped with one log line each."""
+    if not isinstance(rows, list):
+        raise ParseError(f"getcollateralhistory: expected a list, got {type(rows).__name__}")
+    out = []
+    for row in rows:
+        try:
+            out.append(parse_collateral_history_row(row))
+        except ParseError as e:
+            logger.warning("getcollateralhistory: row skipped ({}): {}", e, _clip(row))
+    return out

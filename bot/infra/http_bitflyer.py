@@ -32,6 +32,7 @@ from bot.types.exchange import (
     GET_BOARD_STATE,
     GET_CHILD_ORDERS,
     GET_COLLATERAL,
+    GET_COLLATERAL_HISTORY,
     GET_EXECUTIONS,
     GET_HEALTH,
     GET_PERMISSIONS,
@@ -299,6 +300,16 @@ class BitflyerHttp:
 
     async def get_collateral(self) -> dict:
         return self._expect_dict(await self._call("GET", GET_COLLATERAL), GET_COLLATERAL)
+
+    async def get_collateral_history(self, count: int = 100, before: int | None = None) -> list[Any]:
+        """Newest first. The rows are left to the parser, which skips a junk row rather than the page."""
+        params: dict[str, Any] = {"count": count}
+        if before is not None:
+            params["before"] = before
+        data = await self._call("GET", GET_COLLATERAL_HISTORY, params=params)
+        if not isinstance(data, list):
+            raise self._bad_shape(GET_COLLATERAL_HISTORY, f"expected a list, got {_clip(json.dumps(data))}")
+        return data
 
     async def get_executions(self, count: int = 100, before: int | None = None) -> list[dict]:
         params: dict[str, Any] = {"product_code": self.product_code, "count": count}

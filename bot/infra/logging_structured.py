@@ -58,6 +58,8 @@ from bot.infra.storage_health import StorageHealth
 from bot.types.dto import AuditLogRow, DecisionLogRow, DecisionMeta, OrderLogRow, TradeLogRow
 
 KINDS = ("trades", "orders", "decisions", "audit")
+# a trades-CSV row that is no trade: a booked holding cost (no side or size; its PnL is the collateral change)
+HOLDING_COST_TAG = "holding_cost"
 TRADE_COLUMNS = (
     "ts",
     "order_id",

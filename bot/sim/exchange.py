@@ -12,15 +12,17 @@ import itertools
 import random
 from collections import deque
 from dataclasses import dataclass
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from bot.config.loader import SimConfig
-from bot.sim.ledger import FINISHED_KEPT, ChildOrder, ChildOrderState, Ledger
+from bot.sim.ledger import FINISHED_KEPT, ChildOrder, ChildOrderState, CollateralRow, Ledger
 from bot.sim.market import MarketModel
 from bot.sim.matching import OrderBook, Trade
 from bot.sim.wire import btc_to_sat, id_date, iso7, mid_out, price_out, rest_date, size_out
 from bot.types.dto import Side
+from bot.types.exchange import CollateralReason
 
 PRODUCT = "FX_BTC_JPY"
 OTHER_PRODUCTS = frozenset({"BTC_JPY"})  # accepted for the same account, kept out of the FX ledger
@@ -47,6 +49,21 @@ PRICE_TOO_LOW = (-106, "The price is too low.", 400)
 SIZE_TOO_SMALL = (-110, "The minimum order size is 0.001 BTC.", 400)
 MARKET_CLOSED = (-204, "Market state is closed.", 400)
 MARGIN_SHORT = (-205, "Margin amount is insufficient for this order.", 400)
+
+# the holding costs the venue charges: admin name -> collateral-history reason code
+CHARGE_KINDS = {"funding": CollateralReason.FUNDING, "leverage_points": CollateralReason.LEVERAGE_POINTS}
+
+
+def next_hour_utc(wall_ns: int, hours: list[int]) -> int | None:
+    """The first whole hour in `hours` (UTC) strictly after `wall_ns`, as wall ns; None if there is none."""
+    if not hours:
+        return None
+    t = datetime.fromtimestamp(wall_ns / SEC, tz=UTC).replace(minute=0, second=0, microsecond=0)
+    for _ in range(49):
+        t += timedelta(hours=1)
+        if t.hour in hours:
+            return int(t.timestamp()) * SEC
+    return None
 
 
 class VenueError(Exception):
@@ -127,6 +144,10 @@ class Exchange:
         self.ticks = 0
         self._snapshot_cache: tuple[int, dict[str, Any]] | None = None
         self._recent: deque[dict[str, Any]] = deque(maxlen=500)  # public executions, for REST
+        # holding costs on the wall clock: monotonic instant of each kind's next charge (None: never)
+        self._charge_due: dict[str, int | None] = {}
+        self._schedule_charge("funding", start_ns)
+        self._schedule_charge("leverage_points", start_ns)
 
     # ---- time ----------------------------------------------------------------------------------------------
     def wall(self, now: int) -> int:
@@ -138,6 +159,9 @@ class Exchange:
             due = min(due, self._expiries[0][0])
         if self._state_until is not None:
             due = min(due, self._state_until)
+        for at in self._charge_due.values():
+            if at is not None:
+                due = min(due, at)
         return due
 
     def _ticker_gap(self) -> int:
@@ -160,6 +184,11 @@ class Exchange:
         while self._state_until is not None and now >= self._state_until:
             self._now = self._state_until
             self._next_state()
+        for kind, at in list(self._charge_due.items()):
+            if at is not None and now >= at:
+                self._now = at
+                self.charge(kind, at)
+                self._schedule_charge(kind, at)
         while self._expiries and self._expiries[0][0] <= now:
             at, aid = heapq.heappop(self._expiries)
             self._now = at
@@ -784,14 +813,67 @@ class Exchange:
         coll = self.ledger.collateral(api_key)
         open_pnl = self.ledger.open_pnl(api_key, mark)
         req = self.ledger.require_collateral(api_key)
+        acct = self.ledger.account(api_key)
         return {
             "collateral": float(coll),
             "open_position_pnl": float(open_pnl),
             "require_collateral": float(req),
             "keep_rate": float((coll + open_pnl) / req) if req else 0.0,
-            "margin_call_amount": 0.0,
-            "margin_call_due_date": None,
+            "margin_call_amount": float(acct.margin_call_amount),
+            "margin_call_due_date": acct.margin_call_due_date,
         }
+
+    # ---- holding costs -------------------------------------------------------------------------------------
+    def _schedule_charge(self, kind: str, now: int) -> None:
+        hours = self.cfg.funding_hours_utc if kind == "funding" else [self.cfg.leverage_point_hour_utc]
+        wall = next_hour_utc(self.wall(now), list(hours))
+        self._charge_due[kind] = None if wall is None else wall - self.wall_offset_ns
+
+    def charge(
+        self, kind: str, now: int, *, api_key: str | None = None, rate: Decimal | None = None
+    ) -> list[tuple[str, CollateralRow]]:
+        """Charge one holding cost now to every account with an open position (or to `api_key` only), at the
+        configured rate or `rate`, on the position's notional at the mid, in whole yen. Funding: longs pay a
+        positive rate, shorts receive it. Leverage points: every open position pays. A charge that rounds to
+        0 writes no row. Returns (api key, row) for each account charged."""
+        if kind not in CHARGE_KINDS:
+            raise ValueError(f"kind must be one of {sorted(CHARGE_KINDS)}")
+        if rate is None:
+            rate = self.cfg.funding_rate if kind == "funding" else self.cfg.leverage_point_rate
+        mark = self.mid()
+        out = []
+        for key in [api_key] if api_key is not None else self.ledger.api_keys():
+            sat = self.ledger.account(key).position_sat()
+            if not sat:
+                continue
+            notional = mark * abs(sat) / Decimal(100_000_000)
+            cost = notional * rate * (1 if sat > 0 or kind == "leverage_points" else -1)
+            change = (-cost).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
+            if change == 0:
+                continue
+            out.append((key, self.ledger.charge(key, change, CHARGE_KINDS[kind], self.wall(now))))
+        return out
+
+    def collateral_history(self, api_key: str, q: dict[str, str]) -> list[dict[str, Any]]:
+        """GET /v1/me/getcollateralhistory: newest first, paged by id (count / before / after)."""
+        count, before, after = _paging(q)
+        rows = []
+        for r in reversed(self.ledger.account(api_key).history):
+            if before is not None and r.row_id >= before or after is not None and r.row_id <= after:
+                continue
+            rows.append(
+                {
+                    "id": r.row_id,
+                    "currency_code": "JPY",
+                    "change": float(r.change),
+                    "amount": float(r.amount),
+                    "reason_code": r.reason_code,
+                    "date": rest_date(r.wall_ns, 3),
+                }
+            )
+            if len(rows) >= count:
+                break
+        return rows
 
     def ledger_report(self, api_key: str) -> dict[str, Any]:
         """GET /_sim/ledger: the venue's truth for one account (exact decimals as strings)."""
@@ -801,7 +883,12 @@ class Exchange:
             "api_key": api_key,
             "position": str(self.ledger.position(api_key)),
             "average_price": None if avg is None else str(avg),
-            "realized_pnl": str(self.ledger.realized_pnl(api_key)),
+            "realized_pnl": str(self.ledger.realized_pnl(api_key)),  # trading PnL less holding costs
+            "trading_pnl": str(self.ledger.trading_pnl(api_key)),
+            "holding_costs": str(self.ledger.holding_costs(api_key)),  # paid: positive
+            "holding_cost_rows": sum(
+                r.reason_code in CHARGE_KINDS.values() for r in self.ledger.account(api_key).history
+            ),
             "open_position_pnl": str(self.ledger.open_pnl(api_key, mark)),
             "collateral": str(self.ledger.collateral(api_key)),
             "mark": str(mark),

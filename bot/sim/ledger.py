@@ -1,11 +1,14 @@
-"""Accounts at the venue: child orders, executions, positions as FIFO lots, collateral, realized PnL. Pure.
+"""Accounts at the venue: child orders, executions, positions as FIFO lots, collateral, realized PnL, holding
+costs and the collateral history. Pure.
 
 This is the truth the bot is checked against. Prices are integer yen, sizes integer satoshi; money is Decimal.
-Crypto CFD: no trading fee (commission 0), realized PnL goes straight into collateral.
+Crypto CFD: no trading fee (commission 0); realized PnL and holding costs (funding, leverage points) go
+straight into collateral, each a row of the collateral history (getcollateralhistory).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -13,9 +16,11 @@ from enum import StrEnum
 
 from bot.sim.wire import SAT_PER_BTC, sat_to_btc
 from bot.types.dto import Side
+from bot.types.exchange import CollateralReason
 
 _SAT = Decimal(SAT_PER_BTC)
 FINISHED_KEPT = 20_000  # finished orders a venue account remembers (getchildorders pages)
+HISTORY_KEPT = 20_000  # collateral-history rows an account remembers
 
 
 class ChildOrderState(StrEnum):
@@ -95,6 +100,17 @@ class Lot:
     open_ns: int  # wall clock
 
 
+@dataclass(frozen=True, slots=True)
+class CollateralRow:
+    """One getcollateralhistory row: a change of collateral (signed JPY) and the collateral after it."""
+
+    row_id: int
+    change: Decimal
+    amount: Decimal
+    reason_code: str
+    wall_ns: int
+
+
 @dataclass(slots=True)
 class Account:
     api_key: str
@@ -107,6 +123,11 @@ class Account:
     by_child_id: dict[str, str] = field(default_factory=dict)  # child order id -> acceptance id
     active: dict[str, ChildOrder] = field(default_factory=dict)  # the ACTIVE ones, for cheap scans
     finished: deque[str] = field(default_factory=deque)  # finished acceptance ids, oldest first
+    holding_costs: Decimal = Decimal(0)  # funding and leverage points paid (a credit lowers it)
+    adjusted: Decimal = Decimal(0)  # collateral set by hand (/_sim/collateral): neither PnL nor a cost
+    history: deque[CollateralRow] = field(default_factory=lambda: deque(maxlen=HISTORY_KEPT))
+    margin_call_amount: Decimal = Decimal(0)
+    margin_call_due_date: str | None = None
 
     def position_sat(self) -> int:
         return sum(lot.size if lot.side is Side.BUY else -lot.size for lot in self.lots)
@@ -123,6 +144,7 @@ class Ledger:
         self._accounts: dict[str, Account] = {}
         self._collateral = collateral_jpy
         self._leverage = leverage
+        self._row_ids = itertools.count(70_000_000)  # collateral-history ids, increasing across accounts
 
     # ---- accounts ------------------------------------------------------------------------------------------
     def add_account(self, api_key: str, collateral_jpy: Decimal | None = None) -> Account:
@@ -150,7 +172,19 @@ class Ledger:
         return list(self.account(api_key).active.values())
 
     def realized_pnl(self, api_key: str) -> Decimal:
+        """What the account made: trading PnL less holding costs (the bot's realized PnL must equal it)."""
+        acct = self.account(api_key)
+        return acct.realized - acct.holding_costs
+
+    def trading_pnl(self, api_key: str) -> Decimal:
         return self.account(api_key).realized
+
+    def holding_costs(self, api_key: str) -> Decimal:
+        """Funding and leverage points paid so far (positive = paid)."""
+        return self.account(api_key).holding_costs
+
+    def collateral_history(self, api_key: str) -> list[CollateralRow]:
+        return list(self.account(api_key).history)
 
     def executions(self, api_key: str) -> list[Execution]:
         return list(self.account(api_key).executions)
@@ -240,7 +274,31 @@ class Ledger:
         if left:
             acct.lots.append(Lot(order.side, price, left, wall_ns))
         acct.realized += realized
+        if realized:
+            self._history_row(acct, realized, CollateralReason.TRADE_PNL, wall_ns)
         return realized
+
+    # ---- holding costs and collateral ----------------------------------------------------------------------
+    def charge(self, api_key: str, change: Decimal, reason_code: str, wall_ns: int) -> CollateralRow:
+        """A holding cost: `change` (signed JPY; negative = paid) into collateral and its history."""
+        acct = self.account(api_key)
+        acct.holding_costs -= change
+        return self._history_row(acct, change, reason_code, wall_ns)
+
+    def set_collateral(self, api_key: str, collateral: Decimal) -> None:
+        """Collateral set by hand (a deposit or a withdrawal): not PnL, no history row."""
+        acct = self.account(api_key)
+        acct.adjusted += collateral - self.collateral(api_key)
+
+    def set_margin_call(self, api_key: str, amount: Decimal, due_date: str | None) -> None:
+        acct = self.account(api_key)
+        acct.margin_call_amount = amount
+        acct.margin_call_due_date = due_date if amount > 0 else None
+
+    def _history_row(self, acct: Account, change: Decimal, reason_code: str, wall_ns: int) -> CollateralRow:
+        row = CollateralRow(next(self._row_ids), change, self.collateral(acct.api_key), reason_code, wall_ns)
+        acct.history.append(row)
+        return row
 
     # ---- money ---------------------------------------------------------------------------------------------
     def open_pnl(self, api_key: str, mark: Decimal) -> Decimal:
@@ -256,7 +314,7 @@ class Ledger:
 
     def collateral(self, api_key: str) -> Decimal:
         acct = self.account(api_key)
-        return acct.collateral_start + acct.realized
+        return acct.collateral_start + acct.realized - acct.holding_costs + acct.adjusted
 
     def free_margin(self, api_key: str, mark: Decimal) -> Decimal:
         return self.collateral(api_key) + self.open_pnl(api_key, mark) - self.require_collateral(api_key)

@@ -27,6 +27,7 @@ from loguru import logger
 from bot.config.loader import SimConfig
 from bot.sim.clock import Clock, SystemClock
 from bot.sim.exchange import (
+    CHARGE_KINDS,
     HEALTH_VALUES,
     MARKETS,
     PRODUCT,
@@ -39,7 +40,7 @@ from bot.sim.exchange import (
 from bot.sim.faults import Faults, valid_error
 from bot.sim.ledger import Ledger
 from bot.sim.ratelimit import SMALL_ORDER_MAX_SAT, RateLimiter, Verdict
-from bot.sim.wire import btc_to_sat
+from bot.sim.wire import btc_to_sat, rest_date
 from bot.types.dto import Side
 
 SEC = 1_000_000_000
@@ -219,6 +220,10 @@ class SimVenue:
         get("/v1/getboardstate", self._getboardstate)
         get("/v1/getexecutions", self._public_executions)
         get("/v1/me/getcollateral", self._private(lambda c: self.exchange.collateral(c.key)))
+        get(
+            "/v1/me/getcollateralhistory",
+            self._private(lambda c: self.exchange.collateral_history(c.key, c.query)),
+        )
         get("/v1/me/getpositions", self._private(self._positions))
         get("/v1/me/getchildorders", self._private(lambda c: self.exchange.child_orders(c.key, c.query)))
         get("/v1/me/getexecutions", self._private(lambda c: self.exchange.executions(c.key, c.query)))
@@ -237,6 +242,8 @@ class SimVenue:
         post("/_sim/maintenance", self._admin_maintenance)
         post("/_sim/health", self._admin_health)
         post("/_sim/order", self._admin_order)
+        post("/_sim/charge", self._admin_charge)
+        post("/_sim/collateral", self._admin_collateral)
         post("/_sim/permissions", self._admin_permissions)
         post("/_sim/clock_offset", self._admin_clock_offset)
         get("/_sim/ledger", self._admin_ledger)
@@ -797,6 +804,16 @@ class SimVenue:
     def ledger_report(self, api_key: str | None = None) -> dict[str, Any]:
         return self.exchange.ledger_report(api_key or self.api_key)
 
+    def charge(
+        self, kind: str, *, api_key: str | None = None, rate: Decimal | None = None
+    ) -> list[dict[str, Any]]:
+        """Settle one holding cost now (the venue otherwise charges on the wall clock's schedule)."""
+        rows = self.exchange.charge(kind, self.clock.monotonic_ns(), api_key=api_key, rate=rate)
+        return [
+            {"api_key": key, "id": r.row_id, "change": str(r.change), "reason_code": r.reason_code}
+            for key, r in rows
+        ]
+
     # ---- admin HTTP API ------------------------------------------------------------------------------------
     @staticmethod
     async def _admin_body(request: web.Request) -> dict[str, Any]:
@@ -913,6 +930,63 @@ class SimVenue:
         except VenueError as e:
             return _json({"error": e.message, "status": e.status}, 400)
         return _json({"child_order_acceptance_id": aid})
+
+    @staticmethod
+    def _decimal(body: dict[str, Any], key: str) -> Decimal:
+        v = body.get(key)
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise ValueError(f"{key} must be a number")
+        try:
+            d = Decimal(str(v))
+        except InvalidOperation:
+            raise ValueError(f"{key} must be a number") from None
+        if not d.is_finite():
+            raise ValueError(f"{key} must be finite")
+        return d
+
+    def _admin_key(self, body: dict[str, Any]) -> str:
+        key = body.get("api_key", self.api_key)
+        if not isinstance(key, str) or key not in self._secrets:
+            raise ValueError("unknown api_key")
+        return key
+
+    async def _admin_charge(self, request: web.Request) -> web.Response:
+        """POST /_sim/charge {"kind": "funding" | "leverage_points", "api_key"?, "rate"?}: settle it now."""
+        body = await self._admin_body(request)
+        kind = body.get("kind")
+        if kind not in CHARGE_KINDS:
+            return self._bad(f"kind must be one of {sorted(CHARGE_KINDS)}")
+        try:
+            key = self._admin_key(body) if "api_key" in body else None
+            rate = self._decimal(body, "rate") if "rate" in body else None
+        except ValueError as e:
+            return self._bad(str(e))
+        if rate is not None and not -1 < rate < 1:
+            return self._bad("rate must be in (-1, 1)")
+        return _json({"charged": self.charge(str(kind), api_key=key, rate=rate)})
+
+    async def _admin_collateral(self, request: web.Request) -> web.Response:
+        """POST /_sim/collateral {"api_key"?, "collateral"?, "margin_call_amount"?, "margin_call_due_date"?}:
+        set an account's collateral (a deposit or withdrawal: not PnL) and its margin call (0 clears it)."""
+        body = await self._admin_body(request)
+        try:
+            key = self._admin_key(body)
+            collateral = self._decimal(body, "collateral") if "collateral" in body else None
+            call = self._decimal(body, "margin_call_amount") if "margin_call_amount" in body else None
+        except ValueError as e:
+            return self._bad(str(e))
+        due = body.get("margin_call_due_date")
+        if due is not None and not isinstance(due, str):
+            return self._bad("margin_call_due_date must be a string")
+        if collateral is not None and collateral < 0 or call is not None and call < 0:
+            return self._bad("collateral and margin_call_amount must be >= 0")
+        if collateral is not None:
+            self.ledger.set_collateral(key, collateral)
+        if call is not None:
+            if call > 0 and due is None:
+                due = rest_date(self.clock.time_ns() + 86_400 * SEC, 0)
+            self.ledger.set_margin_call(key, call, due)
+        return _json(self.exchange.collateral(key))
 
     async def _admin_permissions(self, request: web.Request) -> web.Response:
         """POST /_sim/permissions {"api_key": "SIM_KEY", "endpoints": ["/v1/me/getpositions", …] | null}."""

@@ -60,6 +60,8 @@ class Reason(StrEnum):
     MARKET_CLOSED = "market_closed"  # board state not RUNNING, health STOP/NO ORDER, maintenance
     RECONCILING = "reconciling"  # after (re)connect, until REST reconciliation succeeds
     EXCHANGE_BACKOFF = "exchange_backoff"  # backing off after exchange errors
+    MARGIN_LOW = "margin_low"  # the venue's keep_rate is below risk.min_keep_rate
+    MARGIN_CALL = "margin_call"  # the venue reports a margin call
     STORAGE = "storage_failed"  # the state file or a CSV log cannot be written (disk full, unwritable)
     RATE_BUDGET = "rate_budget"
     CLOSE_PENDING = "close_pending"  # a closing order is in flight
@@ -262,7 +264,7 @@ class AuditLogRow:
 class TradeLogRow:
     ts: datetime
     order_id: str
-    side: Side
+    side: Side | None  # None: a holding cost, no trade
     price: Decimal
     size: Decimal
     fee: Decimal

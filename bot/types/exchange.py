@@ -15,6 +15,7 @@ CANCEL_ALL_CHILD_ORDERS = "/v1/me/cancelallchildorders"
 GET_CHILD_ORDERS = "/v1/me/getchildorders"
 GET_POSITIONS = "/v1/me/getpositions"
 GET_COLLATERAL = "/v1/me/getcollateral"
+GET_COLLATERAL_HISTORY = "/v1/me/getcollateralhistory"
 GET_EXECUTIONS = "/v1/me/getexecutions"
 GET_HEALTH = "/v1/gethealth"
 GET_BOARD_STATE = "/v1/getboardstate"
@@ -38,6 +39,40 @@ MAINTENANCE_MINUTES = 10
 
 MAX_MINUTE_TO_EXPIRE = 43200
 SIZE_GRID = Decimal("0.00000001")
+
+
+class CollateralReason(StrEnum):
+    """`reason_code`s of getcollateralhistory rows as the simulated venue writes them. bitFlyer does not
+    document its codes: these are the sim's choice, and the bot's built-in mapping names them. Confirm the
+    real codes on a live account (`exchange.collateral_reasons` maps others) before trusting holding costs."""
+
+    TRADE_PNL = "CFD_PNL"  # realized PnL of a closing execution (already booked from the executions)
+    FUNDING = "CFD_FUNDING"  # funding, settled every 8 h (05:00, 13:00, 21:00 UTC)
+    LEVERAGE_POINTS = "CFD_LEVERAGE_POINTS"  # the daily holding cost of an open position
+    DEPOSIT = "DEPOSIT"  # money moved in or out: never PnL
+
+
+class HoldingCostKind(StrEnum):
+    """What a collateral-history row means to the ledger."""
+
+    FUNDING = "funding"
+    LEVERAGE_POINTS = "leverage_points"
+    OTHER_COST = "other_cost"  # an unknown code booked as a holding cost by its sign
+    TRADE = "trade"  # realized trading PnL: the executions book it
+    IGNORE = "ignore"  # deposits, withdrawals, anything not PnL
+
+    @property
+    def is_cost(self) -> bool:
+        return self in (HoldingCostKind.FUNDING, HoldingCostKind.LEVERAGE_POINTS, HoldingCostKind.OTHER_COST)
+
+
+# the bot's built-in reading of the codes above; `exchange.collateral_reasons` adds to or overrides it
+DEFAULT_COLLATERAL_REASONS: dict[str, HoldingCostKind] = {
+    CollateralReason.TRADE_PNL: HoldingCostKind.TRADE,
+    CollateralReason.FUNDING: HoldingCostKind.FUNDING,
+    CollateralReason.LEVERAGE_POINTS: HoldingCostKind.LEVERAGE_POINTS,
+    CollateralReason.DEPOSIT: HoldingCostKind.IGNORE,
+}
 
 
 class ErrorKind(StrEnum):

@@ -67,6 +67,8 @@ class InventoryPanel(_View):
     unrealized_pnl_jpy: Dec
     pnl_today_jpy: Dec
     fees_today_jpy: Dec
+    holding_costs_today_jpy: Dec  # funding and leverage points booked today (paid: positive)
+    holding_costs_total_jpy: Dec
     drawdown_jpy: Dec
     max_drawdown_jpy: Dec
     trading_day: str
@@ -99,6 +101,10 @@ class HealthPanel(_View):
     exchange_health: str
     reconciled_at: str | None
     block_reason: str | None
+    keep_rate: Dec | None  # the venue's, at the last getcollateral (1.5 = 150 %; 0 with no position)
+    margin_call_jpy: Dec
+    margin_checked_at: str | None
+    margin_alert: str | None
     budgets: list[BudgetView]
     loop_lag_ms: float
     loop_lag_max_ms: float
@@ -188,6 +194,7 @@ class RunStatus(_View):
     since: str
     mode: str
     activity: Activity
+    alert: str | None  # what the account watch says is wrong (margin low, a margin call)
     settle: SettleView | None
     report: SettleReport | None  # the latest stop or kill
 

@@ -133,6 +133,7 @@ async def _preflight(args: argparse.Namespace) -> PreflightReport:
                 log_dir=log_dir,
                 state_file=state_file,
                 thresholds=cfg.preflight,
+                min_keep_rate=cfg.risk.min_keep_rate,
             )
             return await run_preflight(http, inputs)
     finally:

@@ -64,6 +64,7 @@ class PreflightInputs:
     log_dir: Path
     state_file: Path
     thresholds: PreflightConfig
+    min_keep_rate: Decimal  # risk.min_keep_rate: the level below which a running bot blocks entries too
 
 
 def _check(name: str, ok: bool, level: Level, detail: str) -> PreflightCheck:
@@ -162,7 +163,7 @@ def collateral_verdict(row: dict[str, Any], min_keep_rate: Decimal) -> Preflight
             "collateral",
             False,
             "error",
-            f"keep rate {_pct(keep)} is under the {_pct(min_keep_rate)} minimum (preflight.min_keep_rate); "
+            f"keep rate {_pct(keep)} is under the {_pct(min_keep_rate)} minimum (risk.min_keep_rate); "
             f"collateral {_yen(collateral)}, margin in use {_yen(required)}",
         )
     rate = f"keep rate {_pct(keep)}" if required > 0 else "no margin in use"
@@ -357,7 +358,7 @@ async def _venue_checks(http: BitflyerHttp, inputs: PreflightInputs) -> list[Pre
     if inputs.keys_present:
         reads += [
             _guarded("permissions", "getpermissions", _permissions(http)),
-            _guarded("collateral", "getcollateral", _collateral(http, th.min_keep_rate)),
+            _guarded("collateral", "getcollateral", _collateral(http, inputs.min_keep_rate)),
             _guarded(ADOPTABLE_CHECK, "getpositions / getchildorders", _position(http, inputs.product_code)),
         ]
     reads.append(_guarded("board", "getboardstate / gethealth", _board(http)))

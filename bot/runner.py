@@ -356,6 +356,7 @@ class BotRunner:
             log_dir=self.log_dir,
             state_file=self.run_state.store.path,
             thresholds=self.config.preflight,
+            min_keep_rate=self.config.risk.min_keep_rate,
         )
         return await run_preflight(http, inputs)
 

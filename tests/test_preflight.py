@@ -226,6 +226,7 @@ async def test_a_venue_that_never_answers_is_reported_check_by_check_not_raised(
             log_dir=tmp_path / "logs",
             state_file=tmp_path / "logs" / "state.json",
             thresholds=cfg.preflight,
+            min_keep_rate=cfg.risk.min_keep_rate,
         )
         report = await run_preflight(http, inputs)
     assert not report.ready
@@ -310,8 +311,6 @@ def test_a_state_file_of_another_mode_or_account_or_unreadable_is_an_error_and_a
 
 
 def test_the_preflight_thresholds_have_ranges():
-    with pytest.raises(ValueError):
-        PreflightConfig(min_keep_rate=Decimal(0))
     with pytest.raises(ValueError):
         PreflightConfig(max_clock_skew_sec=301)
 

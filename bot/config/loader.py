@@ -236,12 +236,6 @@ class RunnerConfig(_Model):
 class PreflightConfig(_Model):
     """Thresholds of the checks run before the first start of a live or paper session."""
 
-    min_keep_rate: Decimal = Field(
-        default=Decimal("1.5"),
-        gt=0,
-        le=100,
-        description="getcollateral keep_rate (1.5 = 150 %) below which a start is refused",
-    )
     max_clock_skew_sec: float = Field(
         default=5, gt=0, le=300, description="largest difference to the exchange's clock accepted"
     )

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from loguru import logger
@@ -27,7 +28,7 @@ from loguru import logger
 from bot.account_watch import AccountWatch
 from bot.activity import ActivityWatch
 from bot.alerts import Alerts
-from bot.config.loader import HOT_SECTIONS, AppConfig, ConfigError, apply_live_patch
+from bot.config.loader import AppConfig
 from bot.dashboard_view import DashboardHistory, DashboardView
 from bot.decision_loop import DecisionLoop
 from bot.engine.executor import OrderExecutor
@@ -41,7 +42,7 @@ from bot.fill_path import STRATEGY_NAME, FillPath
 from bot.infra.board_store import BoardStore
 from bot.infra.daily_summary import DailySummaryFile
 from bot.infra.http_bitflyer import BitflyerHttp
-from bot.infra.logging_structured import AuditLogger, DecisionLogger, OrderLogger, TradeLogger, format_cell
+from bot.infra.logging_structured import AuditLogger, DecisionLogger, OrderLogger, TradeLogger
 from bot.infra.notify import Notifier
 from bot.infra.orderbook_view import OrderBookView
 from bot.infra.pyb_session import PyBotterSession
@@ -49,11 +50,12 @@ from bot.infra.state_file import StateFile
 from bot.infra.storage_health import StorageEvent, StorageHealth
 from bot.infra.tape_recorder import TapeRecorder
 from bot.links import RunnerMetrics, VenueLinks
+from bot.live_config import LiveConfig
 from bot.preflight import PreflightInputs, run_preflight
 from bot.run_state import PreflightRefused, RunStateMachine, TransitionRefused
 from bot.settle import SettleGoal, SettleStatus, SettleSupervisor
 from bot.settle_report import SettleReporter
-from bot.types.dto import AuditLogRow, Gate, RunState
+from bot.types.dto import Gate, RunState
 from bot.types.preflight import ADOPTABLE_CHECK, PreflightReport
 from bot.types.snapshot import BotSnapshot, RunStatus
 from bot.types.tasks import BackgroundTasks
@@ -66,7 +68,6 @@ PREFLIGHT_MODES = ("live", "paper")
 
 HOUSEKEEPING_S = 2.0
 LOOP_LAG_PERIOD_S = 0.25
-PERSIST_TIMEOUT_S = 10.0  # a config change answers once its audit rows and the state file are on disk
 
 
 @dataclass(frozen=True)
@@ -76,28 +77,6 @@ class Endpoints:
     private_ws_url: str | None
     api_key: str | None
     api_secret: str | None
-
-
-def hot_changes(old: AppConfig, new: AppConfig) -> list[tuple[str, str, str]]:
-    """(dotted field, old, new) for every hot field whose value differs, values as they read in a CSV."""
-    out = []
-    for section in HOT_SECTIONS:
-        a = getattr(old, section).model_dump(mode="json")
-        b = getattr(new, section).model_dump(mode="json")
-        out += [(f"{section}.{k}", format_cell(a[k]), format_cell(b[k])) for k in a if a[k] != b[k]]
-    return out
-
-
-def live_patch(file_cfg: AppConfig, running: AppConfig) -> dict[str, dict[str, object]]:
-    """The merge patch that takes the config file's hot sections to the running ones (what is saved)."""
-    out: dict[str, dict[str, object]] = {}
-    for section in HOT_SECTIONS:
-        a = getattr(file_cfg, section).model_dump(mode="json")
-        b = getattr(running, section).model_dump(mode="json")
-        changed = {k: b[k] for k in b if a.get(k) != b[k]}
-        if changed:
-            out[section] = changed
-    return out
 
 
 def account_id(api_key: str | None) -> str:
@@ -118,8 +97,6 @@ class BotRunner:
         notify_urls: Sequence[str] = (),
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
-        self.file_config = cfg  # the config files' values: what "revert to file" returns the hot sections to
-        self.config = cfg
         self.mode = cfg.env
         self.log_dir = log_dir
         self.endpoints = endpoints
@@ -142,7 +119,9 @@ class BotRunner:
         )
         self.inventory = self.run_state.restore() or InventoryManager(cfg.risk, tick_size=tick)
         self.run_state.inventory = self.inventory
-        cfg = self.config = self._reapply_saved_changes(cfg)
+        self.audit_log = AuditLogger(log_dir, tz=cfg.risk.trading_day_tz, health=self.storage)
+        self.live = LiveConfig(cfg, run_state=self.run_state, audit_log=self.audit_log)
+        cfg = self.live.reapply_saved()
         self.inventory.update_risk(cfg.risk)
         self.daily = DailySummaryFile(log_dir)
         self.run_state.daily = self.daily
@@ -162,7 +141,6 @@ class BotRunner:
         self.trade_log = TradeLogger(log_dir, STRATEGY_NAME, tz=tz, health=self.storage)
         self.order_log = OrderLogger(log_dir, tz=tz, health=self.storage)
         self.decision_log = DecisionLogger(log_dir, STRATEGY_NAME, tz=tz, health=self.storage)
-        self.audit_log = AuditLogger(log_dir, tz=tz, health=self.storage)
         self.order_budget = RateBudget(cfg.runner.order_rate_per_min, 60.0)
         # every REST call we make (public ones share bitFlyer's per-IP limit, private ones the per-key limit)
         self.rest_budget = RateBudget(cfg.runner.private_rate_per_5min, 300.0)
@@ -294,11 +272,21 @@ class BotRunner:
             storage=self.storage,
             csv_logs=(self.trade_log, self.order_log, self.decision_log),
         )
+        self.live.on_change = self._config_changed
         self._started = False
         self._preflight_passed = False  # once per process: the first start of a live/paper session
         self._fills_at_day_start = 0
 
     # ---------------------------------------------------------------- what the server reads
+    @property
+    def config(self) -> AppConfig:
+        """The running config (the files' values with the live changes applied)."""
+        return self.live.current
+
+    @property
+    def file_config(self) -> AppConfig:
+        return self.live.file
+
     @property
     def state(self) -> RunState:
         return self.run_state.state
@@ -381,55 +369,16 @@ class BotRunner:
         if self.links.executor is not None:
             self.links.executor.reset_backoff()
 
-    async def patch_config(self, patch: dict, who: str = "api", action: str = "patch") -> AppConfig:
-        """Apply a merge patch of strategy.* / risk.* whole (ConfigError: nothing changed), audit each field
-        changed, and return once the audit rows and the state file (which carries the change across a
-        restart) are on disk."""
-        new = apply_live_patch(self.config, patch)  # raises ConfigError; nothing changed
-        old = self.config
-        changes = hot_changes(old, new)
-        for name, a, b in changes:
-            logger.warning("config {}: {} → {} by {} ({})", name, a, b, who, action)
-        self.config = new  # one assignment between decisions: atomic on this loop
-        self.strategy.update_config(new.strategy, new.risk)
-        self.inventory.update_risk(new.risk)
-        self.run_state.live_patch = live_patch(self.file_config, new)
-        self.decisions.kick()
-        now = datetime.now(UTC)
-        for name, a, b in changes:
-            self.audit_log.log(AuditLogRow(ts=now, who=who, action=action, field=name, old=a, new=b))
-        if changes:
-            await self._persist_config()
-        return new
+    async def patch_config(self, patch: dict[str, Any], who: str = "api") -> AppConfig:
+        return await self.live.patch(patch, who)  # raises ConfigError; nothing changed
 
     async def revert_config(self, who: str = "api") -> AppConfig:
-        """The hot sections back to the config file's values (audited like any change)."""
-        patch = {s: getattr(self.file_config, s).model_dump(mode="json") for s in HOT_SECTIONS}
-        return await self.patch_config(patch, who, action="revert")
+        return await self.live.revert(who)
 
-    async def _persist_config(self) -> None:
-        try:
-            async with asyncio.timeout(PERSIST_TIMEOUT_S):
-                await self.audit_log.aflush()
-                await self.run_state.store.save(self.run_state.persisted())
-        except (OSError, TimeoutError) as e:
-            logger.error("config change applied but not saved ({!r}): it will not survive a restart", e)
-
-    def _reapply_saved_changes(self, cfg: AppConfig) -> AppConfig:
-        """The live changes saved beside the kill latch, validated again against today's config file. A saved
-        change that no longer validates is refused whole: the file's values run."""
-        saved = self.run_state.saved_live_patch
-        if not saved:
-            return cfg
-        try:
-            new = apply_live_patch(cfg, saved)
-        except ConfigError as e:
-            logger.error("saved live config changes refused, the config file's values apply: {}", e)
-            return cfg
-        for name, a, b in hot_changes(cfg, new):
-            logger.warning("config {}: {} → {} (a live change saved before the restart)", name, a, b)
-        self.run_state.live_patch = live_patch(cfg, new)
-        return new
+    def _config_changed(self, new: AppConfig) -> None:
+        self.strategy.update_config(new.strategy, new.risk)
+        self.inventory.update_risk(new.risk)
+        self.decisions.kick()
 
     # ---------------------------------------------------------------- life cycle
     async def open(self) -> None:

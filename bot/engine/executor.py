@@ -312,10 +312,10 @@ class OrderExecutor:
         now: int,
         touched: list[OwnOrder],
     ) -> list[Coroutine[Any, Any, None]]:
-        ready: list[OwnOrder] = []
+        jobs = []
         for order in self.orders.open_orders(tag=tag):
             if order.state is OrderState.PENDING_CANCEL:
-                continue  # its cancel is on the way: never a second one
+                continue
             touched.append(order)
             if order.acceptance_id is None:
                 self._defer_cancel(order, action)
@@ -324,17 +324,6 @@ class OrderExecutor:
             if last is not None and now - last < self._cancel_retry_ns:
                 continue  # an UNKNOWN cancel was sent moments ago: no storm of repeats
             self._cancel_sent_at[order.client_id] = now
-            ready.append(order)
-        # every order of ours on the product is one of these: one cancelallchildorders costs one request of
-        # the REST budget instead of one per order (the budget, not the market, caps how often we strike)
-        open_now = self.orders.open_orders()
-        if len(ready) >= 2 and len(ready) == len(open_now):
-            marked = [o for o in ready if o.state is OrderState.ACTIVE]
-            for o in marked:
-                self.orders.on_cancel_requested(o.client_id)
-            return [self._cancel_all(action, marked)]
-        jobs = []
-        for order in ready:
             self.orders.on_cancel_requested(order.client_id)
             jobs.append(self._cancel(order, action.reason.value))
         return jobs

@@ -180,7 +180,6 @@ class RunStateMachine:
 
     def enter_killed(self, reason: str, who: str) -> None:
         self.set(RunState.KILLED, reason, who)
-        self.on_settle(SettleGoal.FLAT, who)
         # the latch must hit the disk before anything else can go wrong; if the disk refuses, the bot is
         # KILLED in memory all the same (the flatten goes on) and every later save writes the latch
         if not self.save_now():
@@ -189,12 +188,21 @@ class RunStateMachine:
             )
         if self._links.settler is not None:
             self._links.settler.hold(SettleGoal.FLAT)
+        self._settle_began(SettleGoal.FLAT, who)  # after the latch and the goal: never in their way
         inv = self.inventory
         if self.daily is not None and inv is not None:  # the CSVs hold no kill: the day's summary does
             day = inv.trading_day or inv.trading_day_of(self.since)
             self._tasks.spawn(
                 self.daily.record_kill(day, inv.max_drawdown_jpy, self.since, reason, who), "daily-summary"
             )
+
+    def _settle_began(self, goal: SettleGoal, who: str) -> None:
+        """Tell the report and the phone; the goal is already held (the hold's task has not run yet, so the
+        report still sees the orders open before it)."""
+        try:
+            self.on_settle(goal, who)
+        except Exception as e:  # a report or a notification must never undo a kill
+            logger.opt(exception=e).error("settle report for {} raised", goal)
 
     async def start(self, who: str = "api") -> bool:
         async with self._lock:
@@ -238,9 +246,9 @@ class RunStateMachine:
             if self.state is RunState.KILLED:
                 raise TransitionRefused("KILLED: reset first (stop would not clear the kill latch)")
             self.set(RunState.STOPPED, "stopped: orders cancelled, position kept", who)
-            self.on_settle(SettleGoal.NO_ORDERS, who)
             if settler is not None:
                 settler.hold(SettleGoal.NO_ORDERS)
+            self._settle_began(SettleGoal.NO_ORDERS, who)
         if settler is not None:
             await settler.wait_confirmed(SETTLE_WAIT_S)
         return True

@@ -55,7 +55,7 @@ from bot.preflight import PreflightInputs, run_preflight
 from bot.run_state import PreflightRefused, RunStateMachine, TransitionRefused
 from bot.settle import SettleGoal, SettleStatus, SettleSupervisor
 from bot.settle_report import SettleReporter
-from bot.types.dto import Gate, RunState
+from bot.types.dto import Gate, InventoryState, RunState
 from bot.types.preflight import ADOPTABLE_CHECK, PreflightReport
 from bot.types.snapshot import BotSnapshot, RunStatus
 from bot.types.tasks import BackgroundTasks
@@ -276,6 +276,9 @@ class BotRunner:
         self._started = False
         self._preflight_passed = False  # once per process: the first start of a live/paper session
         self._fills_at_day_start = 0
+        # the ledger at the last housekeeping look (at start: as restored, so a restart into a new day reports
+        # the day it closed)
+        self._day_seen: InventoryState | None = self.inventory.state()
 
     # ---------------------------------------------------------------- what the server reads
     @property
@@ -520,8 +523,13 @@ class BotRunner:
             await asyncio.sleep(min(HOUSEKEEPING_S, runner.board_state_poll_sec, runner.account_poll_sec))
 
     def _roll_day(self) -> None:
-        before = self.inventory.state()
-        if self.inventory.roll_day(datetime.now(UTC)) and before.trading_day:
+        """Report a closed trading day. The ledger may have rolled already (a fill or a cost dated after
+        midnight rolls it as it lands), so the closing day's figures are the ones seen at the last look,
+        at most one housekeeping period old."""
+        self.inventory.roll_day(datetime.now(UTC))
+        now = self.inventory.state()
+        before, self._day_seen = self._day_seen, now
+        if before is not None and before.trading_day and now.trading_day != before.trading_day:
             # the CSVs hold no drawdown: the closing day's goes to its summary file
             self._tasks.spawn(
                 self.daily.record_day(before.trading_day, before.max_drawdown_jpy), "daily-summary"

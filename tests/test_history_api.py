@@ -230,3 +230,58 @@ async def test_the_day_roll_writes_the_closing_days_drawdown(tmp_path: Path) -> 
         await wait_until(written, what="the closing day's summary file")
         day = by_day((await c.get("/history/daily")).json())["20260102"]
         assert day["max_drawdown_jpy"] == "-123.5" and day["fills"] == 0
+
+
+async def test_a_fill_after_midnight_that_rolls_the_ledger_first_still_reports_the_closed_day(
+    tmp_path: Path,
+) -> None:
+    """A fill (or a holding cost) dated after midnight rolls the ledger as it lands, before housekeeping
+    looks: the closed day's drawdown still reaches its summary file and the phone still hears its figures."""
+    from bot.engine.inventory import InventoryManager
+    from bot.infra.state_file import StateFile
+    from bot.runner import BotRunner, Endpoints, account_id
+    from bot.types.dto import Fill
+    from tests.test_notify_activity import receiver
+
+    tz = ZoneInfo("Asia/Tokyo")
+    yesterday = (datetime.now(tz) - timedelta(days=1)).strftime("%Y%m%d")
+    async with receiver() as (phone, url):
+        cfg = sim_config(tmp_path, notify={"urls": [url]})
+        inv = InventoryManager(cfg.risk, tick_size=cfg.exchange.tick_size)
+        inv.roll_day(datetime.strptime(yesterday, "%Y%m%d").replace(hour=12, tzinfo=tz))
+        ledger = inv.to_dict()
+        ledger["max_drawdown"] = "-77"
+        StateFile(tmp_path / "state.json").save_sync(
+            {"mode": "sim", "account": account_id(cfg.sim.api_key), "state": "STOPPED", "inventory": ledger}
+        )
+        runner = BotRunner(
+            cfg,
+            endpoints=Endpoints("http://127.0.0.1:9", "ws://127.0.0.1:9", None, cfg.sim.api_key, "x"),
+            log_dir=tmp_path,
+            state_file=tmp_path / "state.json",
+            notify_urls=[url],
+        )
+        assert runner.inventory.trading_day == yesterday
+        fill = Fill(
+            exec_id="1",
+            child_order_acceptance_id="JRF1",
+            side=Side.BUY,
+            price=Decimal(13_600_000),
+            size=Decimal("0.001"),
+            commission=Decimal(0),
+            exec_date=datetime.now(UTC),
+            child_order_id="JFX1",
+            tag="stall",
+        )
+        runner.fills.apply(fill, 0)  # today's fill rolls the ledger before housekeeping's look
+        assert runner.inventory.trading_day != yesterday
+        runner._roll_day()  # housekeeping's look
+
+        async def reported() -> bool:
+            return summary_path(tmp_path, yesterday).is_file() and any(
+                f"trading day {yesterday}" in m.get("title", "") for m in phone.messages
+            )
+
+        await wait_until(reported, 10, "the closed day's summary file and message")
+        for lg in (runner.decision_log, runner.order_log, runner.trade_log, runner.audit_log):
+            await lg.aclose()

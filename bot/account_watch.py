@@ -8,8 +8,8 @@
   oldest first; each funding / leverage-point row is booked once into the ledger in the trading day of its
   date, and written to the trades CSV (`holding_cost`). A first start (no watermark) reads the history as a
   baseline and books none of it. Reason codes are read through the built-in mapping plus
-  `exchange.collateral_reasons`; an unknown code is booked by its sign (`exchange.unknown_collateral_*`) and
-  named once in the log. A page that cannot be read books nothing (the rows come again next poll).
+  `exchange.collateral_reasons`; an unknown code is named once in the log and not booked unless configured
+  (`exchange.unknown_collateral_*`). A page that cannot be read books nothing (the rows come again next poll).
 
 A failed call keeps the last known figures: REST faults are normal, and the venue refuses orders past its
 margin anyway. Imports engine, infra, the links and the run-state machine.

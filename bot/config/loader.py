@@ -83,9 +83,10 @@ class ExchangeConfig(_Model):
     collateral_reasons: dict[str, Literal["funding", "leverage_points", "trade", "ignore"]] = Field(
         default_factory=dict, max_length=100
     )
-    # an unknown debit is booked as a holding cost (a loss the kill switch should see); an unknown credit is
-    # ignored (a deposit must not look like profit). Each unknown code is logged once.
-    unknown_collateral_debit: Literal["holding_cost", "ignore"] = "holding_cost"
+    # unknown codes are named once in the log and not booked until mapped: bitFlyer's codes are unconfirmed,
+    # and booking one that is really trading PnL would count every losing close twice (a false kill); an
+    # unknown credit must not look like profit either
+    unknown_collateral_debit: Literal["holding_cost", "ignore"] = "ignore"
     unknown_collateral_credit: Literal["holding_cost", "ignore"] = "ignore"
 
     @field_validator("min_size", "max_order_btc", "max_inventory_btc")

@@ -61,10 +61,24 @@ from bot.types.snapshot import BotSnapshot, RunStatus
 from bot.types.tasks import BackgroundTasks
 from bot.venue_sync import VenueSync
 
-__all__ = ["BotRunner", "Endpoints", "PreflightRefused", "RunnerMetrics", "TransitionRefused", "account_id"]
+__all__ = [
+    "BotRunner",
+    "Endpoints",
+    "PreflightBusy",
+    "PreflightRefused",
+    "RunnerMetrics",
+    "TransitionRefused",
+    "account_id",
+]
 
 # modes whose first start of a process waits for a passing preflight (sim starts as it always did)
 PREFLIGHT_MODES = ("live", "paper")
+PREFLIGHT_CALLS = 10  # REST requests one preflight spends at most (it reads the venue side by side)
+
+
+class PreflightBusy(Exception):
+    """The preflight would spend the REST requests kept for cancels, closes and a kill (HTTP 503)."""
+
 
 HOUSEKEEPING_S = 2.0
 LOOP_LAG_PERIOD_S = 0.25
@@ -317,7 +331,10 @@ class BotRunner:
         run-state lock, so a kill is never kept waiting behind it) and is refused unless it is ready; a
         position or open orders already on the account are adopted only with `adopt` (a human confirmed)."""
         if self.mode in PREFLIGHT_MODES and not self._preflight_passed and self.state is RunState.STOPPED:
-            report = await self.preflight()
+            try:
+                report = await self.preflight()
+            except PreflightBusy as e:
+                raise TransitionRefused(f"preflight not run: {e}") from None
             refusal = report.start_refusal(adopt)
             if refusal is not None:
                 raise PreflightRefused(refusal, adoptable=report.start_refusal(adopt=True) is None)
@@ -335,6 +352,12 @@ class BotRunner:
         http = self.links.http
         if http is None:
             raise RuntimeError("the runner is not open")
+        now = self._clock()
+        reserve = self.decisions.rest_reserve
+        if self.rest_budget.available(now) < reserve + PREFLIGHT_CALLS:
+            # the reserve is a kill's and a stop's: a script polling the preflight must never spend it
+            wait = (self.rest_budget.available_at(now, reserve + PREFLIGHT_CALLS) - now) / 1e9
+            raise PreflightBusy(f"the REST budget is at its reserve; try again in {wait:.0f} s")
         ep = self.endpoints
         inputs = PreflightInputs(
             mode=self.mode,

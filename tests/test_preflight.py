@@ -375,3 +375,17 @@ async def test_a_position_already_on_the_account_is_adopted_only_after_a_human_c
     r = await client.post("/strategy/start", params={"adopt": "true"})
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "RUNNING" and r.json()["changed"] is True
+
+
+async def test_the_preflight_never_spends_the_rest_requests_kept_for_a_kill(tmp_path):
+    from tests.conftest_server import asgi_client, build_app, sim_config
+
+    cfg = sim_config(tmp_path)
+    app = build_app(cfg, tmp_path)
+    async with asgi_client(app) as client:
+        runner = app.state.service.runner
+        assert (await client.get("/preflight")).status_code == 200
+        budget, reserve = runner.rest_budget, runner.decisions.rest_reserve
+        budget.force(runner._clock(), budget.available(runner._clock()) - reserve)  # down to the reserve
+        r = await client.get("/preflight")  # refused before its first call: the reserve stays a kill's
+        assert r.status_code == 503 and "reserve" in r.json()["detail"] and "Retry-After" in r.headers

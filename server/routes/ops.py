@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.runner import PreflightBusy
 from bot.types.preflight import PreflightReport
 from bot.types.snapshot import BotSnapshot
 from server.routes.common import RunnerDep
-from server.schemas import Health
+from server.schemas import Detail, Health
 from server.security import require_auth
 
 router = APIRouter(tags=["ops"], dependencies=[Depends(require_auth)])
@@ -25,12 +26,16 @@ async def state(runner: RunnerDep) -> BotSnapshot:
     return runner.snapshot()
 
 
-@router.get("/preflight", response_model=PreflightReport)
+@router.get("/preflight", response_model=PreflightReport, responses={503: {"model": Detail}})
 async def preflight(runner: RunnerDep) -> PreflightReport:
     """The checks before a live start, run now against the venue: keys and permissions, clock skew,
     collateral and keep rate, a position or orders already open, board state, maintenance, rate headroom,
-    storage, the state file. `ready`: no error-level check failed."""
-    return await runner.preflight()
+    storage, the state file. `ready`: no error-level check failed. 503 while the REST budget is down to the
+    reserve kept for a kill."""
+    try:
+        return await runner.preflight()
+    except PreflightBusy as e:
+        raise HTTPException(503, str(e), headers={"Retry-After": "30"}) from None
 
 
 @router.get("/metrics", response_class=Response)

@@ -91,9 +91,16 @@ class LiveConfig:
         return await self.patch(patch, who, action="revert")
 
     async def _persist(self) -> None:
+        """Both on disk before the call answers; what the disk refused is said (storage health says why)."""
         try:
             async with asyncio.timeout(PERSIST_TIMEOUT_S):
                 await self._audit_log.aflush()
-                await self._run_state.store.save(self._run_state.persisted())
-        except (OSError, TimeoutError) as e:
-            logger.error("config change applied but not saved ({!r}): it will not survive a restart", e)
+                saved = await self._run_state.store.save(self._run_state.persisted())
+        except TimeoutError:
+            saved = False
+        if not saved:
+            logger.error(
+                "config change applied but the state file was not saved: it will not survive a restart"
+            )
+        if self._audit_log.rows_held:
+            logger.error("config change applied; its audit rows are held until the disk takes them")

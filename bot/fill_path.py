@@ -6,7 +6,7 @@ fills but move the ledger go to the trades CSV here too, so it still sums to the
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from loguru import logger
@@ -23,6 +23,7 @@ from bot.types.dto import Fill, RunState, Side, TradeLogRow
 from bot.types.exchange import HoldingCostKind
 
 STRATEGY_NAME = "stall_then_strike"
+FRESH_FILL = timedelta(seconds=10)  # older fills came from a reconcile, not the feed (clock skew aside)
 
 
 class FillPath:
@@ -53,9 +54,13 @@ class FillPath:
         if result.duplicate:
             return
         self._metrics.fills += 1
-        self._markouts.on_fill(now, fill.side, fill.price, fill.size)  # what it was worth 1, 5, 30 s later
+        wall = datetime.now(UTC)
+        if (
+            wall - fill.exec_date <= FRESH_FILL
+        ):  # a fill learnt late (from REST) is marked from the wrong time
+            self._markouts.on_fill(now, fill.side, fill.price, fill.size)  # its worth 1, 5, 30 s later
         self._trade_log.log(trade_row(fill, result, inv.position_btc))
-        self._history.on_fill(fill, result.realized_pnl_jpy, datetime.now(UTC))
+        self._history.on_fill(fill, result.realized_pnl_jpy, wall)
         logger.info(
             "fill {} {} @ {} ({}) → position {} realized {}",
             fill.side.value,

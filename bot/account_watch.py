@@ -26,7 +26,7 @@ from loguru import logger
 
 from bot.config.loader import AppConfig
 from bot.engine.inventory import HoldingCostResult, InventoryManager
-from bot.engine.rate_budget import RateBudget
+from bot.engine.rate_budget import RateBudget, exit_reserve
 from bot.infra.bitflyer_parse import (
     CollateralHistoryRow,
     CollateralStatus,
@@ -150,7 +150,7 @@ class AccountWatch:
 
     def _budget_ok(self) -> bool:
         budget = self._rest_budget
-        return budget.available(self._clock()) > budget.limit // 4 + CALLS_PER_POLL
+        return budget.available(self._clock()) > exit_reserve(budget) + CALLS_PER_POLL
 
     async def _poll_collateral(self) -> None:
         assert self._links.http is not None

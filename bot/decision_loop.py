@@ -22,7 +22,7 @@ from bot.config.loader import AppConfig
 from bot.dashboard_view import DashboardHistory
 from bot.engine.inventory import InventoryManager
 from bot.engine.markouts import Markouts
-from bot.engine.rate_budget import RateBudget
+from bot.engine.rate_budget import RateBudget, exit_reserve
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.infra.board_store import BoardStore
 from bot.infra.logging_structured import DecisionLogger, decision_row
@@ -113,7 +113,7 @@ class DecisionLoop:
     @property
     def rest_reserve(self) -> int:
         """REST requests kept for cancels, closes, reconciliation and a kill: entries never spend them."""
-        return self._rest_budget.limit // 4
+        return exit_reserve(self._rest_budget)
 
     def entry_budget(self, now: int) -> int:
         """Order sends the strategy may spend now: the order budget, but none once the REST budget is down to
@@ -170,7 +170,7 @@ class DecisionLoop:
             row = decision_row(meta, wall)
             self._decision_log.log(row)
             self._history.on_decision(
-                meta, row.actions, wall, board.mid_price, self._inventory.state().pnl_today_jpy
+                meta, row.actions, wall, board.mid_price, self._inventory.pnl_today_jpy
             )
             if meta.reason is Reason.KILL_SWITCH and state in (RunState.RUNNING, RunState.PAUSED):
                 # the inventory's sentence names the limit and the figures ("Kill switch: today's PnL …")

@@ -149,23 +149,16 @@ class FeedDispatch:
 def own_levels(message: Any, tracker: OrderTracker) -> dict[str, list[list[Any]]] | None:
     """Our own resting size at the levels a board frame carries (a marked tape's `own`), or None: replay takes
     it out of the crowd, so our past quotes never count as someone else's liquidity."""
-    if not isinstance(message, dict):
-        return None
-    ours: dict[tuple[str, Decimal], Decimal] = {}
-    for o in tracker.open_orders():
-        if o.price is not None and o.outstanding > 0:
-            key = ("bids" if o.side is Side.BUY else "asks", o.price)
-            ours[key] = ours.get(key, Decimal(0)) + o.outstanding
-    if not ours:
+    ours = tracker.resting_levels()  # what the board view subtracts too
+    if not ours or not isinstance(message, dict):
         return None
     out: dict[str, list[list[Any]]] = {}
-    for side in ("bids", "asks"):
-        for level in message.get(side) or ():
+    for key, side in (("bids", Side.BUY), ("asks", Side.SELL)):
+        for level in message.get(key) or ():
             try:
-                price = Decimal(str(level["price"]))
+                size = ours.get((side, Decimal(str(level["price"]))))
             except (KeyError, TypeError, ArithmeticError, ValueError):
                 continue
-            size = ours.get((side, price))
             if size:
-                out.setdefault(side, []).append([level["price"], str(size)])
+                out.setdefault(key, []).append([level["price"], str(size)])
     return out or None

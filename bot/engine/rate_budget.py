@@ -17,6 +17,11 @@ from bot.types.exchange import SEND_CHILD_ORDER, RateLimitInfo
 NS_PER_S = 1_000_000_000
 
 
+def exit_reserve(rest_budget: RateBudget) -> int:
+    """REST requests kept for cancels, closes, reconciliation and a kill: no entry or poll takes them."""
+    return rest_budget.limit // 4
+
+
 class RateBudget:
     def __init__(self, limit: int, period_s: float) -> None:
         if limit < 1:

@@ -35,7 +35,7 @@ from bot.engine.executor import OrderExecutor
 from bot.engine.inventory import InventoryManager
 from bot.engine.markouts import Markouts
 from bot.engine.orders import OrderTracker, SuspectFill
-from bot.engine.rate_budget import RateBudget
+from bot.engine.rate_budget import RateBudget, exit_reserve
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.fill_path import STRATEGY_NAME, trade_row
 from bot.infra.bitflyer_parse import parse_child_order_events
@@ -361,7 +361,7 @@ class Replay:
         return None
 
     def _entry_budget(self, now: int) -> int:
-        if self.rest_budget.available(now) <= self.rest_budget.limit // 4:
+        if self.rest_budget.available(now) <= exit_reserve(self.rest_budget):
             return 0
         return self.order_budget.available(now)
 

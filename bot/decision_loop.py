@@ -169,9 +169,7 @@ class DecisionLoop:
             wall = datetime.now(UTC)
             row = decision_row(meta, wall)
             self._decision_log.log(row)
-            self._history.on_decision(
-                meta, row.actions, wall, board.mid_price, self._inventory.pnl_today_jpy
-            )
+            self._history.on_decision(meta, row.actions, wall, board.mid_price, self._inventory.pnl_today_jpy)
             if meta.reason is Reason.KILL_SWITCH and state in (RunState.RUNNING, RunState.PAUSED):
                 # the inventory's sentence names the limit and the figures ("Kill switch: today's PnL …")
                 detail = self._inventory.kill_detail or f"Kill switch: {meta.detail}"

@@ -40,9 +40,6 @@ class Markouts:
         for k, h in enumerate(self._horizons_ns):
             heapq.heappush(self._due, (t + h, i, k))
 
-    def next_due(self) -> int | None:
-        return self._due[0][0] if self._due else None
-
     def settle_before(self, t: int, mid: Decimal | None) -> None:
         """The market is about to change at `t`: every horizon due before it is marked at `mid`, the mid in
         force until then."""

@@ -15,7 +15,7 @@ from bot.dashboard_view import DashboardHistory
 from bot.engine.inventory import FillResult, HoldingCostResult, InventoryManager
 from bot.engine.markouts import Markouts
 from bot.infra.bitflyer_parse import CollateralHistoryRow
-from bot.infra.logging_structured import HOLDING_COST_TAG, TradeLogger
+from bot.infra.logging_structured import CORRECTION_TAG, HOLDING_COST_TAG, TradeLogger
 from bot.links import RunnerMetrics, VenueLinks
 from bot.run_state import RunStateMachine
 from bot.settle_report import SettleReporter
@@ -88,7 +88,7 @@ class FillPath:
                 size=abs(delta),
                 fee=Decimal(0),
                 strategy=STRATEGY_NAME,
-                tag="correction",
+                tag=CORRECTION_TAG,
                 pnl_jpy=effect,
                 pnl_cum_jpy=inv.realized_pnl_jpy,
                 inventory_after=inv.position_btc,

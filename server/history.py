@@ -28,6 +28,7 @@ import duckdb
 from bot.infra.daily_summary import DailySummaryFile
 from bot.infra.logging_structured import (
     AUDIT_COLUMNS,
+    CORRECTION_TAG,
     HOLDING_COST_TAG,
     TRADE_COLUMNS,
     csv_path,
@@ -51,7 +52,6 @@ _TRADE_TYPES = {
 }
 assert tuple(_TRADE_TYPES) == TRADE_COLUMNS  # the reader follows the writer's columns, in order
 _AUDIT_TYPES = dict.fromkeys(AUDIT_COLUMNS, "VARCHAR")
-CORRECTION_TAG = "correction"  # a position adopted from the venue: not a trade (no volume, no fill count)
 # holding costs are in realized PnL but are not trades either; an empty cell reads as NULL
 NOT_A_TRADE_ROW = f"coalesce(tag, '') NOT IN ('{CORRECTION_TAG}', '{HOLDING_COST_TAG}')"
 MAX_LIMIT = 500

@@ -60,6 +60,7 @@ from bot.types.dto import AuditLogRow, DecisionLogRow, DecisionMeta, OrderLogRow
 KINDS = ("trades", "orders", "decisions", "audit")
 # a trades-CSV row that is no trade: a booked holding cost (no side or size; its PnL is the collateral change)
 HOLDING_COST_TAG = "holding_cost"
+CORRECTION_TAG = "correction"  # a position adopted from the venue: not a trade (no volume, no fill count)
 TRADE_COLUMNS = (
     "ts",
     "order_id",

@@ -16,6 +16,7 @@ from bot.engine.inventory import InventoryManager
 from bot.engine.orders import OrderTracker
 from bot.engine.rate_budget import RateBudget
 from bot.infra.board_store import BoardStore
+from bot.infra.logging_structured import format_actions
 from bot.infra.orderbook_view import OrderBookView
 from bot.infra.storage_health import StorageHealth
 from bot.links import RunnerMetrics, VenueLinks
@@ -40,7 +41,7 @@ from bot.types.snapshot import (
 from bot.venue_sync import VenueSync
 
 LADDER_LEVELS = 10
-CHART_SAMPLE_S = 1.0
+CHART_SAMPLE_NS = 1_000_000_000
 
 
 class HeldRows(Protocol):
@@ -57,7 +58,7 @@ class DashboardHistory:
         self.chart_mid: deque[tuple[float, Decimal]] = deque(maxlen=3600)
         self.chart_fills: deque[tuple[float, Decimal, str]] = deque(maxlen=500)
         self.chart_pnl: deque[tuple[float, Decimal]] = deque(maxlen=3600)
-        self._last_chart_sample = 0.0
+        self._next_chart_sample = 0  # monotonic ns
         self._last_reason: Reason | None = None
 
     # ---------------------------------------------------------------- what happened
@@ -74,25 +75,31 @@ class DashboardHistory:
         )
         self.chart_fills.append((wall.timestamp(), fill.price, fill.side.value))
 
-    def on_decision(
-        self, meta: DecisionMeta, actions: str, wall: datetime, mid: Decimal | None, pnl_today: Decimal
-    ) -> None:
-        """A decision's row: kept when it acted or its reason changed (a run of the same no-action is one)."""
+    def on_decision(self, meta: DecisionMeta, wall: datetime) -> None:
+        """A decision that began a decisions-log row: kept when it acted or its reason changed (a run of the
+        same no-action is one)."""
         if meta.actions or self._last_reason is not meta.reason:
             self.recent_decisions.appendleft(
                 DecisionEntry.model_construct(
                     ts=wall.isoformat(timespec="milliseconds"),
                     reason=meta.reason.value,
-                    actions=actions,
+                    actions=format_actions(meta),
                     detail=meta.detail,
                 )
             )
         self._last_reason = meta.reason
-        ts = wall.timestamp()
-        if ts - self._last_chart_sample >= CHART_SAMPLE_S and mid is not None:
-            self._last_chart_sample = ts
-            self.chart_mid.append((ts, mid))
-            self.chart_pnl.append((ts, pnl_today))
+
+    def sample_due(self, now: int) -> bool:
+        """Is a chart point due at monotonic `now` (one per CHART_SAMPLE_NS)?"""
+        return now >= self._next_chart_sample
+
+    def sample(self, now: int, wall_s: float, mid: Decimal | None, pnl_today: Decimal) -> None:
+        """One chart point (mid and today's PnL) at wall time `wall_s`; none while there is no mid."""
+        if mid is None:
+            return
+        self._next_chart_sample = now + CHART_SAMPLE_NS
+        self.chart_mid.append((wall_s, mid))
+        self.chart_pnl.append((wall_s, pnl_today))
 
 
 class DashboardView:
@@ -182,7 +189,7 @@ class DashboardView:
                 best_ask_size=board.best_ask_size,
                 spread_ticks=board.spread_ticks,
                 mid=board.mid_price,
-                best_age_ms=board.best_age_ms,
+                best_age_ms=board.best_age_ms(now),
                 stale=board.stale or block is Reason.STALE_DATA,
                 stale_reason=stale_reason,
                 bids=[(lv.price, lv.size, lv.own_size) for lv in self._view.ladder(Side.BUY, LADDER_LEVELS)],

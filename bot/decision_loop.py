@@ -10,9 +10,9 @@ A decision is a plain synchronous callback, so it is atomic with respect to conf
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from loguru import logger
@@ -25,18 +25,24 @@ from bot.engine.markouts import Markouts
 from bot.engine.rate_budget import RateBudget, exit_reserve
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.infra.board_store import BoardStore
-from bot.infra.logging_structured import DecisionLogger, decision_row
+from bot.infra.decision_runs import DecisionRuns
+from bot.infra.logging_structured import DecisionLogger
 from bot.infra.orderbook_view import OrderBookView
 from bot.infra.storage_health import StorageHealth
 from bot.links import RunnerMetrics, VenueLinks
 from bot.run_state import RunStateMachine
-from bot.types.dto import NS_PER_MS, Action, ActionKind, Gate, Reason, RunState
+from bot.types.dto import NS_PER_MS, Action, ActionKind, BoardSnapshot, Gate, Reason, RunState
 from bot.venue_sync import VenueSync
 
 # epoll sleeps in whole milliseconds, so a timer fires up to 1 ms late: wake this much early and yield to the
 # loop until the deadline (at most ~1 ms of loop turns per deadline, I/O still served)
 TIMER_EARLY_NS = 1_000_000
 JST = ZoneInfo("Asia/Tokyo")
+MAINTENANCE_CHECK_NS = 200_000_000  # the wall clock is read for the maintenance window at most this often
+
+
+def _wall_utc() -> datetime:
+    return datetime.now(UTC)
 
 
 class DecisionLoop:
@@ -76,14 +82,16 @@ class DecisionLoop:
         self._order_budget = order_budget
         self._rest_budget = rest_budget
         self._metrics = metrics
-        self._decision_log = decision_log
+        self._runs = DecisionRuns(decision_log, _wall_utc)
         self._history = history
         self._storage = storage
         self._timer: asyncio.Handle | None = None
         self._timer_at: int | None = None
         self.last_board_at: int | None = None  # when the latest board message arrived (monotonic ns)
         self.markouts = markouts  # the live session's fills, marked 1, 5, 30 s later (as replay does)
-        self._last_mid: Decimal | None = None
+        self._last_board: BoardSnapshot | None = None
+        self._in_maintenance = False
+        self._maintenance_checked_at: int | None = None
         self.last_strike_at: int | None = None  # when stall orders were last handed to the executor
         self.last_reason: Reason | None = None  # the strategy's latest reason (why it did or did not act)
         self.on_error: Callable[[str, BaseException], None] = lambda where, e: None  # told to the trader
@@ -101,7 +109,7 @@ class DecisionLoop:
         margin = self._account.block_reason()
         if margin is not None:
             return margin
-        if self._market_closed():
+        if self._market_closed(now):
             return Reason.MARKET_CLOSED
         if not self._storage.ok:  # fail closed: no entry the state file or the logs could not record
             return Reason.STORAGE
@@ -122,14 +130,17 @@ class DecisionLoop:
             return 0
         return self._order_budget.available(now)
 
-    def _market_closed(self) -> bool:
+    def _market_closed(self, now: int) -> bool:
         sync = self._sync
         if sync.board_state not in ("RUNNING", "UNKNOWN") or sync.exchange_health in ("STOP", "NO ORDER"):
             return True
         if self._run_state.mode in ("live", "paper"):  # bitFlyer's daily maintenance, 04:00–04:10 JST
-            t = datetime.now(JST).time()
-            if (t.hour == 4 and t.minute < 10) or (t.hour == 3 and t.minute >= 59):
-                return True
+            checked = self._maintenance_checked_at
+            if checked is None or now - checked >= MAINTENANCE_CHECK_NS or now < checked:
+                t = datetime.now(JST).time()
+                self._in_maintenance = (t.hour == 4 and t.minute < 10) or (t.hour == 3 and t.minute >= 59)
+                self._maintenance_checked_at = now
+            return self._in_maintenance
         return False
 
     # ---------------------------------------------------------------- the decision
@@ -156,8 +167,10 @@ class DecisionLoop:
         gate.block_reason = self.block_reason(now)
         gate.order_budget = self.entry_budget(now)
         board = self._view.snapshot(now)
-        self.markouts.settle_before(now, self._last_mid)  # horizons due before now, at the mid until now
-        self._last_mid = board.mid_price
+        last = self._last_board
+        if self.markouts.due_before(now):  # horizons due before now, at the mid until now
+            self.markouts.settle_before(now, None if last is None else last.mid_price)
+        self._last_board = board
         try:
             actions, meta = self._strategy.on_board(board, now)
         except Exception as e:
@@ -166,10 +179,12 @@ class DecisionLoop:
             actions, meta = [], None
         self._metrics.decisions += 1
         if meta is not None:
-            wall = datetime.now(UTC)
-            row = decision_row(meta, wall)
-            self._decision_log.log(row)
-            self._history.on_decision(meta, row.actions, wall, board.mid_price, self._inventory.pnl_today_jpy)
+            wall = self._runs.record(meta, now)  # a repeated no-action is counted: no clock, no row
+            history = self._history
+            if wall is not None:
+                history.on_decision(meta, wall)
+            if history.sample_due(now):
+                history.sample(now, time.time(), board.mid_price, self._inventory.pnl_today_jpy)
             if meta.reason is Reason.KILL_SWITCH and state in (RunState.RUNNING, RunState.PAUSED):
                 # the inventory's sentence names the limit and the figures ("Kill switch: today's PnL …")
                 detail = self._inventory.kill_detail or f"Kill switch: {meta.detail}"
@@ -233,6 +248,10 @@ class DecisionLoop:
         submitted = self.decide(now, None)
         if any(a.kind is ActionKind.PLACE_LIMIT for a in submitted):
             self._metrics.strike_latency_ns.append(self._clock() - due)
+
+    def flush_decisions(self) -> None:
+        """Write the open run of repeated decisions (at shutdown, before the logs close)."""
+        self._runs.flush()
 
     def cancel_timer(self) -> None:
         if self._timer is not None:

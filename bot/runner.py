@@ -495,6 +495,7 @@ class BotRunner:
         if links.settler is not None:
             await links.settler.aclose()
         self.decisions.cancel_timer()
+        self.decisions.flush_decisions()
         if links.executor:
             try:
                 async with asyncio.timeout(5):

@@ -88,7 +88,7 @@ def test_market_best_without_own_orders(m: Market) -> None:
         D(BASE + 100),
         D("0.3"),
     )
-    assert s.spread_ticks == 200 and s.mid_price == D(BASE) and s.ts == 5 * MS
+    assert s.spread_ticks == 200 and s.mid_price == D(BASE)
 
 
 def test_our_order_inside_the_spread_is_not_the_best(m: Market) -> None:
@@ -162,7 +162,7 @@ def test_an_empty_side_has_no_best_and_no_spread() -> None:
         and s.spread_ticks is None
         and s.mid_price is None
     )
-    assert s.stale and s.best_age_ms == 0
+    assert s.stale and s.best_age_ms(0) == 0
     store.onmessage(snap([(BASE - 1, 0.1)], [(BASE + 1, 0.1)]))
     orders.new_order(tag="stall", side=Side.SELL, order_type="LIMIT", price=D(BASE + 1), size=D("0.1"), now=0)
     s = view.snapshot(now=MS)
@@ -191,19 +191,20 @@ def test_the_ladder_marks_our_share(m: Market) -> None:
 # ---- the stall clock ---------------------------------------------------------------------------------------
 def test_the_first_snapshot_with_a_book_starts_the_clock(m: Market) -> None:
     s = m.view.snapshot(now=1_000 * MS)
-    assert s.best_changed_at == 1_000 * MS and s.best_age_ms == 0
-    assert m.view.snapshot(now=1_250 * MS + 999_999).best_age_ms == 250
+    assert s.best_changed_at == 1_000 * MS and s.best_age_ms(1_000 * MS) == 0
+    assert m.view.snapshot(now=1_250 * MS + 999_999).best_age_ms(1_250 * MS + 999_999) == 250
 
 
 def test_size_changes_do_not_reset_the_clock_price_changes_do(m: Market) -> None:
     m.view.snapshot(now=0)
     m.store.onmessage(diff(BASE, bids=[(BASE - 100, 3.0)], asks=[(BASE + 100, 0.01)]))
     s = m.view.snapshot(now=300 * MS)
-    assert s.best_changed_at == 0 and s.best_age_ms == 300 and s.best_bid_size == D("3.0")
+    assert s.best_changed_at == 0 and s.best_age_ms(300 * MS) == 300 and s.best_bid_size == D("3.0")
     m.store.onmessage(diff(BASE + 5, asks=[(BASE + 100, 0.0), (BASE + 110, 0.2)]))  # best ask moves out
     s = m.view.snapshot(now=400 * MS)
-    assert s.best_changed_at == 400 * MS and s.best_age_ms == 0 and s.best_ask_price == D(BASE + 110)
-    assert m.view.snapshot(now=650 * MS).best_age_ms == 250
+    assert s.best_changed_at == 400 * MS and s.best_age_ms(400 * MS) == 0
+    assert s.best_ask_price == D(BASE + 110)
+    assert m.view.snapshot(now=650 * MS).best_age_ms(650 * MS) == 250
 
 
 def test_our_own_order_does_not_change_best_changed_at(m: Market) -> None:
@@ -211,7 +212,7 @@ def test_our_own_order_does_not_change_best_changed_at(m: Market) -> None:
     m.our_limit(Side.BUY, BASE - 1, "0.001", now=100 * MS)
     m.our_limit(Side.SELL, BASE + 1, "0.001", now=100 * MS)
     s = m.view.snapshot(now=200 * MS)
-    assert s.best_changed_at == 0 and s.best_age_ms == 200
+    assert s.best_changed_at == 0 and s.best_age_ms(200 * MS) == 200
 
 
 def test_stale_follows_the_store_and_a_resync_restarts_the_clock(m: Market) -> None:
@@ -222,20 +223,20 @@ def test_stale_follows_the_store_and_a_resync_restarts_the_clock(m: Market) -> N
     # reconnected: the same best as before, but we could not see what happened in between
     m.store.onmessage(snap([(BASE - 100, 0.5)], [(BASE + 100, 0.3)]))
     s = m.view.snapshot(now=900 * MS)
-    assert not s.stale and s.best_changed_at == 900 * MS and s.best_age_ms == 0
+    assert not s.stale and s.best_changed_at == 900 * MS and s.best_age_ms(900 * MS) == 0
 
 
 def test_a_resync_between_two_looks_still_restarts_the_clock(m: Market) -> None:
     m.view.snapshot(now=0)
     m.store.mark_disconnected()
     m.store.onmessage(snap([(BASE - 100, 0.5)], [(BASE + 100, 0.3)]))
-    assert m.view.snapshot(now=700 * MS).best_age_ms == 0
+    assert m.view.snapshot(now=700 * MS).best_age_ms(700 * MS) == 0
 
 
 def test_a_regular_snapshot_with_the_same_best_keeps_the_clock(m: Market) -> None:
     m.view.snapshot(now=0)
     m.store.onmessage(snap([(BASE - 100, 0.4)], [(BASE + 100, 0.3)]))
-    assert m.view.snapshot(now=700 * MS).best_age_ms == 700
+    assert m.view.snapshot(now=700 * MS).best_age_ms(700 * MS) == 700
 
 
 def test_a_desync_is_reported_stale(m: Market) -> None:

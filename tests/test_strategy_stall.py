@@ -141,19 +141,14 @@ class FakeExecutor:
 
 
 def board(bid: str | None, ask: str | None, changed_at: int, *, stale: bool = False) -> BoardSnapshot:
-    b = D(bid) if bid is not None else None
-    a = D(ask) if ask is not None else None
-    return BoardSnapshot(
-        ts=changed_at,
-        best_bid_price=b,
-        best_bid_size=D("0.1") if b is not None else None,
-        best_ask_price=a,
-        best_ask_size=D("0.1") if a is not None else None,
-        best_age_ms=0,
-        spread_ticks=int((a - b) / TICK) if a is not None and b is not None else None,
+    return BoardSnapshot.from_prices(
+        D(bid) if bid is not None else None,
+        D(ask) if ask is not None else None,
+        tick_size=TICK,
         best_changed_at=changed_at,
         stale=stale,
-        mid_price=(a + b) / 2 if a is not None and b is not None else None,
+        bid_size=D("0.1"),
+        ask_size=D("0.1"),
     )
 
 
@@ -857,16 +852,7 @@ def test_quotes_always_on_grid_and_never_cross(
     tracker = OrderTracker()
     c = cfg(quote_mode=mode, quote_offset_ticks=offset, max_reverse_ticks=10**6)
     s = StallThenStrikeStrategy(c, tick, inv, orders=tracker)
-    b = BoardSnapshot(
-        ts=T0,
-        best_bid_price=bid,
-        best_bid_size=D(1),
-        best_ask_price=ask,
-        best_ask_size=D(1),
-        best_age_ms=0,
-        spread_ticks=spread,
-        best_changed_at=T0,
-    )
+    b = BoardSnapshot.from_prices(bid, ask, tick_size=tick, best_changed_at=T0, bid_size=D(1), ask_size=D(1))
     actions, meta = s.on_board(b, STALLED)
     assert isinstance(meta.reason, Reason)
     if not actions:

@@ -124,6 +124,8 @@ class InventoryManager:
         self._fees_total = _ZERO
         self._realized_today = _ZERO
         self._fees_today = _ZERO
+        self._avg: Decimal | None = None  # avg_price and position_btc, recomputed with the rest
+        self._position = _ZERO
         self._mark_price: Decimal | None = None  # last mid seen; unrealized is 0 until one is known
         self._unrealized = _ZERO
         self._pnl_today = _ZERO
@@ -303,8 +305,12 @@ class InventoryManager:
     def mark(self, mid: Decimal | None) -> None:
         """Mark the open lots at `mid` and update today's PnL, peak and drawdown. `None` (no book right now)
         keeps the last known mid: a missing book must not make an open loss disappear."""
-        if mid is not None:
-            self._mark_price = _require_decimal("mid", mid, positive=True)
+        if mid is None or mid is self._mark_price:
+            return  # every change to the ledger recomputes at once, so the same mark changes nothing
+        _require_decimal("mid", mid, positive=True)
+        if mid == self._mark_price:
+            return
+        self._mark_price = mid
         self._recompute()
 
     def _recompute(self) -> None:
@@ -319,6 +325,9 @@ class InventoryManager:
             self._peak = max(self._peak, self._pnl_today)
             self._drawdown = self._pnl_today - self._peak
             self._max_drawdown = min(self._max_drawdown, self._drawdown)
+        # the one rounded figure (default 28-digit context), kept: the strategy reads it on every decision
+        self._avg = None if self._side is None else self._cost / self._qty
+        self._position = _ZERO if self._side is None else self._qty * self._side.sign
 
     def trading_day_of(self, wall_now: datetime) -> str:
         return _as_utc(wall_now).astimezone(self._tz).strftime("%Y%m%d")
@@ -418,14 +427,12 @@ class InventoryManager:
 
     @property
     def position_btc(self) -> Decimal:
-        return _ZERO if self._side is None else self._qty * self._side.sign
+        return self._position
 
     @property
     def avg_price(self) -> Decimal | None:
         """Size-weighted average entry of the open lots (what the venue shows as the average)."""
-        if self._side is None:
-            return None
-        return self._cost / self._qty
+        return self._avg
 
     @property
     def opened_at(self) -> int | None:

@@ -40,6 +40,10 @@ class Markouts:
         for k, h in enumerate(self._horizons_ns):
             heapq.heappush(self._due, (t + h, i, k))
 
+    def due_before(self, t: int) -> bool:
+        """Is any horizon due before `t`? (The caller makes the mid only then.)"""
+        return bool(self._due) and self._due[0][0] < t
+
     def settle_before(self, t: int, mid: Decimal | None) -> None:
         """The market is about to change at `t`: every horizon due before it is marked at `mid`, the mid in
         force until then."""

@@ -235,6 +235,10 @@ class OrderTracker:
             del self._maybe_open[cid]
         return list(self._maybe_open.values())
 
+    def may_have_open(self) -> bool:
+        """False only when no order can be open: the per-message reads skip all work then."""
+        return bool(self._maybe_open)
+
     def open_orders(self, tag: str | None = None) -> list[OwnOrder]:
         return [o for o in self._open() if tag is None or o.tag == tag]
 

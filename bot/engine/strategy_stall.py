@@ -83,10 +83,6 @@ def ceil_to_tick(price: Decimal, tick: Decimal) -> Decimal:
     return (price / tick).to_integral_value(rounding=ROUND_CEILING) * tick
 
 
-def spread_in_ticks(bid: Decimal, ask: Decimal, tick: Decimal) -> int:
-    return int(((ask - bid) / tick).to_integral_value(rounding=ROUND_FLOOR))
-
-
 def is_stalled(board: BoardSnapshot, now: int, stall_T_ms: int) -> bool:  # noqa: N803 - config's own name
     """THE stall rule (SPEC §5): a fresh two-sided book whose best bid and best ask prices (own orders
     excluded) have not changed for at least `stall_T_ms`, on the local monotonic clock."""
@@ -98,15 +94,13 @@ def stall_deadline(board: BoardSnapshot, stall_T_ms: int) -> int:  # noqa: N803
     return board.best_changed_at + stall_T_ms * NS_PER_MS
 
 
-def quote_prices(
-    best_bid: Decimal, best_ask: Decimal, tick: Decimal, mode: str, offset_ticks: int
-) -> tuple[Decimal, Decimal]:
-    """Raw (bid, ask) quote prices on the tick grid, before any crossing check."""
-    offset = offset_ticks * tick
+def quote_ticks(best_bid: int, best_ask: int, mode: str, offset_ticks: int) -> tuple[int, int]:
+    """Raw (bid, ask) quotes in ticks, before any crossing check: around the mid, a bid rounds down and an
+    ask up (never towards each other); or `offset_ticks` inside the bests."""
     if mode == "mid":
-        mid = (best_bid + best_ask) / 2
-        return floor_to_tick(mid - offset, tick), ceil_to_tick(mid + offset, tick)
-    return floor_to_tick(best_bid + offset, tick), ceil_to_tick(best_ask - offset, tick)
+        twice_mid = best_bid + best_ask
+        return (twice_mid - 2 * offset_ticks) // 2, -((-twice_mid - 2 * offset_ticks) // 2)
+    return best_bid + offset_ticks, best_ask - offset_ticks
 
 
 def is_dust(position: Decimal, min_size: Decimal) -> bool:
@@ -172,6 +166,10 @@ class StallThenStrikeStrategy:
         self._seen_gate: tuple[RunState, Reason | None] | None = None
         self._config_dirty = False
         self._dust_note = ""
+        self._mark_key: tuple[int | None, int | None, bool] | None = None  # the board the mark was taken of
+        self._mark: Decimal | None = None
+        self._reverse_key: tuple[Decimal, int, str] | None = None  # what the reverse-stop lines were made of
+        self._reverse_lines = (0, 0)  # long stops at <= the first, short at >= the second (see _exit_due)
 
     # ---- public surface -------------------------------------------------------------------------------
     @property
@@ -213,18 +211,15 @@ class StallThenStrikeStrategy:
         self._last_reason = reason
         self._seen_gate = (self.gate.run_state, self.gate.block_reason)
         self._config_dirty = False
-        bid, ask = board.best_bid_price, board.best_ask_price
         meta = DecisionMeta(
             ts=now,
             reason=reason,
-            best_age_ms=max(0, now - board.best_changed_at) // NS_PER_MS,
-            spread_ticks=spread_in_ticks(bid, ask, self._tick)
-            if bid is not None and ask is not None
-            else None,
+            best_age_ms=board.best_age_ms(now),
+            spread_ticks=board.spread_ticks,
             inventory_btc=self.inventory.position_btc,
-            entry_bid_px=entry.get(Side.BUY),
-            entry_ask_px=entry.get(Side.SELL),
-            actions=tuple(actions),
+            entry_bid_px=entry.get(Side.BUY) if entry else None,
+            entry_ask_px=entry.get(Side.SELL) if entry else None,
+            actions=tuple(actions) if actions else (),
             detail=detail,
         )
         return actions, meta
@@ -253,7 +248,7 @@ class StallThenStrikeStrategy:
             if self._last_strike_at is not None:
                 # the TTL of the last strike's orders, even if the executor has not registered them yet
                 cands.append(self._last_strike_at + self._cfg.ttl_ms * NS_PER_MS)
-            for o in self._orders.open_orders(tag=STALL_TAG):
+            for o in self._orders.open_orders(tag=STALL_TAG) if self._orders.may_have_open() else ():
                 if o.state is OrderState.PENDING_CANCEL:
                     continue  # the venue's answer arrives as an event, not at a time we know
                 asked = self._cancel_asked.get(o.client_id)
@@ -271,8 +266,8 @@ class StallThenStrikeStrategy:
                 and self.inventory.position_btc != 0
             ):
                 cands.append(retry_at)
-        due = [d for d in cands if d > last]  # earlier ones were decided at `last`: no busy loop
-        return max(min(due), now) if due else None
+        due = min((d for d in cands if d > last), default=None)  # earlier ones were decided at `last`
+        return None if due is None else max(due, now)
 
     # ---- the decision ---------------------------------------------------------------------------------
     def _decide(
@@ -290,14 +285,19 @@ class StallThenStrikeStrategy:
         if state is RunState.STOPPED:
             return [], Reason.STOPPED, "", {}
 
-        live_stall = self._orders.open_orders(tag=STALL_TAG)
-        live_ids = {o.client_id for o in live_stall}
-        self._cancel_asked = {cid: t for cid, t in self._cancel_asked.items() if cid in live_ids}
-        close_live = bool(self._orders.open_orders(tag=CLOSE_TAG))
+        orders = self._orders
+        if orders.may_have_open():
+            live_stall = orders.open_orders(tag=STALL_TAG)
+            close_live = bool(orders.open_orders(tag=CLOSE_TAG))
+        else:
+            live_stall, close_live = [], False
+        if self._cancel_asked:
+            live_ids = {o.client_id for o in live_stall}
+            self._cancel_asked = {cid: t for cid, t in self._cancel_asked.items() if cid in live_ids}
         position = self.inventory.position_btc
 
         # 3. kill switch
-        mid = board_mid(board)
+        mid = self._mark_of(board)
         if self.inventory.kill_check(mid) is Reason.KILL_SWITCH:
             self._killed = True
             actions = [Action(ActionKind.CANCEL_ALL, Reason.KILL_SWITCH, tag="")]
@@ -351,7 +351,7 @@ class StallThenStrikeStrategy:
             return [], gate.block_reason, "", {}
         if board.stale:
             return [], Reason.STALE_DATA, "board is stale", {}
-        if board.best_bid_price is None or board.best_ask_price is None:
+        if board.bid is None or board.ask is None:
             return [], Reason.NO_BOOK, "one side of the book is empty", {}
         if live_stall:
             return [], Reason.ORDERS_LIVE, f"{len(live_stall)} stall order(s) live", {}
@@ -360,8 +360,7 @@ class StallThenStrikeStrategy:
         cfg = self._cfg
         if not is_stalled(board, now, cfg.stall_T_ms):
             return [], Reason.NOT_STALLED, "", {}
-        bid, ask = board.best_bid_price, board.best_ask_price
-        spread = spread_in_ticks(bid, ask, self._tick)
+        spread = board.ask - board.bid
         if spread < cfg.min_spread_tick:
             return [], Reason.SPREAD_TOO_NARROW, f"spread {spread} < {cfg.min_spread_tick} ticks", {}
         return self._strike(board, now, position)
@@ -370,9 +369,13 @@ class StallThenStrikeStrategy:
         self, board: BoardSnapshot, now: int, position: Decimal
     ) -> tuple[list[Action], Reason, str, dict[Side, Decimal]]:
         cfg = self._cfg
-        best_bid, best_ask = board.best_bid_price, board.best_ask_price
-        assert best_bid is not None and best_ask is not None
-        bid_px, ask_px = quote_prices(best_bid, best_ask, self._tick, cfg.quote_mode, cfg.quote_offset_ticks)
+        tick = self._tick
+        bid_t, ask_t = board.bid, board.ask
+        assert bid_t is not None and ask_t is not None
+        bid_q, ask_q = quote_ticks(bid_t, ask_t, cfg.quote_mode, cfg.quote_offset_ticks)
+        # from here on, a strike: Decimal prices for the order requests, the logs and the sentences
+        best_bid, best_ask = bid_t * tick, ask_t * tick
+        bid_px, ask_px = bid_q * tick, ask_q * tick
         quotes: list[_Quote] = []
         skipped: list[str] = []
         crossed = inventory_blocked = False
@@ -432,26 +435,60 @@ class StallThenStrikeStrategy:
             return None, ""
         avg = self.inventory.avg_price
         if avg is not None:
-            limit = self._cfg.max_reverse_ticks * self._tick
-            if self._cfg.reverse_ref == "mid":
-                # the mark: a fill at mid inside a wide spread is not "adverse" just because the far best is
-                bid = ask = board_mid(board)
-                what = "mid", "mid"
-            else:
-                bid, ask = board.best_bid_price, board.best_ask_price
-                what = "best bid", "best ask"
-            if position > 0 and bid is not None and bid <= avg - limit:
-                return Reason.REVERSE_STOP, f"long {position} @ {avg:,}: {what[0]} {bid:,} <= {avg - limit:,}"
-            if position < 0 and ask is not None and ask >= avg + limit:
-                return (
-                    Reason.REVERSE_STOP,
-                    f"short {position} @ {avg:,}: {what[1]} {ask:,} >= {avg + limit:,}",
-                )
+            by_mid = self._cfg.reverse_ref == "mid"
+            long_line, short_line = self._reverse_stop_lines(avg, by_mid)
+            b, a = board.bid, board.ask
+            if by_mid:
+                # the mark: a fill at mid inside a wide spread is not "adverse" just because the far best is;
+                # in half ticks (bid + ask = twice the mid), so the comparison stays in integers
+                if board.stale or b is None or a is None:
+                    b = a = None
+                else:
+                    b = a = b + a
+            if (position > 0 and b is not None and b <= long_line) or (
+                position < 0 and a is not None and a >= short_line
+            ):
+                return Reason.REVERSE_STOP, self._reverse_detail(board, position, avg, by_mid)
         hold = self._hold_deadline()
         if hold is not None and now >= hold:
             held_ms = (now - (self.inventory.opened_at or 0)) // NS_PER_MS
             return Reason.HOLD_TIMEOUT, f"position {position} held {held_ms} ms >= {self._cfg.max_hold_ms} ms"
         return None, ""
+
+    def _reverse_stop_lines(self, avg: Decimal, by_mid: bool) -> tuple[int, int]:
+        """The reverse stop in integers: long stops when the best bid (or twice the mid, in half ticks) is <=
+        the first line, short when the best ask (or twice the mid) is >= the second. Worked out once per
+        average price and setting, not per message."""
+        limit = self._cfg.max_reverse_ticks
+        key = (avg, limit, "mid" if by_mid else "best")
+        if key != self._reverse_key:
+            scale = 2 if by_mid else 1
+            avg_ticks = avg / self._tick
+            down = (avg_ticks - limit) * scale  # long: stop at or below this
+            up = (avg_ticks + limit) * scale  # short: stop at or above this
+            self._reverse_lines = (
+                int(down.to_integral_value(rounding=ROUND_FLOOR)),
+                int(up.to_integral_value(rounding=ROUND_CEILING)),
+            )
+            self._reverse_key = key
+        return self._reverse_lines
+
+    def _reverse_detail(self, board: BoardSnapshot, position: Decimal, avg: Decimal, by_mid: bool) -> str:
+        limit = self._cfg.max_reverse_ticks * self._tick
+        if position > 0:
+            what, px = ("mid", board.mid_price) if by_mid else ("best bid", board.best_bid_price)
+            return f"long {position} @ {avg:,}: {what} {px:,} <= {avg - limit:,}"
+        what, px = ("mid", board.mid_price) if by_mid else ("best ask", board.best_ask_price)
+        return f"short {position} @ {avg:,}: {what} {px:,} >= {avg + limit:,}"
+
+    def _mark_of(self, board: BoardSnapshot) -> Decimal | None:
+        """`board_mid`, made once per distinct best: the same Decimal object lets the inventory skip a
+        re-mark that would change nothing."""
+        key = (board.bid, board.ask, board.stale)
+        if key != self._mark_key:
+            self._mark_key = key
+            self._mark = board_mid(board)
+        return self._mark
 
     def _close_retry_at(self) -> int | None:
         return None if self._last_close_at is None else self._last_close_at + CLOSE_RETRY_MS * NS_PER_MS
@@ -508,6 +545,6 @@ class StallThenStrikeStrategy:
 def board_mid(board: BoardSnapshot) -> Decimal | None:
     """Mid of the own-excluded best for marking; None when stale or one-sided (the inventory keeps its last
     mark then, so a missing book cannot hide a loss)."""
-    if board.stale or board.best_bid_price is None or board.best_ask_price is None:
+    if board.stale or board.bid is None or board.ask is None:
         return None
-    return (board.best_bid_price + board.best_ask_price) / 2
+    return board.mid_price

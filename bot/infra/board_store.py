@@ -183,6 +183,25 @@ class BoardStore(DataStore):
         """Raw wire floats of the best bid / ask, for cheap change checks (no Decimal)."""
         return self._best_bid, self._best_ask
 
+    def touch(self) -> tuple[float | None, float, float | None, float]:
+        """Raw wire floats of the best bid price and size, best ask price and size (size 0.0 for an empty
+        side): the decision's read, no conversion."""
+        bid = self._best_bid
+        ask = self._best_ask
+        return (
+            bid,
+            0.0 if bid is None else dict.__getitem__(self._bids, bid),
+            ask,
+            0.0 if ask is None else dict.__getitem__(self._asks, ask),
+        )
+
+    def iter_raw(self, side: Side) -> Iterator[tuple[float, float]]:
+        """Raw (price, size) wire floats from the best outwards."""
+        book = self._bids if side is Side.BUY else self._asks
+        prices = reversed(book) if side is Side.BUY else iter(book)
+        for p in prices:
+            yield p, dict.__getitem__(book, p)
+
     def iter_levels(self, side: Side) -> Iterator[Level]:
         """Levels from the best outwards (BUY = bids descending, SELL = asks ascending), converted lazily."""
         book = self._bids if side is Side.BUY else self._asks

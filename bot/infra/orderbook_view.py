@@ -3,10 +3,15 @@
 Our own quote inside the spread would otherwise become "the best", reset the stall clock and cancel itself. So
 our outstanding size is subtracted at our prices; a level left with nothing is skipped for the next one.
 
-The stall clock (`best_changed_at`, `best_age_ms`) runs on the monotonic `now` passed in and restarts when
-either own-excluded best *price* changes (size changes do not count). It also restarts when the store resyncs
-after a stale period (disconnect, desync): what the best did during the gap is unknown, so no stall may span
-it. Pure: no clock reads, no I/O.
+The stall clock (`best_changed_at`) runs on the monotonic `now` passed in and restarts when either
+own-excluded best *price* changes (size changes do not count). It also restarts when the store resyncs after
+a stale period (disconnect, desync): what the best did during the gap is unknown, so no stall may span it.
+Pure: no clock reads, no I/O.
+
+The hot path: a snapshot reads the store's touch as raw floats and turns it into integer ticks and 1e-8 BTC
+units; with none of our orders open that is all, and with some it walks from the touch only past the levels
+that are wholly ours. When nothing the strategy reads has changed, the previous snapshot object is handed
+back: a message that moves nothing at the touch allocates nothing here.
 """
 
 from __future__ import annotations
@@ -15,15 +20,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from bot.infra.board_store import BoardStore, Level
-from bot.types.dto import NS_PER_MS, BoardSnapshot, Side
+from bot.infra.board_store import BoardStore
+from bot.types.dto import SIZE_UNITS, BoardSnapshot, Side
 
 _ZERO = Decimal(0)
-_TWO = Decimal(2)
+_Touch = tuple[int | None, int | None, int | None, int | None]  # bid ticks, units, ask ticks, units
 
 
 class RestingOrders(Protocol):
     """Where our resting size is known (the engine's order tracker): the view reads it, never owns it."""
+
+    def may_have_open(self) -> bool: ...
 
     def resting_levels(self) -> dict[tuple[Side, Decimal], Decimal]: ...
 
@@ -48,56 +55,72 @@ class OrderBookView:
         self.store = store
         self.product_code = product_code
         self.tick_size = tick_size
+        self._tick_f = float(tick_size)
+        self._unit_tick = tick_size == 1
         self.orders = orders
-        self._last_best: tuple[Decimal | None, Decimal | None] | None = None  # None = no book seen yet
+        self._touch: _Touch | None = None  # the last touch seen; None = no book seen yet
+        self._snap: BoardSnapshot | None = None
         self._best_changed_at: int | None = None
         self._seen_resyncs = store.resyncs
 
+    def _ticks(self, price: float) -> int:
+        return int(price) if self._unit_tick else round(price / self._tick_f)
+
     def snapshot(self, now: int) -> BoardSnapshot:
-        own = self.orders.resting_levels()
-        bid = self._own_excluded_best(Side.BUY, own)
-        ask = self._own_excluded_best(Side.SELL, own)
-        bid_p = bid[0] if bid else None
-        ask_p = ask[0] if ask else None
-        prices = (bid_p, ask_p)
-        has_book = bid_p is not None or ask_p is not None
-        if self.store.resyncs != self._seen_resyncs:
-            self._seen_resyncs = self.store.resyncs
+        store = self.store
+        if self.orders.may_have_open():
+            touch = self._own_excluded_touch()
+        else:
+            bp, bs, ap, as_ = store.touch()
+            touch = (
+                None if bp is None else (int(bp) if self._unit_tick else round(bp / self._tick_f)),
+                None if bp is None else round(bs * SIZE_UNITS),
+                None if ap is None else (int(ap) if self._unit_tick else round(ap / self._tick_f)),
+                None if ap is None else round(as_ * SIZE_UNITS),
+            )
+        stale = store.stale
+        snap = self._snap
+        if store.resyncs != self._seen_resyncs:
+            self._seen_resyncs = store.resyncs
             self._best_changed_at = now
-        if self._last_best is None:
-            if has_book:  # the first book we see starts the clock
-                self._last_best = prices
+            snap = None
+        last = self._touch
+        if last is None:
+            if touch[0] is not None or touch[2] is not None:  # the first book we see starts the clock
                 self._best_changed_at = now
-        elif prices != self._last_best:
-            self._last_best = prices
-            self._best_changed_at = now
+                self._touch = touch
+                snap = None
+        elif touch != last:
+            if touch[0] != last[0] or touch[2] != last[2]:
+                self._best_changed_at = now
+            self._touch = touch
+            snap = None
+        if snap is not None and snap.stale is stale:
+            return snap
         changed_at = now if self._best_changed_at is None else self._best_changed_at
-        spread_ticks: int | None = None
-        mid: Decimal | None = None
-        if bid_p is not None and ask_p is not None:
-            spread_ticks = int((ask_p - bid_p) / self.tick_size)
-            mid = (bid_p + ask_p) / _TWO
-        return BoardSnapshot(
-            ts=now,
-            best_bid_price=bid_p,
-            best_bid_size=bid[1] if bid else None,
-            best_ask_price=ask_p,
-            best_ask_size=ask[1] if ask else None,
-            best_age_ms=max(0, now - changed_at) // NS_PER_MS,
-            spread_ticks=spread_ticks,
-            best_changed_at=changed_at,
-            stale=self.store.stale,
-            mid_price=mid,
+        snap = BoardSnapshot(touch[0], touch[1], touch[2], touch[3], changed_at, stale, self.tick_size)
+        self._snap = snap
+        return snap
+
+    def _own_excluded_touch(self) -> _Touch:
+        own_bid: dict[float, int] = {}
+        own_ask: dict[float, int] = {}
+        for (side, price), size in self.orders.resting_levels().items():
+            (own_bid if side is Side.BUY else own_ask)[float(price)] = int(size * SIZE_UNITS)
+        bid = self._first_left(Side.BUY, own_bid)
+        ask = self._first_left(Side.SELL, own_ask)
+        return (
+            None if bid is None else self._ticks(bid[0]),
+            None if bid is None else bid[1],
+            None if ask is None else self._ticks(ask[0]),
+            None if ask is None else ask[1],
         )
 
-    def _own_excluded_best(self, side: Side, own: dict[tuple[Side, Decimal], Decimal]) -> Level | None:
+    def _first_left(self, side: Side, own: dict[float, int]) -> tuple[float, int] | None:
         """The first level from the touch outwards with market size left after taking out ours."""
-        for price, size in self.store.iter_levels(side):
-            mine = own.get((side, price))
-            if mine is None:
-                return price, size
-            left = size - mine
-            if left > _ZERO:
+        for price, size in self.store.iter_raw(side):
+            left = round(size * SIZE_UNITS) - own.get(price, 0)
+            if left > 0:
                 return price, left
         return None
 

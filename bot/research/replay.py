@@ -40,12 +40,12 @@ from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.fill_path import STRATEGY_NAME, trade_row
 from bot.infra.bitflyer_parse import parse_child_order_events
 from bot.infra.board_store import BoardStore
+from bot.infra.decision_runs import DecisionRuns
 from bot.infra.logging_structured import (
     CsvLogWriter,
     DecisionLogger,
     OrderLogger,
     TradeLogger,
-    decision_row,
 )
 from bot.infra.orderbook_view import OrderBookView
 from bot.infra.tape import Frame, read_header, read_tapes
@@ -63,7 +63,6 @@ from bot.types.dto import (
     ActionKind,
     BoardSnapshot,
     ChildOrderEventType,
-    DecisionMeta,
     Gate,
     OrderLogRow,
     Reason,
@@ -78,6 +77,9 @@ SERIES_STEP_NS = NS_PER_S  # the report's PnL and mid series: one point per simu
 
 class NoRestingOrders:
     """The tape's book holds none of our orders: nothing to subtract (the `RestingOrders` the view reads)."""
+
+    def may_have_open(self) -> bool:
+        return False
 
     def resting_levels(self) -> dict[tuple[Side, Decimal], Decimal]:
         return {}
@@ -153,12 +155,15 @@ class Replay:
         self.trade_log: TradeLogger | None = None
         self.order_log: OrderLogger | None = None
         self.decision_log: DecisionLogger | None = None
+        self.decision_runs: DecisionRuns | None = None
         if log_dir is not None:
             self._writer = CsvLogWriter()
             tz = cfg.risk.trading_day_tz
             self.trade_log = TradeLogger(log_dir, STRATEGY_NAME, tz, writer=self._writer)
             self.order_log = OrderLogger(log_dir, tz, writer=self._writer)
             self.decision_log = DecisionLogger(log_dir, STRATEGY_NAME, tz, writer=self._writer)
+            # runs end on a change only (never on time): the same tape writes the same rows
+            self.decision_runs = DecisionRuns(self.decision_log, self._wall, flush_ns=None)
         self.venue: ReplayVenue | None = None
         self.executor: ReplayExecutor | None = None
         self.markouts = Markouts()
@@ -177,11 +182,11 @@ class Replay:
         self._timer_at: int | None = None
         self._blocked_stall: int | None = None
         self._mid: Decimal | None = None
+        self._last_board: BoardSnapshot | None = None
         self._peak_equity = Decimal(0)
         self.max_drawdown = Decimal(0)
         self._next_sample = 0
         self._last_changed_at: int | None = None
-        self._pending: tuple[datetime, DecisionMeta, int] | None = None  # a run of no-action decisions
         self._first_mono: int | None = None
         self._last_mono = 0
 
@@ -251,7 +256,8 @@ class Replay:
                 self._decide()
         wall_s = time.perf_counter() - t0
         self.markouts.settle_before(_NEVER, None)  # horizons past the tape's end: no markout
-        self._flush_decision_row()
+        if self.decision_runs is not None:
+            self.decision_runs.flush()
         return self._summary(wall_s)
 
     def close(self) -> None:
@@ -380,8 +386,8 @@ class Replay:
         if reason is Reason.RATE_BUDGET and board.best_changed_at != self._blocked_stall:
             self._blocked_stall = board.best_changed_at  # one count per stall, not per 100 ms retry
             self.rate_budget_blocks += 1
-        if self.decision_log is not None:
-            self._log_decision(meta)
+        if self.decision_runs is not None:
+            self.decision_runs.record(meta, now)
         if reason is Reason.KILL_SWITCH and gate.run_state is not RunState.KILLED:
             gate.run_state = RunState.KILLED
             logger.info("replay: kill switch at {}: {}", self._wall(), self.inventory.kill_detail)
@@ -423,8 +429,10 @@ class Replay:
             if self._last_changed_at is not None and board.has_both_sides:
                 self.trace.stalls_ms.append((changed - self._last_changed_at) // NS_PER_MS)
             self._last_changed_at = changed
-        if board.mid_price is not None:
-            self._mid = board.mid_price
+        if board is not self._last_board:  # the view hands back the same snapshot while the touch holds
+            self._last_board = board
+            if board.mid_price is not None:
+                self._mid = board.mid_price
         if now >= self._next_sample:
             self._sample(now)
 
@@ -445,28 +453,6 @@ class Replay:
             self._next_sample = now - (now - self._next_sample) % SERIES_STEP_NS + SERIES_STEP_NS
         else:
             self.trace.pnl.append((self._wall_ns(now), equity))
-
-    def _log_decision(self, meta: DecisionMeta) -> None:
-        """Runs of identical no-action decisions become one row with their count, as the live sink merges them
-        (the first one's time, the latest one's figures) — by run, not by wall time, so it is deterministic;
-        and a repeat costs no row at all."""
-        if self._pending is not None:
-            first_ts, last, count = self._pending
-            if not meta.actions and meta.reason is last.reason:
-                self._pending = (first_ts, meta, count + 1)
-                return
-            self._flush_decision_row()
-        if meta.actions:
-            assert self.decision_log is not None
-            self.decision_log.log(decision_row(meta, self._wall()))
-        else:
-            self._pending = (self._wall(), meta, 1)
-
-    def _flush_decision_row(self) -> None:
-        if self._pending is not None and self.decision_log is not None:
-            first_ts, last, count = self._pending
-            self.decision_log.log(replace(decision_row(last, first_ts), count=count))
-        self._pending = None
 
     def _summary(self, wall_s: float) -> dict[str, Any]:
         inv = self.inventory

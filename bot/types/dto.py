@@ -13,6 +13,29 @@ from decimal import Decimal
 from enum import StrEnum
 
 NS_PER_MS = 1_000_000
+SIZE_UNITS = 100_000_000  # sizes inside the hot path: integer units of 1e-8 BTC (bitFlyer's finest size)
+_SIZE_UNITS_D = Decimal(SIZE_UNITS)
+
+
+def price_ticks(price: Decimal, tick_size: Decimal) -> int:
+    """A Decimal price on the tick grid -> integer ticks; off the grid is refused, never rounded silently."""
+    q, r = divmod(price, tick_size)
+    if r:
+        raise ValueError(f"price {price} is not a multiple of the tick {tick_size}")
+    return int(q)
+
+
+def size_units(size: Decimal) -> int:
+    """BTC -> integer units of 1e-8 BTC; a finer size is refused."""
+    u = size * _SIZE_UNITS_D
+    if u != u.to_integral_value():
+        raise ValueError(f"size {size} is finer than 1e-8 BTC")
+    return int(u)
+
+
+def units_btc(units: int) -> Decimal:
+    """Integer units of 1e-8 BTC -> BTC, exact (0.001, not 0.00100000)."""
+    return Decimal(units) / _SIZE_UNITS_D
 
 
 class Side(StrEnum):
@@ -108,22 +131,75 @@ class ChildOrderEventType(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BoardSnapshot:
-    """The market as the strategy sees it, own resting orders excluded (seed §5.1 plus what SPEC §5 needs)."""
+    """The market as the strategy sees it, own resting orders excluded (seed §5.1 plus what SPEC §5 needs).
 
-    ts: int  # monotonic ns when taken
-    best_bid_price: Decimal | None
-    best_bid_size: Decimal | None
-    best_ask_price: Decimal | None
-    best_ask_size: Decimal | None
-    best_age_ms: int  # since the last change of either best price
-    spread_ticks: int | None
-    best_changed_at: int = 0  # monotonic ns of that last change
+    Prices are integer ticks of `tick_size` and sizes integer units of 1e-8 BTC: the decision compares and
+    adds plain ints. The Decimal properties below are for the edges (dashboard, logs, order requests)."""
+
+    bid: int | None  # best bid, ticks
+    bid_size: int | None  # 1e-8 BTC units
+    ask: int | None
+    ask_size: int | None
+    best_changed_at: int = 0  # monotonic ns of the last change of either best price
     stale: bool = False  # disconnected / snapshot pending / desynced / no message lately
-    mid_price: Decimal | None = None  # (best_bid + best_ask) / 2 of the own-excluded best
+    tick_size: Decimal = Decimal(1)
+
+    @classmethod
+    def from_prices(
+        cls,
+        bid: Decimal | None,
+        ask: Decimal | None,
+        *,
+        tick_size: Decimal,
+        best_changed_at: int = 0,
+        stale: bool = False,
+        bid_size: Decimal | None = None,
+        ask_size: Decimal | None = None,
+    ) -> BoardSnapshot:
+        """From Decimal prices on the tick grid and BTC sizes (tests, replays of logged prices)."""
+        return cls(
+            None if bid is None else price_ticks(bid, tick_size),
+            None if bid is None else size_units(bid_size if bid_size is not None else Decimal(0)),
+            None if ask is None else price_ticks(ask, tick_size),
+            None if ask is None else size_units(ask_size if ask_size is not None else Decimal(0)),
+            best_changed_at,
+            stale,
+            tick_size,
+        )
 
     @property
     def has_both_sides(self) -> bool:
-        return self.best_bid_price is not None and self.best_ask_price is not None
+        return self.bid is not None and self.ask is not None
+
+    @property
+    def spread_ticks(self) -> int | None:
+        return None if self.bid is None or self.ask is None else self.ask - self.bid
+
+    def best_age_ms(self, now: int) -> int:
+        return max(0, now - self.best_changed_at) // NS_PER_MS
+
+    @property
+    def best_bid_price(self) -> Decimal | None:
+        return None if self.bid is None else self.bid * self.tick_size
+
+    @property
+    def best_ask_price(self) -> Decimal | None:
+        return None if self.ask is None else self.ask * self.tick_size
+
+    @property
+    def best_bid_size(self) -> Decimal | None:
+        return None if self.bid_size is None else units_btc(self.bid_size)
+
+    @property
+    def best_ask_size(self) -> Decimal | None:
+        return None if self.ask_size is None else units_btc(self.ask_size)
+
+    @property
+    def mid_price(self) -> Decimal | None:
+        """(best_bid + best_ask) / 2 of the own-excluded best."""
+        if self.bid is None or self.ask is None:
+            return None
+        return (self.bid + self.ask) * self.tick_size / 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -279,6 +279,7 @@ def bench_book_size(
         now=0,
     )
     view = OrderBookView(ours, PRODUCT, Decimal(1), orders)
+    snapshot_us = _snapshot_apply(levels_per_side, seed)
     return {
         "levels_per_side": levels_per_side,
         "diffs": n_diffs,
@@ -289,8 +290,34 @@ def bench_book_size(
         "ours_best_raw_us": _time_call(ours.best_prices, n_reads),
         "pybotters_sorted1_us": _time_call(lambda: theirs.board.sorted(limit=1), max(200, n_reads // 20)),
         "view_snapshot_us": _time_call(lambda: view.snapshot(0), n_reads),
+        "snapshot_apply_us_p50": snapshot_us["p50_us"],
+        "snapshot_apply_us_p99": snapshot_us["p99_us"],
         "desyncs_seen": ours.desyncs,
     }
+
+
+def _snapshot_apply(levels_per_side: int, seed: int, n: int = 60) -> dict[str, float]:
+    """A full snapshot applied over a book kept by diffs (as every ≈5 s on bitFlyer): ≈36 diffs, some with a
+    missed deletion, between snapshots, so each snapshot also repairs a level or two."""
+    feed = BoardFeed(seed=seed, levels_per_side=levels_per_side, missed_delete_rate=0.02)
+    store = BoardStore(PRODUCT)
+    store.onmessage(feed.snapshot())
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    gc.disable()
+    try:
+        for _ in range(n):
+            for _ in range(36):
+                store.onmessage(feed.diff())
+            snap = feed.snapshot()
+            t0 = clock()
+            store.onmessage(snap)
+            samples.append(clock() - t0)
+    finally:
+        gc.enable()
+    assert not store.stale, "a snapshot must leave the book fresh"
+    samples.sort()
+    return {"p50_us": samples[len(samples) // 2] / 1000, "p99_us": samples[int(len(samples) * 0.99)] / 1000}
 
 
 def run_board_bench(sizes: tuple[int, ...] = (300, 2_000), n_diffs: int = 3_000) -> dict[str, Any]:

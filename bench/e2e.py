@@ -114,8 +114,15 @@ async def run_case(levels: int, rate_mult: float, seconds: float) -> dict[str, A
     try:
         await runner.open()
         await asyncio.sleep(2.0)  # warm up: first snapshot, reconcile
-        runner.metrics.decision_latency_ns.clear()
-        runner.metrics.strike_latency_ns.clear()
+        m = runner.metrics
+        for samples in (
+            m.decision_latency_ns,
+            m.no_action_latency_ns,
+            m.strike_decision_latency_ns,
+            m.snapshot_latency_ns,
+            m.strike_latency_ns,
+        ):
+            samples.clear()
         msgs0, cpu0, rss0 = runner.metrics.board_messages, time.process_time(), rss_mb()
         probe = asyncio.create_task(lag_probe(lag, stop))
         await asyncio.sleep(seconds)
@@ -123,8 +130,11 @@ async def run_case(levels: int, rate_mult: float, seconds: float) -> dict[str, A
         await probe
         msgs = runner.metrics.board_messages - msgs0
         cpu = time.process_time() - cpu0
-        dec = [x / 1000 for x in runner.metrics.decision_latency_ns]
-        strike = [x / 1000 for x in runner.metrics.strike_latency_ns]
+        dec = [x / 1000 for x in m.decision_latency_ns]
+        no_action = [x / 1000 for x in m.no_action_latency_ns]
+        strike_dec = [x / 1000 for x in m.strike_decision_latency_ns]
+        snap = [x / 1000 for x in m.snapshot_latency_ns]
+        strike = [x / 1000 for x in m.strike_latency_ns]
         return {
             "levels": levels,
             "rate": f"{rate_mult:g}x",
@@ -134,6 +144,13 @@ async def run_case(levels: int, rate_mult: float, seconds: float) -> dict[str, A
             "decision_us_p50": pct(dec, 0.5),
             "decision_us_p99": pct(dec, 0.99),
             "decision_us_p999": pct(dec, 0.999),
+            "no_action_us_p50": pct(no_action, 0.5),
+            "no_action_us_p99": pct(no_action, 0.99),
+            "strike_decision_us_p50": pct(strike_dec, 0.5),
+            "strike_decision_us_p99": pct(strike_dec, 0.99),
+            "snapshots": len(snap),
+            "snapshot_us_p50": pct(snap, 0.5),
+            "snapshot_us_p99": pct(snap, 0.99),
             "strikes": len(strike),
             "strike_us_p50": pct(strike, 0.5),
             "strike_us_p99": pct(strike, 0.99),

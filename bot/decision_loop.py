@@ -38,6 +38,10 @@ from bot.venue_sync import VenueSync
 # loop until the deadline (at most ~1 ms of loop turns per deadline, I/O still served)
 TIMER_EARLY_NS = 1_000_000
 JST = ZoneInfo("Asia/Tokyo")
+# enum members read through the class cost ~70 ns each; the per-message path reads these names instead
+_RUNNING, _PAUSED, _KILL_SWITCH = RunState.RUNNING, RunState.PAUSED, Reason.KILL_SWITCH
+_ACTING = (_RUNNING, _PAUSED)
+_PLACE_LIMIT = ActionKind.PLACE_LIMIT
 MAINTENANCE_CHECK_NS = 200_000_000  # the wall clock is read for the maintenance window at most this often
 
 
@@ -87,6 +91,8 @@ class DecisionLoop:
         self._storage = storage
         self._timer: asyncio.Handle | None = None
         self._timer_at: int | None = None
+        self._stale_timer: asyncio.TimerHandle | None = None
+        self._stale_at: int | None = None
         self.last_board_at: int | None = None  # when the latest board message arrived (monotonic ns)
         self.markouts = markouts  # the live session's fills, marked 1, 5, 30 s later (as replay does)
         self._last_board: BoardSnapshot | None = None
@@ -144,20 +150,21 @@ class DecisionLoop:
         return False
 
     # ---------------------------------------------------------------- the decision
-    def on_board(self, now: int) -> None:
-        """A board message arrived at `now` (the store has applied it)."""
+    def on_board(self, now: int, snapshot: bool = False) -> None:
+        """A board message arrived at `now` (the store has applied it); `snapshot`: a whole-book resync."""
         self._metrics.board_messages += 1
         self.last_board_at = now
-        self.decide(now, now)
+        self.decide(now, now, snapshot)
 
     def kick(self) -> None:
         """Decide now: something other than the market changed (state, config, reconciliation, the feed)."""
         if self._links.executor is not None:
             self.decide(self._clock(), None)
 
-    def decide(self, now: int, cause_ns: int | None) -> list[Action]:
-        """One decision. `cause_ns` is when the triggering message arrived (for the latency histogram).
-        Returns the actions handed to the executor."""
+    def decide(self, now: int, cause_ns: int | None, snapshot: bool = False) -> list[Action]:
+        """One decision. `cause_ns` is when the triggering message (or timer) arrived, for the latency
+        histograms; `snapshot`: it was a whole-book snapshot, measured apart. Returns the actions handed to
+        the executor."""
         executor = self._links.executor
         if self._links.closing or executor is None:
             return []
@@ -185,48 +192,51 @@ class DecisionLoop:
                 history.on_decision(meta, wall)
             if history.sample_due(now):
                 history.sample(now, time.time(), board.mid_price, self._inventory.pnl_today_jpy)
-            if meta.reason is Reason.KILL_SWITCH and state in (RunState.RUNNING, RunState.PAUSED):
+            if meta.reason is _KILL_SWITCH and state in _ACTING:
                 # the inventory's sentence names the limit and the figures ("Kill switch: today's PnL …")
                 detail = self._inventory.kill_detail or f"Kill switch: {meta.detail}"
                 self._run_state.enter_killed(detail, "kill switch")
-        allowed = state in (RunState.RUNNING, RunState.PAUSED) or (
-            meta is not None and meta.reason is Reason.KILL_SWITCH
-        )
-        if not allowed:
-            actions = []
-        elif state is RunState.PAUSED:  # PAUSED: protective exits and cancels only, never an entry
-            actions = [a for a in actions if a.kind is not ActionKind.PLACE_LIMIT]
+        if actions:
+            if not (state in _ACTING or (meta is not None and meta.reason is _KILL_SWITCH)):
+                actions = []
+            elif state is _PAUSED:  # PAUSED: protective exits and cancels only, never an entry
+                actions = [a for a in actions if a.kind is not _PLACE_LIMIT]
+        struck = False
         if actions:
             executor.submit(actions, now)
-            if any(a.kind is ActionKind.PLACE_LIMIT for a in actions):
+            if any(a.kind is _PLACE_LIMIT for a in actions):
                 self.last_strike_at = now
+                struck = True
         if meta is not None:
             self.last_reason = meta.reason
         if cause_ns is not None:
-            self._metrics.decision_latency_ns.append(self._clock() - cause_ns)
+            took = self._clock() - cause_ns
+            m = self._metrics
+            if snapshot:
+                m.snapshot_latency_ns.append(took)
+            else:
+                m.decision_latency_ns.append(took)
+                if struck:
+                    m.strike_decision_latency_ns.append(took)
+                elif not actions:
+                    m.no_action_latency_ns.append(took)
         self._arm_timer(now)
         return actions
 
     # ---------------------------------------------------------------- the one timer
     def _arm_timer(self, now: int) -> None:
-        """One timer at the earliest instant a decision could change without new data."""
-        deadlines = []
-        nd = self._strategy.next_deadline(now)
-        if nd is not None:
-            deadlines.append(nd)
-        if self.last_board_at is not None and not self._store.stale:
-            stale_at = self.last_board_at + self._config().strategy.stale_after_ms * NS_PER_MS
-            if stale_at > now:
-                deadlines.append(stale_at)
+        """The decision timer, at the earliest instant the strategy's decision could change without new data
+        (or an exchange backoff ends), re-armed only when that instant moves; and the stale-feed watch."""
+        self._arm_stale_watch()
+        at = self._strategy.next_deadline(now)
         executor = self._links.executor
         if executor is not None:
             # the end of an exchange backoff changes the block reason: decide then, not at the next message
             until = executor.backoff_until(now)
-            if until is not None:
-                deadlines.append(until)
-        if not deadlines:
+            if until is not None and (at is None or until < at):
+                at = until
+        if at is None:
             return
-        at = min(deadlines)
         if self._timer is not None and self._timer_at == at:
             return
         if self._timer is not None:
@@ -245,9 +255,39 @@ class DecisionLoop:
         self._timer_at = None
         now = self._clock()
         self._metrics.deadline_latency_ns.append(max(0, now - due))
-        submitted = self.decide(now, None)
-        if any(a.kind is ActionKind.PLACE_LIMIT for a in submitted):
+        submitted = self.decide(now, now)
+        if any(a.kind is _PLACE_LIMIT for a in submitted):
             self._metrics.strike_latency_ns.append(self._clock() - due)
+
+    def _arm_stale_watch(self) -> None:
+        """A timer at the instant the feed counts as silent (the last board message + stale_after_ms). Every
+        message moves that instant on, so the armed watch is not moved with it: when it fires before the
+        instant it re-arms itself, with no decision; a shorter stale_after_ms (live config) re-arms it at
+        once. It needs no sub-millisecond precision, so it does not wake early."""
+        last = self.last_board_at
+        if last is None or self._store.stale:
+            return
+        at = last + self._config().strategy.stale_after_ms * NS_PER_MS
+        armed = self._stale_at
+        if self._stale_timer is not None and armed is not None and armed <= at:
+            return
+        if self._stale_timer is not None:
+            self._stale_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._stale_at = at
+        self._stale_timer = loop.call_at(
+            loop.time() + max(0.0, (at - self._clock()) / 1e9), self._on_stale_watch
+        )
+
+    def _on_stale_watch(self) -> None:
+        self._stale_timer = None
+        self._stale_at = None
+        now = self._clock()
+        last = self.last_board_at
+        if last is not None and now < last + self._config().strategy.stale_after_ms * NS_PER_MS:
+            self._arm_stale_watch()  # messages came meanwhile: watch from the latest one
+            return
+        self.decide(now, None)  # silent: the guard blocks entries and the strategy pulls the stall orders
 
     def flush_decisions(self) -> None:
         """Write the open run of repeated decisions (at shutdown, before the logs close)."""
@@ -257,3 +297,6 @@ class DecisionLoop:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._stale_timer is not None:
+            self._stale_timer.cancel()
+            self._stale_timer = None

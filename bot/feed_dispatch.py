@@ -86,7 +86,7 @@ class FeedDispatch:
             self._recorder.record(now, channel, message, own)
         if channel.startswith("lightning_board_"):
             self._store.onmessage(msg)
-            self._decisions.on_board(now)
+            self._decisions.on_board(now, channel.startswith("lightning_board_snapshot_"))
         elif channel == "child_order_events":
             self.on_child_order_events(params.get("message"), now)
 

@@ -36,7 +36,12 @@ class RunnerMetrics:
     other_product_events: int = 0  # child_order_events of other products on the account (ignored)
     position_corrections: int = 0  # venue positions adopted after replaying executions still disagreed
     unverified_fills: int = 0  # executions the feed cannot vouch for, held until REST confirms them
+    # frame handler (or timer) entry → actions handed to the executor, for decisions on board diffs and on
+    # deadlines; the no-action and strike ones again apart; board snapshots (a whole-book resync) apart
     decision_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=20_000))
+    no_action_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=20_000))
+    strike_decision_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=5_000))
+    snapshot_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=5_000))
     deadline_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=5_000))
     # stall deadline → strike handed to the HTTP client (the orders' request task is created)
     strike_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=5_000))

@@ -176,6 +176,21 @@ def test_a_snapshot_fed_without_a_socket_replaces_the_whole_book_and_clears_stal
     assert raw_levels(store, Side.SELL) == [(BASE + 10, 0.25)]
 
 
+def test_a_large_snapshot_reads_the_same_book_as_level_by_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole-side fast read and the level-by-level path agree on a 2,000-level book and its mid."""
+    bids = [(BASE - 1 - i * 7, round(0.001 * (i % 97 + 1), 8)) for i in range(2_000)]
+    asks = [(BASE + 1 + i * 5, round(0.002 * (i % 89 + 1), 8)) for i in range(2_000)]
+    fr = snap(bids, asks, mid=BASE)
+    fast = BoardStore(PC)
+    fast.onmessage(fr)
+    monkeypatch.setattr("bot.infra.board_store._snapshot_side", lambda raw: None)
+    careful = BoardStore(PC)
+    careful.onmessage(fr)
+    assert raw_levels(fast, Side.BUY) == raw_levels(careful, Side.BUY) == [(float(p), s) for p, s in bids]
+    assert raw_levels(fast, Side.SELL) == raw_levels(careful, Side.SELL)
+    assert fast.best() == careful.best() and not fast.stale and fast.last_mid == careful.last_mid == BASE
+
+
 def test_every_snapshot_resyncs_levels_left_by_missed_deletions(book: BoardStore) -> None:
     book.onmessage(diff(BASE, bids=[(BASE - 300, 1.0)]))  # its deletion will never arrive
     book.onmessage(snap([(BASE - 10, 0.5), (BASE - 20, 1.0)], [(BASE + 10, 0.25)]))
@@ -349,6 +364,25 @@ BAD_FRAMES = [
     # a good level followed by a bad one: nothing of the frame is applied
     frame(SNAP, {"mid_price": 1e7, "bids": levels([(1e7 - 1, 1.0)]), "asks": [{"price": 1e7 + 1}]}),
     frame(SNAP, {"mid_price": 1e7, "bids": levels([(1e7 - 1, 1.0)])}),  # a snapshot must carry both sides
+    # snapshots whose levels look ordinary at a glance: the whole-side checks send them to the careful path,
+    # which refuses them whole
+    frame(
+        SNAP, {"mid_price": 1e7, "bids": levels([(1e7 - 1, 1.0)]), "asks": [{"price": 1e7 + 1, "size": True}]}
+    ),
+    frame(
+        SNAP,
+        {"mid_price": 1e7, "bids": [{"price": float("nan"), "size": 1.0}], "asks": levels([(1e7 + 1, 1)])},
+    ),
+    frame(
+        SNAP,
+        {"mid_price": 1e7, "bids": levels([(1e7 - 1, 1.0)]), "asks": [{"price": 1e7 + 1, "size": 1e400}]},
+    ),
+    frame(
+        SNAP, {"mid_price": 1e7, "bids": [{"price": "9999999", "size": 1.0}], "asks": levels([(1e7 + 1, 1)])}
+    ),
+    frame(
+        SNAP, {"mid_price": 1e7, "bids": levels([(1e7 - 1, 1.0)]), "asks": [{"price": 1e7 + 1, "size": -2.0}]}
+    ),
     {"jsonrpc": "2.0", "method": "channelMessage", "params": {"channel": DIFF}},
 ]
 

@@ -47,6 +47,16 @@ from bot.types.dto import (
     Side,
 )
 
+# enum members read through the class cost ~70 ns each; the hot path reads these names instead
+_RUNNING, _PAUSED, _KILLED, _STOPPED = RunState.RUNNING, RunState.PAUSED, RunState.KILLED, RunState.STOPPED
+_R_NOT_STALLED, _R_ALREADY_STRUCK, _R_ORDERS_LIVE = (
+    Reason.NOT_STALLED,
+    Reason.ALREADY_STRUCK,
+    Reason.ORDERS_LIVE,
+)
+_R_KILL_SWITCH, _R_RATE_BUDGET, _R_DUST = Reason.KILL_SWITCH, Reason.RATE_BUDGET, Reason.DUST
+_R_STALE_DATA = Reason.STALE_DATA
+
 STALL_TAG = "stall"
 CLOSE_TAG = "close"
 CANCEL_RETRY_MS = 1000  # ask again for a cancel the venue has not confirmed after this long
@@ -163,11 +173,13 @@ class StallThenStrikeStrategy:
         self._last_board: BoardSnapshot | None = None
         self._last_now: int | None = None
         self._last_reason: Reason | None = None
-        self._seen_gate: tuple[RunState, Reason | None] | None = None
+        self._seen_state: RunState | None = None  # the gate at the last decision
+        self._seen_block: Reason | None = None
         self._config_dirty = False
         self._dust_note = ""
         self._mark_key: tuple[int | None, int | None, bool] | None = None  # the board the mark was taken of
         self._mark: Decimal | None = None
+        self._mark_board: BoardSnapshot | None = None
         self._reverse_key: tuple[Decimal, int, str] | None = None  # what the reverse-stop lines were made of
         self._reverse_lines = (0, 0)  # long stops at <= the first, short at >= the second (see _exit_due)
 
@@ -203,13 +215,14 @@ class StallThenStrikeStrategy:
         self._dust_note = ""
         actions, reason, detail, entry = self._decide(board, now)
         if self._dust_note:
-            if not actions and reason is Reason.NOT_STALLED:
-                reason = Reason.DUST
+            if not actions and reason is _R_NOT_STALLED:
+                reason = _R_DUST
             detail = f"{detail}; {self._dust_note}" if detail else self._dust_note
         self._last_board = board
         self._last_now = now
         self._last_reason = reason
-        self._seen_gate = (self.gate.run_state, self.gate.block_reason)
+        gate = self.gate
+        self._seen_state, self._seen_block = gate.run_state, gate.block_reason
         self._config_dirty = False
         meta = DecisionMeta(
             ts=now,
@@ -231,24 +244,29 @@ class StallThenStrikeStrategy:
         board = self._last_board
         if board is None or self._last_now is None:
             return None
-        if self._config_dirty or (self.gate.run_state, self.gate.block_reason) != self._seen_gate:
+        gate = self.gate
+        if (
+            self._config_dirty
+            or gate.run_state is not self._seen_state
+            or gate.block_reason is not self._seen_block
+        ):
             # inputs changed since the last decision (a shorter stall_T_ms, a lifted block, a tighter
             # max_reverse_ticks...): decide at once, the next call then names the real deadline
             return now
         last = self._last_now
         cands: list[int] = []
-        gate = self.gate
-        acting = not self._killed and gate.run_state in (RunState.RUNNING, RunState.PAUSED)
-        if acting and gate.run_state is RunState.RUNNING and gate.block_reason is None:
+        acting = not self._killed and gate.run_state in (_RUNNING, _PAUSED)
+        if acting and gate.run_state is _RUNNING and gate.block_reason is None:
             if board.has_both_sides and not board.stale and board.best_changed_at != self._struck_stall:
                 cands.append(stall_deadline(board, self._cfg.stall_T_ms))
-            if self._last_reason is Reason.RATE_BUDGET:
+            if self._last_reason is _R_RATE_BUDGET:
                 cands.append(last + RATE_RETRY_MS * NS_PER_MS)
         if acting:
             if self._last_strike_at is not None:
                 # the TTL of the last strike's orders, even if the executor has not registered them yet
                 cands.append(self._last_strike_at + self._cfg.ttl_ms * NS_PER_MS)
-            for o in self._orders.open_orders(tag=STALL_TAG) if self._orders.may_have_open() else ():
+            live = self._orders.open_orders(tag=STALL_TAG) if self._orders.may_have_open() else ()
+            for o in live:
                 if o.state is OrderState.PENDING_CANCEL:
                     continue  # the venue's answer arrives as an event, not at a time we know
                 asked = self._cancel_asked.get(o.client_id)
@@ -256,17 +274,18 @@ class StallThenStrikeStrategy:
                     cands.append(asked + CANCEL_RETRY_MS * NS_PER_MS)
                 elif o.expires_at is not None:
                     cands.append(o.expires_at)
-            hold = self._hold_deadline()
-            if hold is not None:
-                cands.append(hold)
-            retry_at = self._close_retry_at()
-            if (
-                retry_at is not None
-                and not is_dust(self.inventory.position_btc, self._min_size)
-                and self.inventory.position_btc != 0
-            ):
-                cands.append(retry_at)
-        due = min((d for d in cands if d > last), default=None)  # earlier ones were decided at `last`
+            position = self.inventory.position_btc
+            if position:  # flat: no hold timeout, no close to retry
+                hold = self._hold_deadline()
+                if hold is not None:
+                    cands.append(hold)
+                retry_at = self._close_retry_at()
+                if retry_at is not None and not is_dust(position, self._min_size):
+                    cands.append(retry_at)
+        due: int | None = None
+        for d in cands:  # earlier ones were decided at `last`: no busy loop
+            if d > last and (due is None or d < due):
+                due = d
         return None if due is None else max(due, now)
 
     # ---- the decision ---------------------------------------------------------------------------------
@@ -275,14 +294,14 @@ class StallThenStrikeStrategy:
     ) -> tuple[list[Action], Reason, str, dict[Side, Decimal]]:
         gate = self.gate
         state = gate.run_state
-        if state is RunState.KILLED:
+        if state is _KILLED:
             self._saw_killed_gate = True
         elif self._saw_killed_gate:
             # KILLED -> anything else only happens by a human reset (SPEC §7)
             self.reset_kill()
-        if state is RunState.KILLED or self._killed:
+        if state is _KILLED or self._killed:
             return [], Reason.KILLED, "kill switch latched; the runner flattens", {}
-        if state is RunState.STOPPED:
+        if state is _STOPPED:
             return [], Reason.STOPPED, "", {}
 
         orders = self._orders
@@ -298,9 +317,9 @@ class StallThenStrikeStrategy:
 
         # 3. kill switch
         mid = self._mark_of(board)
-        if self.inventory.kill_check(mid) is Reason.KILL_SWITCH:
+        if self.inventory.kill_check(mid) is _R_KILL_SWITCH:
             self._killed = True
-            actions = [Action(ActionKind.CANCEL_ALL, Reason.KILL_SWITCH, tag="")]
+            actions = [Action(ActionKind.CANCEL_ALL, _R_KILL_SWITCH, tag="")]
             detail = getattr(self.inventory, "kill_detail", "") or "kill switch"
             if position != 0 and not close_live:
                 if is_dust(position, self._min_size):
@@ -308,8 +327,8 @@ class StallThenStrikeStrategy:
                 elif gate.block_reason in _EXIT_BLOCKS:
                     detail += f" | close left to the runner ({gate.block_reason})"
                 else:
-                    actions.append(self._close(position, Reason.KILL_SWITCH))
-            return actions, Reason.KILL_SWITCH, detail, {}
+                    actions.append(self._close(position, _R_KILL_SWITCH))
+            return actions, _R_KILL_SWITCH, detail, {}
 
         # 4. protective exits
         exit_reason, exit_detail = self._exit_due(board, now, position)
@@ -343,23 +362,23 @@ class StallThenStrikeStrategy:
             return self._stall_cancel(live_stall, now, cancel_reason), cancel_reason, cancel_detail, {}
 
         # 6. entry
-        if state is RunState.PAUSED:
+        if state is _PAUSED:
             return [], Reason.PAUSED, "", {}
         if close_live:
             return [], Reason.CLOSE_PENDING, "a close order is live", {}
         if gate.block_reason is not None:
             return [], gate.block_reason, "", {}
         if board.stale:
-            return [], Reason.STALE_DATA, "board is stale", {}
+            return [], _R_STALE_DATA, "board is stale", {}
         if board.bid is None or board.ask is None:
             return [], Reason.NO_BOOK, "one side of the book is empty", {}
         if live_stall:
-            return [], Reason.ORDERS_LIVE, f"{len(live_stall)} stall order(s) live", {}
+            return [], _R_ORDERS_LIVE, f"{len(live_stall)} stall order(s) live", {}
         if board.best_changed_at == self._struck_stall:
-            return [], Reason.ALREADY_STRUCK, "one strike per stall: waiting for the best to move", {}
+            return [], _R_ALREADY_STRUCK, "one strike per stall: waiting for the best to move", {}
         cfg = self._cfg
         if not is_stalled(board, now, cfg.stall_T_ms):
-            return [], Reason.NOT_STALLED, "", {}
+            return [], _R_NOT_STALLED, "", {}
         spread = board.ask - board.bid
         if spread < cfg.min_spread_tick:
             return [], Reason.SPREAD_TOO_NARROW, f"spread {spread} < {cfg.min_spread_tick} ticks", {}
@@ -409,7 +428,7 @@ class StallThenStrikeStrategy:
         if self.gate.order_budget < len(quotes):
             return (
                 [],
-                Reason.RATE_BUDGET,
+                _R_RATE_BUDGET,
                 (f"strike needs {len(quotes)} order(s), rate budget allows {self.gate.order_budget}"),
                 {},
             )
@@ -484,6 +503,9 @@ class StallThenStrikeStrategy:
     def _mark_of(self, board: BoardSnapshot) -> Decimal | None:
         """`board_mid`, made once per distinct best: the same Decimal object lets the inventory skip a
         re-mark that would change nothing."""
+        if board is self._mark_board:  # the view hands back the same snapshot while the touch holds
+            return self._mark
+        self._mark_board = board
         key = (board.bid, board.ask, board.stale)
         if key != self._mark_key:
             self._mark_key = key
@@ -506,12 +528,14 @@ class StallThenStrikeStrategy:
         return asked is None or now - asked >= CANCEL_RETRY_MS * NS_PER_MS
 
     def _cancel_due(self, board: BoardSnapshot, now: int, live: list[OwnOrder]) -> tuple[Reason | None, str]:
+        if not live:
+            return None, ""
         pending = [o for o in live if self._needs_cancel(o, now)]
         if not pending:
             return None, ""
-        if board.stale or self.gate.block_reason is Reason.STALE_DATA:
-            return Reason.STALE_DATA, "stale market data: pulling stall orders"
-        if self.gate.run_state is RunState.PAUSED:
+        if board.stale or self.gate.block_reason is _R_STALE_DATA:
+            return _R_STALE_DATA, "stale market data: pulling stall orders"
+        if self.gate.run_state is _PAUSED:
             return Reason.PAUSED, "paused: pulling stall orders"
         expired = [o for o in pending if o.expires_at is not None and o.expires_at <= now]
         if expired:

@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from enum import StrEnum
 from itertools import islice
+from math import isfinite
+from operator import itemgetter
 from typing import Any, Literal
 
 from loguru import logger
@@ -43,6 +45,9 @@ from bot.types.dto import Side
 
 _INF = float("inf")
 _BAD_FRAME_PREVIEW = 200  # characters of a bad frame quoted in the log line
+_PRICE = itemgetter("price")
+_SIZE = itemgetter("size")
+_FLOATS = {float}
 
 Level = tuple[Decimal, Decimal]  # (price, size)
 Best = tuple[Decimal | None, Decimal | None, Decimal | None, Decimal | None]
@@ -99,6 +104,27 @@ def _parse_side(raw: Any) -> _Levels:
             raise _BadFrame(f"bad level {lv!r}")
         out.append((p, s))
     return out
+
+
+def _snapshot_side(raw: Any) -> SortedDict | None:
+    """A snapshot side the common way — every level a float price > 0 and a float size > 0, all finite —
+    read in C-level passes instead of level by level. None: anything else, for the level-by-level path to
+    refuse or to clean (itayose prices, zero sizes, ints)."""
+    if type(raw) is not list:
+        return None
+    try:
+        prices = list(map(_PRICE, raw))
+        sizes = list(map(_SIZE, raw))
+    except (KeyError, TypeError, IndexError):
+        return None
+    if not prices:
+        return SortedDict()
+    if set(map(type, prices)) != _FLOATS or set(map(type, sizes)) != _FLOATS:
+        return None
+    # a NaN or an infinity makes a sum non-finite; min() > 0 refuses zero and negative levels
+    if min(prices) > 0.0 and min(sizes) > 0.0 and isfinite(sum(prices)) and isfinite(sum(sizes)):
+        return SortedDict(zip(prices, sizes, strict=True))
+    return None
 
 
 def _parse_message(message: Any, is_snapshot: bool) -> tuple[float | None, _Levels, _Levels]:
@@ -288,6 +314,9 @@ class BoardStore(DataStore):
             return
         try:
             message = params["message"]
+            if is_snapshot and self._apply_snapshot_fast(message):
+                self._applied(message, mid=self.last_mid, is_snapshot=True)
+                return
             mid, bids, asks = _parse_message(message, is_snapshot)
         except (_BadFrame, KeyError, TypeError) as e:
             self.frames_skipped += 1
@@ -307,6 +336,9 @@ class BoardStore(DataStore):
             logger.exception("board: failed applying a frame on {}; stale until the next snapshot", channel)
             self._notify("update", message, "error")
             return
+        self._applied(message, mid, is_snapshot)
+
+    def _applied(self, message: Any, mid: float | None, is_snapshot: bool) -> None:
         self.messages_applied += 1
         self.last_mid = mid
         if is_snapshot:
@@ -335,6 +367,27 @@ class BoardStore(DataStore):
             "best_ask_size": ask_s,
         }
 
+    def _apply_snapshot_fast(self, message: Any) -> bool:
+        """Apply a snapshot that `_snapshot_side` reads whole, or return False (nothing changed) for the
+        level-by-level path. Sets `last_mid`."""
+        if type(message) is not dict:
+            return False
+        fresh_bids = _snapshot_side(message.get("bids"))
+        fresh_asks = _snapshot_side(message.get("asks"))
+        if fresh_bids is None or fresh_asks is None:
+            return False
+        try:
+            mid, _, _ = _parse_message({"mid_price": message.get("mid_price")}, False)
+        except _BadFrame:
+            return False
+        if mid is not None and not mid.is_integer():
+            self._exact_mids_seen = True
+        self._bids = fresh_bids
+        self._asks = fresh_asks
+        self._after_snapshot(mid)
+        self.last_mid = mid
+        return True
+
     def _apply_snapshot(self, mid: float | None, bids: _Levels, asks: _Levels) -> None:
         fresh_bids: dict[float, float] = {}
         fresh_asks: dict[float, float] = {}
@@ -348,6 +401,9 @@ class BoardStore(DataStore):
                     fresh[p] = s
         self._bids = SortedDict(fresh_bids)
         self._asks = SortedDict(fresh_asks)
+        self._after_snapshot(mid)
+
+    def _after_snapshot(self, mid: float | None) -> None:
         if mid is not None:
             self._prune(mid)
         # a snapshot is the exchange's own book: it heals whatever made us stale, and is not itself checked

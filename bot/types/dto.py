@@ -213,9 +213,9 @@ class Action:
     tag: str = "stall"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per decision, and a frozen dataclass is slow to build
 class DecisionMeta:
-    """What a decision saw and why it did what it did; one decisions-log row."""
+    """What a decision saw and why it did what it did; one decisions-log row. Treat it as read-only."""
 
     ts: int  # monotonic ns
     reason: Reason

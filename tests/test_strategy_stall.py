@@ -957,3 +957,125 @@ def test_random_sessions_keep_the_trader_safe(steps: list[tuple[str, int]], mode
         assert len(rig.stall_orders()) <= 2
         nd = rig.strategy.next_deadline(now)
         assert nd is None or nd >= now
+
+
+# ---- a repeat of the last decision is reused, never a different one -----------------------------------
+class World:
+    """The strategy over the real board store, view, order tracker and ledger, as the decision loop drives it
+    (gate, view snapshot, decision, executor, next deadline)."""
+
+    def __init__(self, reuse: bool) -> None:
+        from datetime import UTC, datetime
+
+        from bot.config.loader import RiskConfig
+        from bot.engine.inventory import InventoryManager
+        from bot.infra.board_store import BoardStore
+        from bot.infra.orderbook_view import OrderBookView
+        from bot.types.dto import Fill, Gate
+
+        self._fill_type, self._wall = Fill, datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
+        self.store = BoardStore("FX_BTC_JPY")
+        self.tracker = OrderTracker()
+        self.view = OrderBookView(self.store, "FX_BTC_JPY", TICK, self.tracker)
+        self.inv = InventoryManager(RiskConfig(daily_pnl_jpy=D(-300), max_dd_jpy=D(-200)))
+        self.gate = Gate()
+        self.strategy = StallThenStrikeStrategy(
+            cfg(min_spread_tick=3, max_reverse_ticks=400, max_hold_ms=3000),
+            TICK,
+            self.inv,
+            orders=self.tracker,
+            gate=self.gate,
+            reuse_repeats=reuse,
+        )
+        self.executor = FakeExecutor(self.tracker)
+        self.bid, self.ask, self.fills = 13_600_000, 13_600_010, 0
+
+    def board(self, snapshot: bool) -> None:
+        kind = "lightning_board_snapshot_FX_BTC_JPY" if snapshot else "lightning_board_FX_BTC_JPY"
+        msg = {
+            "mid_price": (self.bid + self.ask) / 2,
+            "bids": [{"price": float(self.bid), "size": 0.5}, {"price": float(self.bid - 50), "size": 1.0}],
+            "asks": [{"price": float(self.ask), "size": 0.5}, {"price": float(self.ask + 50), "size": 1.0}],
+        }
+        self.store.onmessage({"params": {"channel": kind, "message": msg}})
+
+    def step(self, op: tuple[Any, ...], now: int) -> tuple[Any, ...]:
+        kind = op[0]
+        if kind == "move":  # the touch moves (or only the size behind it changes: op[1] == 0)
+            self.bid += op[1]
+            self.ask += op[1] + op[2]
+            self.board(False)
+        elif kind == "gate":
+            self.gate.block_reason = op[1]
+            self.gate.order_budget = op[2]
+        elif kind == "fill":
+            self.fills += 1
+            side = Side.BUY if op[1] else Side.SELL
+            self.inv.apply_fill(
+                self._fill_type(
+                    exec_id=f"e{self.fills}",
+                    child_order_acceptance_id="x",
+                    side=side,
+                    # op[2]: how far from the touch it traded (far enough trips the reverse stop)
+                    price=D(self.bid + op[2] if side is Side.BUY else self.ask - op[2]),
+                    size=D("0.001"),
+                    commission=D(0),
+                    exec_date=self._wall,
+                ),
+                now,
+            )
+        elif kind == "settle":  # the venue confirms our cancels and closes
+            for o in self.tracker.open_orders():
+                if o.state is OrderState.PENDING_CANCEL or o.order_type == "MARKET":
+                    self.tracker.settle(o.client_id, OrderState.CANCELED)
+        board = self.view.snapshot(now)
+        actions, meta = self.strategy.on_board(board, now)
+        self.executor.run(actions, now)
+        return (
+            meta.reason,
+            meta.best_age_ms,
+            meta.spread_ticks,
+            meta.inventory_btc,
+            meta.detail,
+            [(a.kind, a.side, a.price, a.size) for a in actions],
+            self.strategy.next_deadline(now),
+        )
+
+
+OPS = st.one_of(
+    st.tuples(st.just("move"), st.sampled_from([0, 0, 0, 1, -1, 5]), st.sampled_from([0, 0, 2, -2])),
+    st.tuples(st.just("wait")),
+    st.tuples(
+        st.just("gate"), st.sampled_from([None, None, Reason.RECONCILING]), st.sampled_from([100, 1, 0])
+    ),
+    st.tuples(st.just("fill"), st.booleans(), st.sampled_from([0, 0, 600])),
+    st.tuples(st.just("settle")),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(st.tuples(OPS, st.integers(0, 400)), min_size=5, max_size=60))
+def test_reusing_a_repeated_decision_decides_exactly_as_deciding_again(ops: list[Any]) -> None:
+    reused, fresh = World(reuse=True), World(reuse=False)
+    for w in (reused, fresh):
+        w.board(True)
+    now = T0
+    for op, wait_ms in ops:
+        now += wait_ms * MS
+        assert reused.step(op, now) == fresh.step(op, now), op
+
+
+def test_a_waiting_decision_is_reused_while_nothing_it_read_changed() -> None:
+    w = World(reuse=True)
+    w.board(True)
+    first = w.step(("wait",), T0)
+    assert first[0] is Reason.NOT_STALLED
+    calls = []
+    real = w.strategy._decide
+    w.strategy._decide = lambda b, n: calls.append(n) or real(b, n)  # type: ignore[method-assign]
+    assert w.step(("move", 0, 0), T0 + 10 * MS)[0] is Reason.NOT_STALLED  # the touch held: reused
+    assert calls == []
+    w.step(("move", 1, 0), T0 + 20 * MS)  # the best moved: decided
+    assert calls == [T0 + 20 * MS]
+    reason, *_, actions, _ = w.step(("wait",), T0 + 20 * MS + 250 * MS)  # the stall deadline: decided
+    assert reason is Reason.STRIKE and actions and len(calls) == 2

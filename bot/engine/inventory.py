@@ -124,6 +124,7 @@ class InventoryManager:
         self._fees_total = _ZERO
         self._realized_today = _ZERO
         self._fees_today = _ZERO
+        self.version = 0  # moves on every change to the ledger, its mark or its limits (readers cache on it)
         self._avg: Decimal | None = None  # avg_price and position_btc, recomputed with the rest
         self._position = _ZERO
         self._mark_price: Decimal | None = None  # last mid seen; unrealized is 0 until one is known
@@ -314,6 +315,7 @@ class InventoryManager:
         self._recompute()
 
     def _recompute(self) -> None:
+        self.version += 1  # every change to the ledger or its mark passes here
         with localcontext(_WIDE):
             if self._side is None or self._mark_price is None:
                 self._unrealized = _ZERO
@@ -382,6 +384,7 @@ class InventoryManager:
         """Live config change; a new time zone applies from the next roll (the current day is kept)."""
         self._tz = ZoneInfo(risk.trading_day_tz)
         self._risk = risk
+        self.version += 1
 
     # ---- reconciliation -----------------------------------------------------------------------------
     def replace_lots_from_venue(
@@ -442,6 +445,7 @@ class InventoryManager:
         """After a restart: when the open position was opened, on this process's monotonic clock."""
         if self._side is not None:
             self._opened_at = monotonic_ns
+            self.version += 1
 
     @property
     def lots(self) -> tuple[tuple[Side, Decimal, Decimal], ...]:

@@ -56,6 +56,8 @@ _R_NOT_STALLED, _R_ALREADY_STRUCK, _R_ORDERS_LIVE = (
 )
 _R_KILL_SWITCH, _R_RATE_BUDGET, _R_DUST = Reason.KILL_SWITCH, Reason.RATE_BUDGET, Reason.DUST
 _R_STALE_DATA = Reason.STALE_DATA
+# no-action reasons that only wait: the same inputs give the same decision until a deadline (see _repeat_of)
+_REPEATABLE = frozenset({Reason.NOT_STALLED, Reason.ALREADY_STRUCK, Reason.SPREAD_TOO_NARROW, Reason.NO_BOOK})
 
 STALL_TAG = "stall"
 CLOSE_TAG = "close"
@@ -154,6 +156,7 @@ class StallThenStrikeStrategy:
         risk: RiskConfig | None = None,
         min_size: Decimal = Decimal("0.001"),
         gate: GateView | None = None,
+        reuse_repeats: bool = True,
     ) -> None:
         if tick_size <= 0:
             raise ValueError("tick_size must be > 0")
@@ -180,6 +183,13 @@ class StallThenStrikeStrategy:
         self._mark_key: tuple[int | None, int | None, bool] | None = None  # the board the mark was taken of
         self._mark: Decimal | None = None
         self._mark_board: BoardSnapshot | None = None
+        # a repeat (see `_repeat_of`): the last decision when it may be reused, its inputs, its deadline
+        self._reuse_repeats = reuse_repeats
+        self._repeatable: DecisionMeta | None = None
+        self._seen_budget = 0
+        self._seen_ledger: tuple[int, int] | None = None
+        self._due_of: int | None = None  # `_last_now` the cached deadline was worked out for
+        self._due: int | None = None
         self._reverse_key: tuple[Decimal, int, str] | None = None  # what the reverse-stop lines were made of
         self._reverse_lines = (0, 0)  # long stops at <= the first, short at >= the second (see _exit_due)
 
@@ -212,6 +222,9 @@ class StallThenStrikeStrategy:
         self._config_dirty = True
 
     def on_board(self, board: BoardSnapshot, now: int) -> tuple[list[Action], DecisionMeta]:
+        repeat = self._repeat_of(board, now)
+        if repeat is not None:
+            return [], repeat
         self._dust_note = ""
         actions, reason, detail, entry = self._decide(board, now)
         if self._dust_note:
@@ -223,6 +236,8 @@ class StallThenStrikeStrategy:
         self._last_reason = reason
         gate = self.gate
         self._seen_state, self._seen_block = gate.run_state, gate.block_reason
+        self._seen_budget = gate.order_budget
+        self._seen_ledger = self._ledger_version()
         self._config_dirty = False
         meta = DecisionMeta(
             ts=now,
@@ -235,7 +250,43 @@ class StallThenStrikeStrategy:
             actions=tuple(actions) if actions else (),
             detail=detail,
         )
+        self._repeatable = meta if not actions and reason in _REPEATABLE else None
         return actions, meta
+
+    def _ledger_version(self) -> tuple[int, int] | None:
+        """Which ledger, at which change: None for an inventory that does not count its changes."""
+        version = getattr(self.inventory, "version", None)
+        return None if version is None else (id(self.inventory), version)
+
+    def _repeat_of(self, board: BoardSnapshot, now: int) -> DecisionMeta | None:
+        """The last decision again, without deciding, when nothing it read can have changed: the same board
+        snapshot object (the view hands back the same one while the touch holds), the same gate, no config
+        change, no order of ours open, the same ledger (its version), and none of the strategy's deadlines
+        reached. Only the waiting reasons qualify (not stalled yet, already struck, spread too narrow, no
+        book): each is a pure function of those inputs. None: decide."""
+        last = self._repeatable
+        if last is None or board is not self._last_board or self._config_dirty or not self._reuse_repeats:
+            return None
+        gate = self.gate
+        if (
+            gate.run_state is not self._seen_state
+            or gate.block_reason is not self._seen_block
+            or gate.order_budget != self._seen_budget
+            or self._orders.may_have_open()
+            or self._seen_ledger is None
+            or self._ledger_version() != self._seen_ledger
+            or self._due_of != self._last_now
+            or (self._due is not None and now >= self._due)
+        ):
+            return None
+        return DecisionMeta(
+            ts=now,
+            reason=last.reason,
+            best_age_ms=board.best_age_ms(now),
+            spread_ticks=last.spread_ticks,
+            inventory_btc=last.inventory_btc,
+            detail=last.detail,
+        )
 
     def next_deadline(self, now: int) -> int | None:
         """Earliest instant a decision could change with no new market data, never earlier than `now`
@@ -286,6 +337,7 @@ class StallThenStrikeStrategy:
         for d in cands:  # earlier ones were decided at `last`: no busy loop
             if d > last and (due is None or d < due):
                 due = d
+        self._due_of, self._due = last, due  # a repeat of the last decision is valid until then
         return None if due is None else max(due, now)
 
     # ---- the decision ---------------------------------------------------------------------------------

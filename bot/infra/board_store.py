@@ -48,6 +48,7 @@ _BAD_FRAME_PREVIEW = 200  # characters of a bad frame quoted in the log line
 _PRICE = itemgetter("price")
 _SIZE = itemgetter("size")
 _FLOATS = {float}
+_LOOK: Any = object()  # "the best was deleted: ask the book" while a diff carries the bests through
 
 Level = tuple[Decimal, Decimal]  # (price, size)
 Best = tuple[Decimal | None, Decimal | None, Decimal | None, Decimal | None]
@@ -333,6 +334,10 @@ class BoardStore(DataStore):
                 self._apply_diff(mid, bids, asks)
         except Exception:  # never take the feed down; but a half-applied frame leaves a book we cannot trust
             self._stale_reason = StaleReason.ERROR
+            try:
+                self._update_best()  # the diffs that follow carry the bests on from the book as it is
+            except Exception:
+                logger.exception("board: the book could not be read after a failed frame")
             logger.exception("board: failed applying a frame on {}; stale until the next snapshot", channel)
             self._notify("update", message, "error")
             return
@@ -414,18 +419,50 @@ class BoardStore(DataStore):
         self._update_best()
 
     def _apply_diff(self, mid: float | None, bids: _Levels, asks: _Levels) -> None:
-        for levels, book in ((bids, self._bids), (asks, self._asks)):
-            for p, s in levels:
-                if p <= 0.0:
-                    self.levels_dropped += 1
-                elif s == 0.0:
-                    book.pop(p, None)
-                else:
-                    book[p] = s
+        # the bests are carried through the diff (a better level inserted is the new best; only when the
+        # best itself is deleted is the book asked), so most diffs never search the SortedDicts
+        bid = self._best_bid
+        book = self._bids
+        for p, s in bids:
+            if p <= 0.0:
+                self.levels_dropped += 1
+            elif s == 0.0:
+                if book.pop(p, None) is not None and p == bid:
+                    bid = _LOOK
+            else:
+                book[p] = s
+                if bid is None or (bid is not _LOOK and p > bid):
+                    bid = p
+        ask = self._best_ask
+        book = self._asks
+        for p, s in asks:
+            if p <= 0.0:
+                self.levels_dropped += 1
+            elif s == 0.0:
+                if book.pop(p, None) is not None and p == ask:
+                    ask = _LOOK
+            else:
+                book[p] = s
+                if ask is None or (ask is not _LOOK and p < ask):
+                    ask = p
+        if bid is _LOOK:
+            bid = self._bids.peekitem(-1)[0] if self._bids else None
+        if ask is _LOOK:
+            ask = self._asks.peekitem(0)[0] if self._asks else None
         if mid is not None:
-            self._prune(mid)
+            while bid is not None and bid >= mid:  # crossed levels left by a missed deletion
+                self._bids.popitem(-1)
+                self.levels_pruned += 1
+                bid = self._bids.peekitem(-1)[0] if self._bids else None
+            while ask is not None and ask <= mid:
+                self._asks.popitem(0)
+                self.levels_pruned += 1
+                ask = self._asks.peekitem(0)[0] if self._asks else None
         self.diffs_applied += 1
-        self._update_best()
+        if bid != self._best_bid or ask != self._best_ask:
+            self._best_bid = bid
+            self._best_ask = ask
+            self.version += 1
         if mid is not None and self._stale_reason is None and not self._mid_agrees(mid):
             self._stale_reason = StaleReason.DESYNC
             self.desyncs += 1

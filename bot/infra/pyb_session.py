@@ -52,7 +52,7 @@ class FeedLink:
 
     @property
     def subscribed(self) -> bool:
-        return self.connected and set(self.channels) <= self.acked
+        return self.connected and self.acked.issuperset(self.channels)
 
 
 class PyBotterSession:

@@ -281,7 +281,8 @@ class Replay:
             snapshot = ch.startswith("lightning_board_snapshot_")
             if fr.own is not None:
                 msg = _without_own(msg, fr.own)
-            self.markouts.settle_before(self.now, self._mid)
+            if self.markouts.due_before(self.now):
+                self.markouts.settle_before(self.now, self._mid)
             self.store.onmessage({"params": {"channel": ch, "message": msg}})
             assert self.venue is not None
             self.venue.on_board(msg, snapshot, self.now)
@@ -408,19 +409,16 @@ class Replay:
                 self.ordered_btc += a.size
 
     def _arm_timer(self, now: int) -> None:
-        deadlines = []
-        nd = self.strategy.next_deadline(now)
-        if nd is not None:
-            deadlines.append(nd)
+        at = self.strategy.next_deadline(now)
         if self.last_board_at is not None and not self.store.stale:
             stale_at = self.last_board_at + self.cfg.strategy.stale_after_ms * NS_PER_MS
-            if stale_at > now:
-                deadlines.append(stale_at)
+            if stale_at > now and (at is None or stale_at < at):
+                at = stale_at
         assert self.executor is not None
         until = self.executor.backoff_until(now)
-        if until is not None:
-            deadlines.append(until)
-        self._timer_at = min(deadlines) if deadlines else None
+        if until is not None and (at is None or until < at):
+            at = until
+        self._timer_at = at
 
     # ---- what the report and the summary need --------------------------------------------------------------
     def _observe(self, board: BoardSnapshot, now: int) -> None:

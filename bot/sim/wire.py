@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from functools import lru_cache
 
 SAT_PER_BTC = 100_000_000
 _SAT = Decimal(SAT_PER_BTC)
@@ -32,6 +33,11 @@ def sat_to_btc(sat: int) -> Decimal:
 def btc_to_sat(value: object) -> int:
     """A JSON number / string / Decimal in BTC -> satoshi, truncated to the 8-decimal grid. ValueError if not
     a number."""
+    if type(value) is float and -1e15 < value < 1e15:  # NaN fails both comparisons
+        # the common case, without Decimal: a float on the 8-decimal grid is the double nearest sat / 1e8
+        sat = round(value * SAT_PER_BTC)
+        if sat / SAT_PER_BTC == value:
+            return sat
     if isinstance(value, bool) or value is None:
         raise ValueError("not a number")
     try:
@@ -48,20 +54,22 @@ def mid_out(best_bid: int, best_ask: int) -> float:
     return (best_bid + best_ask) / 2
 
 
-def _dt(wall_ns: int) -> datetime:
-    return datetime.fromtimestamp(wall_ns // 1_000_000_000, tz=UTC)
+@lru_cache(maxsize=8)
+def _second(wall_s: int, fmt: str) -> str:
+    """A whole second formatted: ids and dates repeat it for every order and print within that second."""
+    return datetime.fromtimestamp(wall_s, tz=UTC).strftime(fmt)
 
 
 def iso7(wall_ns: int) -> str:
     """Realtime API timestamps: `2026-09-23T03:31:25.6491037Z` (seven fractional digits, Z)."""
     frac = (wall_ns % 1_000_000_000) // 100
-    return _dt(wall_ns).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:07d}Z"
+    return _second(wall_ns // 1_000_000_000, "%Y-%m-%dT%H:%M:%S") + f".{frac:07d}Z"
 
 
 def rest_date(wall_ns: int, digits: int = 3) -> str:
     """REST dates as bitFlyer's docs show them: no zone suffix, `2015-07-07T09:57:40.397` (digits=0: no
     fraction)."""
-    base = _dt(wall_ns).strftime("%Y-%m-%dT%H:%M:%S")
+    base = _second(wall_ns // 1_000_000_000, "%Y-%m-%dT%H:%M:%S")
     if digits <= 0:
         return base
     frac = (wall_ns % 1_000_000_000) // 10 ** (9 - digits)
@@ -70,4 +78,4 @@ def rest_date(wall_ns: int, digits: int = 3) -> str:
 
 def id_date(wall_ns: int) -> str:
     """The YYYYMMDD-HHMMSS part of bitFlyer order ids (JRF20150707-050237-639234)."""
-    return _dt(wall_ns).strftime("%Y%m%d-%H%M%S")
+    return _second(wall_ns // 1_000_000_000, "%Y%m%d-%H%M%S")

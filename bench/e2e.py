@@ -2,10 +2,10 @@
 process.
 
 For each book size (300, 2,000 levels a side) and message rate (1× and 20× bitFlyer's ≈7.3 diffs/s): the
-decision latency from the frame handler's (or the deadline timer's) entry to the actions handed to the executor,
-board update included (p50/p99/p99.9 over diff- and deadline-triggered decisions; no-action and strike decisions
-apart; full snapshots apart), stall deadline → order request latency, event-loop lag, CPU per board message of
-this process, RSS. The venue runs in a subprocess so its CPU does not sit on the bot's loop.
+decision latency from the frame handler's (or the deadline timer's) entry to the actions handed to the
+executor, board update included (p50/p99/p99.9 over diff- and deadline-triggered decisions; no-action and
+strike decisions apart; full snapshots apart), stall deadline → order request latency, event-loop lag, CPU per
+board message of this process, RSS. The venue runs in a subprocess so its CPU does not sit on the bot's loop.
 """
 
 from __future__ import annotations

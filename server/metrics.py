@@ -112,10 +112,17 @@ class RunnerCollector(Collector):
         buckets, total, _count = latency_histogram(samples)
         yield HistogramMetricFamily(
             "stst_decision_latency_seconds",
-            "board message / deadline to decision, "
+            "board diff / deadline to decision (full-book snapshots apart), "
             "over the runner's window of recent decisions (not cumulative)",
             buckets=buckets,
             sum_value=total,
+        )
+        snap_buckets, snap_total, _ = latency_histogram(list(m.snapshot_latency_ns))
+        yield HistogramMetricFamily(
+            "stst_snapshot_latency_seconds",
+            "board snapshot (a whole-book resync) to decision, over the recent window (not cumulative)",
+            buckets=snap_buckets,
+            sum_value=snap_total,
         )
         quantiles = GaugeMetricFamily(
             "stst_decision_latency_quantile_seconds",

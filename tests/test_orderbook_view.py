@@ -297,3 +297,24 @@ def test_own_excluded_best_matches_brute_force(
     assert (s.best_ask_price, s.best_ask_size) == (ea if ea else (None, None))
     if eb and ea:
         assert s.spread_ticks == int(ea[0] - eb[0]) and s.mid_price == (ea[0] + eb[0]) / 2
+
+
+@pytest.mark.parametrize(("tick", "off"), [(ONE, 0.5), (D(5), 3.0)])
+def test_a_touch_off_the_tick_grid_is_never_decided_on(tick: Decimal, off: float) -> None:
+    """A wrong exchange.tick_size: the price cannot be held in ticks, so the snapshot is stale (no strike)
+    until the touch is back on the grid."""
+    m = Market(tick=tick)
+    assert not m.view.snapshot(now=0).stale
+    m.store.onmessage(diff((2 * BASE + off + 100) / 2, bids=[(BASE + off, 0.1)]))  # type: ignore[list-item]
+    assert not m.store.stale  # the exchange's book is fine; our tick is not
+    s = m.view.snapshot(now=MS)
+    assert s.stale and m.view.off_grid == 1
+    m.store.onmessage(diff(BASE, bids=[(BASE + off, 0.0)]))  # type: ignore[list-item]
+    s = m.view.snapshot(now=2 * MS)
+    assert not s.stale and s.best_bid_price == D(BASE - 100)
+
+
+def test_before_any_book_the_age_is_zero() -> None:
+    view = OrderBookView(BoardStore(PC), PC, ONE, OrderTracker())
+    assert view.snapshot(now=0).best_age_ms(0) == 0
+    assert view.snapshot(now=500 * MS).best_age_ms(500 * MS) == 0

@@ -245,11 +245,12 @@ def _p99_ms(samples: list[int]) -> float:
 
 
 async def _latency_window(runner: Any, seconds: float) -> list[int]:
-    """The decision latencies the bot recorded during the next `seconds`."""
-    start = runner.metrics.decisions
+    """The decision latencies the bot recorded during the next `seconds` (far fewer than the window holds)."""
+    samples = runner.metrics.decision_latency_ns
+    start = len(samples)
     await asyncio.sleep(seconds)  # a measurement window, not synchronisation
-    n = runner.metrics.decisions - start
-    return list(runner.metrics.decision_latency_ns)[-n:] if n > 0 else []
+    assert len(samples) < (samples.maxlen or 0), "the sample window wrapped: samples lost"
+    return list(samples)[start:]
 
 
 @MODULE_LOOP

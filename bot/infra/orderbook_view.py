@@ -6,12 +6,14 @@ our outstanding size is subtracted at our prices; a level left with nothing is s
 The stall clock (`best_changed_at`) runs on the monotonic `now` passed in and restarts when either
 own-excluded best *price* changes (size changes do not count). It also restarts when the store resyncs after
 a stale period (disconnect, desync): what the best did during the gap is unknown, so no stall may span it.
-Pure: no clock reads, no I/O.
+No clock reads; the only I/O is that one log line.
 
 The hot path: a snapshot reads the store's touch as raw floats and turns it into integer ticks and 1e-8 BTC
 units; with none of our orders open that is all, and with some it walks from the touch only past the levels
 that are wholly ours. When nothing the strategy reads has changed, the previous snapshot object is handed
-back: a message that moves nothing at the touch allocates nothing here.
+back: a message that moves nothing at the touch allocates nothing here. A touch price off the tick grid (a
+misconfigured `exchange.tick_size`) is logged once and makes the snapshot stale: no strike is made on prices
+the ticks cannot hold.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
+
+from loguru import logger
 
 from bot.infra.board_store import BoardStore
 from bot.types.dto import SIZE_UNITS, BoardSnapshot, Side
@@ -62,23 +66,42 @@ class OrderBookView:
         self._snap: BoardSnapshot | None = None
         self._best_changed_at: int | None = None
         self._seen_resyncs = store.resyncs
+        self.off_grid = 0  # touch prices seen off the tick grid (each makes its snapshot stale)
 
     def _ticks(self, price: float) -> int:
-        return int(price) if self._unit_tick else round(price / self._tick_f)
+        """A wire price in ticks. A price off the tick grid (a wrong `exchange.tick_size`) cannot be decided
+        on in ticks: it is counted, logged once, and makes the snapshot stale, so nothing is struck on it."""
+        if self._unit_tick:
+            if price.is_integer():
+                return int(price)
+            ticks = round(price)
+        else:
+            ticks = round(price / self._tick_f)
+            if abs(ticks * self._tick_f - price) <= 1e-9 * abs(price):
+                return ticks
+        self.off_grid += 1
+        if self.off_grid == 1:
+            logger.warning(
+                "board: price {} is off the tick grid {}: check exchange.tick_size; no strike on such a book",
+                price,
+                self.tick_size,
+            )
+        return ticks
 
     def snapshot(self, now: int) -> BoardSnapshot:
         store = self.store
+        off_grid = self.off_grid
         if self.orders.may_have_open():
             touch = self._own_excluded_touch()
         else:
             bp, bs, ap, as_ = store.touch()
             touch = (
-                None if bp is None else (int(bp) if self._unit_tick else round(bp / self._tick_f)),
+                None if bp is None else self._ticks(bp),
                 None if bp is None else round(bs * SIZE_UNITS),
-                None if ap is None else (int(ap) if self._unit_tick else round(ap / self._tick_f)),
+                None if ap is None else self._ticks(ap),
                 None if ap is None else round(as_ * SIZE_UNITS),
             )
-        stale = store.stale
+        stale = store.stale or self.off_grid != off_grid
         snap = self._snap
         if store.resyncs != self._seen_resyncs:
             self._seen_resyncs = store.resyncs
@@ -95,9 +118,9 @@ class OrderBookView:
                 self._best_changed_at = now
             self._touch = touch
             snap = None
-        if snap is not None and snap.stale is stale:
+        if snap is not None and snap.stale is stale and self._best_changed_at is not None:
             return snap
-        changed_at = now if self._best_changed_at is None else self._best_changed_at
+        changed_at = now if self._best_changed_at is None else self._best_changed_at  # no book yet: age 0
         snap = BoardSnapshot(touch[0], touch[1], touch[2], touch[3], changed_at, stale, self.tick_size)
         self._snap = snap
         return snap

@@ -142,6 +142,9 @@ async def test_a_used_up_rate_limit_is_waited_out_not_hammered(make_service):
     again."""
     svc, runner, venue, key = await quiet_bot(make_service)
     venue.trip_rate_limit(seconds=4)
+    # ask for a reconcile now: left to the periodic one, a loaded machine could let the 4 s window pass with
+    # no private call in it, and then nothing is ever refused (the race this test once lost)
+    runner.sync.soon("the test's prompt")
     await eventually(lambda: venue.stats["rate_limited"] >= 1, 15, "a private call refused with 429")
     refused = venue.stats["rate_limited"]
     reconciles = runner.metrics.reconciles

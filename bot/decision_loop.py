@@ -104,11 +104,10 @@ class DecisionLoop:
 
     # ---------------------------------------------------------------- what may be done
     def block_reason(self, now: int) -> Reason | None:
-        stale_ns = self._config().strategy.stale_after_ms * NS_PER_MS
-        last = self.last_board_at
-        if last is not None and now - last >= stale_ns:
+        silent_at = self._silent_at()
+        if silent_at is not None and now >= silent_at:
             self._store.mark_silent()  # no strike again until fresh data *and* a new snapshot (SPEC §10)
-        if not self._links.feed_up or self._store.stale or last is None or now - last >= stale_ns:
+        if not self._links.feed_up or self._store.stale or silent_at is None or now >= silent_at:
             return Reason.STALE_DATA
         if self._sync.needed:
             return Reason.RECONCILING
@@ -259,15 +258,20 @@ class DecisionLoop:
         if any(a.kind is _PLACE_LIMIT for a in submitted):
             self._metrics.strike_latency_ns.append(self._clock() - due)
 
+    def _silent_at(self) -> int | None:
+        """When the feed counts as silent if no board message comes before: the last one + stale_after_ms
+        (None before the first)."""
+        last = self.last_board_at
+        return None if last is None else last + self._config().strategy.stale_after_ms * NS_PER_MS
+
     def _arm_stale_watch(self) -> None:
         """A timer at the instant the feed counts as silent (the last board message + stale_after_ms). Every
         message moves that instant on, so the armed watch is not moved with it: when it fires before the
         instant it re-arms itself, with no decision; a shorter stale_after_ms (live config) re-arms it at
         once. It needs no sub-millisecond precision, so it does not wake early."""
-        last = self.last_board_at
-        if last is None or self._store.stale:
+        at = self._silent_at()
+        if at is None or self._store.stale:
             return
-        at = last + self._config().strategy.stale_after_ms * NS_PER_MS
         armed = self._stale_at
         if self._stale_timer is not None and armed is not None and armed <= at:
             return
@@ -283,8 +287,8 @@ class DecisionLoop:
         self._stale_timer = None
         self._stale_at = None
         now = self._clock()
-        last = self.last_board_at
-        if last is not None and now < last + self._config().strategy.stale_after_ms * NS_PER_MS:
+        silent_at = self._silent_at()
+        if silent_at is not None and now < silent_at:
             self._arm_stale_watch()  # messages came meanwhile: watch from the latest one
             return
         self.decide(now, None)  # silent: the guard blocks entries and the strategy pulls the stall orders

@@ -409,81 +409,76 @@ class BoardStore(DataStore):
         self._after_snapshot(mid)
 
     def _after_snapshot(self, mid: float | None) -> None:
+        bid, ask = self._top_bid(), self._top_ask()
         if mid is not None:
-            self._prune(mid)
+            bid, ask = self._prune(mid, bid, ask)
         # a snapshot is the exchange's own book: it heals whatever made us stale, and is not itself checked
         if self._stale_reason is not None:
             self._stale_reason = None
             self.resyncs += 1
         self.snapshots_applied += 1
-        self._update_best()
+        self._set_best(bid, ask)
 
     def _apply_diff(self, mid: float | None, bids: _Levels, asks: _Levels) -> None:
         # the bests are carried through the diff (a better level inserted is the new best; only when the
         # best itself is deleted is the book asked), so most diffs never search the SortedDicts
-        bid = self._best_bid
-        book = self._bids
-        for p, s in bids:
-            if p <= 0.0:
-                self.levels_dropped += 1
-            elif s == 0.0:
-                if book.pop(p, None) is not None and p == bid:
-                    bid = _LOOK
-            else:
-                book[p] = s
-                if bid is None or (bid is not _LOOK and p > bid):
-                    bid = p
-        ask = self._best_ask
-        book = self._asks
-        for p, s in asks:
-            if p <= 0.0:
-                self.levels_dropped += 1
-            elif s == 0.0:
-                if book.pop(p, None) is not None and p == ask:
-                    ask = _LOOK
-            else:
-                book[p] = s
-                if ask is None or (ask is not _LOOK and p < ask):
-                    ask = p
+        bid = self._apply_side(bids, self._bids, self._best_bid, is_bid=True)
+        ask = self._apply_side(asks, self._asks, self._best_ask, is_bid=False)
         if bid is _LOOK:
-            bid = self._bids.peekitem(-1)[0] if self._bids else None
+            bid = self._top_bid()
         if ask is _LOOK:
-            ask = self._asks.peekitem(0)[0] if self._asks else None
+            ask = self._top_ask()
         if mid is not None:
-            while bid is not None and bid >= mid:  # crossed levels left by a missed deletion
-                self._bids.popitem(-1)
-                self.levels_pruned += 1
-                bid = self._bids.peekitem(-1)[0] if self._bids else None
-            while ask is not None and ask <= mid:
-                self._asks.popitem(0)
-                self.levels_pruned += 1
-                ask = self._asks.peekitem(0)[0] if self._asks else None
+            bid, ask = self._prune(mid, bid, ask)
         self.diffs_applied += 1
-        if bid != self._best_bid or ask != self._best_ask:
-            self._best_bid = bid
-            self._best_ask = ask
-            self.version += 1
+        self._set_best(bid, ask)
         if mid is not None and self._stale_reason is None and not self._mid_agrees(mid):
             self._stale_reason = StaleReason.DESYNC
             self.desyncs += 1
 
-    def _prune(self, mid: float) -> None:
-        bids = self._bids
-        while bids and bids.peekitem(-1)[0] >= mid:
-            bids.popitem(-1)
-            self.levels_pruned += 1
-        asks = self._asks
-        while asks and asks.peekitem(0)[0] <= mid:
-            asks.popitem(0)
-            self.levels_pruned += 1
+    def _apply_side(self, levels: _Levels, book: SortedDict, best: float | None, *, is_bid: bool) -> Any:
+        """One side of a diff into its book. Returns the side's best carried through: the best before,
+        or a better level inserted, or `_LOOK` when the best itself was deleted."""
+        for p, s in levels:
+            if p <= 0.0:
+                self.levels_dropped += 1
+            elif s == 0.0:
+                if book.pop(p, None) is not None and p == best:
+                    best = _LOOK
+            else:
+                book[p] = s
+                if best is None or (best is not _LOOK and (p > best if is_bid else p < best)):
+                    best = p
+        return best
 
-    def _update_best(self) -> None:
-        bid = self._bids.peekitem(-1)[0] if self._bids else None
-        ask = self._asks.peekitem(0)[0] if self._asks else None
+    def _prune(self, mid: float, bid: float | None, ask: float | None) -> tuple[float | None, float | None]:
+        """Drop the levels crossed against `mid` (left by a missed deletion), given the bests; returns the new
+        bests."""
+        while bid is not None and bid >= mid:
+            self._bids.popitem(-1)
+            self.levels_pruned += 1
+            bid = self._top_bid()
+        while ask is not None and ask <= mid:
+            self._asks.popitem(0)
+            self.levels_pruned += 1
+            ask = self._top_ask()
+        return bid, ask
+
+    def _top_bid(self) -> float | None:
+        return self._bids.peekitem(-1)[0] if self._bids else None
+
+    def _top_ask(self) -> float | None:
+        return self._asks.peekitem(0)[0] if self._asks else None
+
+    def _set_best(self, bid: float | None, ask: float | None) -> None:
         if bid != self._best_bid or ask != self._best_ask:
             self._best_bid = bid
             self._best_ask = ask
             self.version += 1
+
+    def _update_best(self) -> None:
+        """The bests read from the book (after a frame failed half-way)."""
+        self._set_best(self._top_bid(), self._top_ask())
 
     def _mid_agrees(self, mid: float) -> bool:
         """Does the message's mid_price match our book's (best_bid + best_ask) / 2?

@@ -989,13 +989,20 @@ class World:
         )
         self.executor = FakeExecutor(self.tracker)
         self.bid, self.ask, self.fills = 13_600_000, 13_600_010, 0
+        self.touch_size = 0.5
 
     def board(self, snapshot: bool) -> None:
         kind = "lightning_board_snapshot_FX_BTC_JPY" if snapshot else "lightning_board_FX_BTC_JPY"
         msg = {
             "mid_price": (self.bid + self.ask) / 2,
-            "bids": [{"price": float(self.bid), "size": 0.5}, {"price": float(self.bid - 50), "size": 1.0}],
-            "asks": [{"price": float(self.ask), "size": 0.5}, {"price": float(self.ask + 50), "size": 1.0}],
+            "bids": [
+                {"price": float(self.bid), "size": self.touch_size},
+                {"price": float(self.bid - 50), "size": 1.0},
+            ],
+            "asks": [
+                {"price": float(self.ask), "size": self.touch_size},
+                {"price": float(self.ask + 50), "size": 1.0},
+            ],
         }
         self.store.onmessage({"params": {"channel": kind, "message": msg}})
 
@@ -1004,6 +1011,14 @@ class World:
         if kind == "move":  # the touch moves (or only the size behind it changes: op[1] == 0)
             self.bid += op[1]
             self.ask += op[1] + op[2]
+            self.board(False)
+        elif kind == "blip":  # the best moves away and back before the next decision: a new stall
+            self.bid += 1
+            self.board(False)
+            self.bid -= 1
+            self.board(False)
+        elif kind == "resize":  # only the size at the touch changes: a new snapshot, the same prices
+            self.touch_size = 0.25 if self.touch_size == 0.5 else 0.5
             self.board(False)
         elif kind == "gate":
             self.gate.block_reason = op[1]
@@ -1045,6 +1060,8 @@ class World:
 OPS = st.one_of(
     st.tuples(st.just("move"), st.sampled_from([0, 0, 0, 1, -1, 5]), st.sampled_from([0, 0, 2, -2])),
     st.tuples(st.just("wait")),
+    st.tuples(st.just("resize")),
+    st.tuples(st.just("blip")),
     st.tuples(
         st.just("gate"), st.sampled_from([None, None, Reason.RECONCILING]), st.sampled_from([100, 1, 0])
     ),
@@ -1074,6 +1091,8 @@ def test_a_waiting_decision_is_reused_while_nothing_it_read_changed() -> None:
     real = w.strategy._decide
     w.strategy._decide = lambda b, n: calls.append(n) or real(b, n)  # type: ignore[method-assign]
     assert w.step(("move", 0, 0), T0 + 10 * MS)[0] is Reason.NOT_STALLED  # the touch held: reused
+    assert w.step(("resize",), T0 + 15 * MS)[0] is Reason.NOT_STALLED  # only its size changed: reused
+    assert w.step(("wait",), T0 + 18 * MS)[0] is Reason.NOT_STALLED  # and again
     assert calls == []
     w.step(("move", 1, 0), T0 + 20 * MS)  # the best moved: decided
     assert calls == [T0 + 20 * MS]

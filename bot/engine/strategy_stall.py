@@ -56,8 +56,17 @@ _R_NOT_STALLED, _R_ALREADY_STRUCK, _R_ORDERS_LIVE = (
 )
 _R_KILL_SWITCH, _R_RATE_BUDGET, _R_DUST = Reason.KILL_SWITCH, Reason.RATE_BUDGET, Reason.DUST
 _R_STALE_DATA = Reason.STALE_DATA
-# no-action reasons that only wait: the same inputs give the same decision until a deadline (see _repeat_of)
-_REPEATABLE = frozenset({Reason.NOT_STALLED, Reason.ALREADY_STRUCK, Reason.SPREAD_TOO_NARROW, Reason.NO_BOOK})
+# no-action reasons that only wait: the same inputs give the same decision until a deadline (see _repeat_of);
+# a strike the rate budget holds back waits too (the budget is one of the inputs)
+_REPEATABLE = frozenset(
+    {
+        Reason.NOT_STALLED,
+        Reason.ALREADY_STRUCK,
+        Reason.SPREAD_TOO_NARROW,
+        Reason.NO_BOOK,
+        Reason.RATE_BUDGET,
+    }
+)
 
 STALL_TAG = "stall"
 CLOSE_TAG = "close"
@@ -190,6 +199,7 @@ class StallThenStrikeStrategy:
         self._seen_ledger: tuple[int, int] | None = None
         self._due_of: int | None = None  # `_last_now` the cached deadline was worked out for
         self._due: int | None = None
+        self._repeated = False  # the last on_board reused its decision: the deadline worked out stands
         self._reverse_key: tuple[Decimal, int, str] | None = None  # what the reverse-stop lines were made of
         self._reverse_lines = (0, 0)  # long stops at <= the first, short at >= the second (see _exit_due)
 
@@ -224,7 +234,16 @@ class StallThenStrikeStrategy:
     def on_board(self, board: BoardSnapshot, now: int) -> tuple[list[Action], DecisionMeta]:
         repeat = self._repeat_of(board, now)
         if repeat is not None:
+            # decided again at `now`, as far as the deadline goes: only the rate budget's retry runs from the
+            # decision's instant (no other deadline lies between the last decision and `now`)
+            self._last_now = now
+            if repeat.reason is _R_RATE_BUDGET:
+                self._repeated = False
+            else:
+                self._repeated = True
+                self._due_of = now
             return [], repeat
+        self._repeated = False
         self._dust_note = ""
         actions, reason, detail, entry = self._decide(board, now)
         if self._dust_note:
@@ -260,13 +279,23 @@ class StallThenStrikeStrategy:
 
     def _repeat_of(self, board: BoardSnapshot, now: int) -> DecisionMeta | None:
         """The last decision again, without deciding, when nothing it read can have changed: the same board
-        snapshot object (the view hands back the same one while the touch holds), the same gate, no config
-        change, no order of ours open, the same ledger (its version), and none of the strategy's deadlines
-        reached. Only the waiting reasons qualify (not stalled yet, already struck, spread too narrow, no
-        book): each is a pure function of those inputs. None: decide."""
+        as far as the strategy reads one (best prices, when they last changed, stale; not the sizes), the
+        same gate (its order budget included), no config change, no order of ours open, the same ledger (its
+        version), and none of the strategy's deadlines reached. Only the waiting reasons qualify (not stalled
+        yet, already struck, spread too narrow, no book, a strike the rate budget holds back): each is a pure
+        function of those inputs. None: decide."""
         last = self._repeatable
-        if last is None or board is not self._last_board or self._config_dirty or not self._reuse_repeats:
+        if last is None or self._config_dirty or not self._reuse_repeats:
             return None
+        seen = self._last_board
+        if board is not seen and (
+            seen is None
+            or board.bid != seen.bid
+            or board.ask != seen.ask
+            or board.best_changed_at != seen.best_changed_at
+            or board.stale is not seen.stale
+        ):
+            return None  # what the strategy reads of a board (sizes at the touch it does not read)
         gate = self.gate
         if (
             gate.run_state is not self._seen_state
@@ -305,6 +334,10 @@ class StallThenStrikeStrategy:
             # max_reverse_ticks...): decide at once, the next call then names the real deadline
             return now
         last = self._last_now
+        if self._repeated and self._due_of == last:
+            # nothing the deadline reads changed since it was worked out (what `_repeat_of` checked)
+            due = self._due
+            return None if due is None else max(due, now)
         cands: list[int] = []
         acting = not self._killed and gate.run_state in (_RUNNING, _PAUSED)
         if acting and gate.run_state is _RUNNING and gate.block_reason is None:

@@ -21,6 +21,7 @@ deterministic.
 from __future__ import annotations
 
 import time
+from itertools import islice
 from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -297,11 +298,10 @@ class Replay:
     def _crowd_levels(self) -> dict[str, Any]:
         """The tape's book now, top levels, as a snapshot message (the venue resyncs its crowd from it)."""
         store = self.store
-        mid = store.mid_price
         return {
-            "mid_price": float(mid) if mid is not None else 0,
-            "bids": [{"price": p, "size": s} for p, s in store.levels(Side.BUY, RESYNC_LEVELS)],
-            "asks": [{"price": p, "size": s} for p, s in store.levels(Side.SELL, RESYNC_LEVELS)],
+            "mid_price": store.last_mid or 0,
+            "bids": [{"price": p, "size": s} for p, s in islice(store.iter_raw(Side.BUY), RESYNC_LEVELS)],
+            "asks": [{"price": p, "size": s} for p, s in islice(store.iter_raw(Side.SELL), RESYNC_LEVELS)],
         }
 
     # ---- our child_order_events, as FeedDispatch handles them live -----------------------------------------

@@ -129,6 +129,10 @@ class ReplayGateway:
         await _Call("cancel_all", {"product_code": PRODUCT})
 
 
+def _crowd_id() -> str:
+    return "CROWD"
+
+
 class ReplayVenue:
     """The paper venue on the replay's clock. `on_events(t, events, at)` receives our child_order_events at
     the time `t` they reach the bot; `at` is when the venue made them."""
@@ -146,6 +150,8 @@ class ReplayVenue:
         cfg = SimConfig(api_key=REPLAY_KEY, collateral_jpy=1_000_000_000, rate_limits=False)
         self.exchange = Exchange(cfg, start_ns, wall_offset_ns, simulate_market=False)
         self.exchange.add_account(REPLAY_KEY)
+        self.exchange.publish_board = False  # the crowd's diffs go nowhere in a replay
+        self.exchange.book.new_crowd_id = _crowd_id  # nor do its ids (formatting one per level was 10 %)
         self.queue = queue
         self.latency = latency
         self._on_events = on_events

@@ -106,6 +106,7 @@ class Exchange:
     ) -> None:
         self.cfg = cfg
         self.simulate_market = simulate_market
+        self.publish_board = True  # False: nobody reads our board diffs (a replay), so none is built
         self.product = PRODUCT
         self.wall_offset_ns = wall_offset_ns
         self._now = start_ns
@@ -229,6 +230,8 @@ class Exchange:
 
     def _diff_frame(self) -> Public | None:
         touched = self.book.drain_touched()
+        if not self.publish_board:
+            return None
         if not touched and self.state != "PREOPEN":
             return None
         bids: list[dict[str, float]] = []
@@ -263,47 +266,48 @@ class Exchange:
     # ---- paper: a real feed drives the crowd ---------------------------------------------------------------
     def feed_board(self, message: dict[str, Any], snapshot: bool, now: int) -> list[Outbound]:
         """Apply a real lightning_board(_snapshot) message to the crowd's liquidity. A snapshot resyncs every
-        level (levels it lacks lose their crowd size); size changes keep our queue place (crowd size leaves
-        from the back). A real level that reaches one of our resting orders across the spread trades with
-        it."""
+        level (levels it lacks lose their crowd size first, so a new level never trades with a stale one);
+        size changes keep our queue place (crowd size leaves from the back). A real level that reaches one of
+        our resting orders across the spread trades with it."""
         self._now = now
         out: list[Outbound] = []
-        for key, side in (("bids", Side.BUY), ("asks", Side.SELL)):
-            levels: dict[int, int] = {}
-            for lv in message.get(key) or []:
-                try:
-                    price, size = int(Decimal(str(lv["price"]))), btc_to_sat(lv["size"])
-                except (KeyError, TypeError, ValueError, ArithmeticError):
-                    continue
-                if price > 0:  # itayose entries carry price 0
-                    levels[price] = size
+        sides = (
+            (Side.BUY, _wire_levels(message.get("bids"))),
+            (Side.SELL, _wire_levels(message.get("asks"))),
+        )
+        book = self.book
+        if snapshot and not book.own_count() and _uncrossed(sides[0][1], sides[1][1]):
+            book.replace_crowd(list(sides[0][1].items()), list(sides[1][1].items()))
+        else:
             if snapshot:
-                for lv in list(self.book.iter_levels(side)):
-                    if lv.crowd and lv.price not in levels:
-                        self.book.reduce_crowd(side, lv.price, lv.crowd)
-            for price, size in levels.items():
-                level = self.book.level(side, price)
-                have = level.crowd if level else 0
-                if size > have:
-                    opp = self.book.best(side.opposite)
-                    crosses = opp is not None and (price >= opp if side is Side.BUY else price <= opp)
-                    if crosses:
-                        out += self._settle(self._paper_take(side, price, size - have), now)
-                    else:
-                        self.book.rest(side, price, size - have)
-                elif size < have:
-                    self.book.reduce_crowd(side, price, have - size)
+                for side, levels in sides:
+                    stale = [lv for lv in book.iter_levels(side) if lv.crowd and lv.price not in levels]
+                    for lv in stale:
+                        book.reduce_crowd(side, lv.price, lv.crowd)
+            for side, levels in sides:
+                for price, size in levels.items():
+                    level = book.level(side, price)
+                    have = level.crowd if level else 0
+                    if size > have:
+                        opp = book.best(side.opposite)
+                        crosses = opp is not None and (price >= opp if side is Side.BUY else price <= opp)
+                        if crosses:
+                            out += self._settle(self._paper_take(side, price, size - have), now)
+                        else:
+                            book.rest(side, price, size - have)
+                    elif size < have:
+                        book.reduce_crowd(side, price, have - size)
         mid = message.get("mid_price")
         if isinstance(mid, int | float) and mid > 0:  # drop stale crowd levels past the mid
             for side in (Side.BUY, Side.SELL):
                 past = []  # only the levels past the mid: copying the whole side made each diff O(depth)
-                for lv in self.book.iter_levels(side):
+                for lv in book.iter_levels(side):
                     if not (lv.price >= mid if side is Side.BUY else lv.price <= mid):
                         break
                     if lv.crowd:
                         past.append(lv)
                 for lv in past:
-                    self.book.reduce_crowd(side, lv.price, lv.crowd)
+                    book.reduce_crowd(side, lv.price, lv.crowd)
         diff = self._diff_frame()
         if diff is not None:
             out.append(diff)
@@ -910,3 +914,22 @@ def _paging(q: dict[str, str]) -> tuple[int, int | None, int | None]:
 
     count = num("count")
     return (100 if count is None or count <= 0 else count), num("before"), num("after")
+
+
+def _wire_levels(raw: Any) -> dict[int, int]:
+    """A message side as {price yen: size satoshi}; bad levels and itayose entries (price 0) are skipped."""
+    levels: dict[int, int] = {}
+    for lv in raw or ():
+        try:
+            p = lv["price"]
+            price = int(p) if type(p) is float else int(Decimal(str(p)))  # both truncate: the same yen
+            size = btc_to_sat(lv["size"])
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            continue
+        if price > 0:
+            levels[price] = size
+    return levels
+
+
+def _uncrossed(bids: dict[int, int], asks: dict[int, int]) -> bool:
+    return not bids or not asks or max(bids) < min(asks)

@@ -263,6 +263,32 @@ class OrderBook:
         elif crowd_size < have:
             self.reduce_crowd(side, price, have - crowd_size)
 
+    def replace_crowd(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
+        """The whole book becomes exactly these crowd levels, one entry each (a paper venue's snapshot while
+        no order of ours rests): built in one pass instead of level by level. Every level before and after
+        is touched (the diff a client needs)."""
+        if self._own:
+            raise ValueError("replace_crowd with our orders resting")
+        new_id = self.new_crowd_id
+        touched = self.touched
+        for side, levels in ((Side.BUY, bids), (Side.SELL, asks)):
+            fresh: dict[int, Level] = {}
+            for price in self._side(side):
+                touched[(side, price)] = None
+            for price, size in levels:
+                if size <= 0:
+                    continue
+                lv = Level(price)
+                lv.queue.append(Entry(new_id(), size, False))
+                lv.total = lv.crowd = size
+                fresh[price] = lv
+                touched[(side, price)] = None
+            if side is Side.BUY:
+                self.bids = SortedDict(fresh)
+            else:
+                self.asks = SortedDict(fresh)
+        self.version += 1
+
     def clear_crowd(self) -> None:
         """Remove all crowd size, keeping our orders (a paper venue resyncing on a snapshot)."""
         for side in (Side.BUY, Side.SELL):

@@ -89,6 +89,26 @@ def test_real_size_changes_keep_our_queue_place_and_snapshot_resyncs() -> None:
     assert ex.book.queue_ahead(aid) == 0
 
 
+def test_a_snapshot_after_the_market_moved_is_the_crowd_exactly_and_trades_with_no_stale_level() -> None:
+    """The market rose past the old asks while we were not listening: the snapshot's bids sit above them.
+    Its levels must replace the stale ones, not trade with them (a crowd bid eaten by a stale ask)."""
+    moved = {
+        "mid_price": 10_003_500.0,
+        "bids": [{"price": 10_003_000.0, "size": 0.7}, {"price": 10_001_000.0, "size": 0.2}],
+        "asks": [{"price": 10_004_000.0, "size": 0.3}],
+    }
+    for ours in (False, True):
+        ex = paper()
+        if ours:  # one of our bids rests far below: the level-by-level path
+            send(ex, price=9_990_000)
+        out = ex.feed_board(moved, snapshot=True, now=1)
+        assert [o for o in out if not isinstance(o, Private) and "executions" in o.channel] == []
+        bids = [lv for lv in ex.book.levels(Side.BUY) if lv[0] != 9_990_000]
+        assert bids == [(10_003_000, 70_000_000), (10_001_000, 20_000_000)]
+        assert ex.book.levels(Side.SELL) == [(10_004_000, 30_000_000)]
+        assert ex.ltp == SimConfig().start_mid  # no trade happened
+
+
 def test_better_priced_order_fills_on_a_print_through_it_and_a_crossing_level_trades() -> None:
     ex = paper()
     send(ex, price=10_000_400)  # inside the real spread

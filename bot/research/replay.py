@@ -21,11 +21,11 @@ deterministic.
 from __future__ import annotations
 
 import time
-from itertools import islice
 from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 from typing import Any
 

@@ -336,8 +336,8 @@ class StallThenStrikeStrategy:
         last = self._last_now
         if self._repeated and self._due_of == last:
             # nothing the deadline reads changed since it was worked out (what `_repeat_of` checked)
-            due = self._due
-            return None if due is None else max(due, now)
+            cached = self._due
+            return None if cached is None else max(cached, now)
         cands: list[int] = []
         acting = not self._killed and gate.run_state in (_RUNNING, _PAUSED)
         if acting and gate.run_state is _RUNNING and gate.block_reason is None:

@@ -22,7 +22,7 @@ from bot.config.loader import AppConfig
 from bot.dashboard_view import DashboardHistory
 from bot.engine.inventory import InventoryManager
 from bot.engine.markouts import Markouts
-from bot.engine.rate_budget import RateBudget, exit_reserve
+from bot.engine.rate_budget import RateBudget, entry_budget, entry_budget_grows_at, exit_reserve
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.infra.board_store import BoardStore
 from bot.infra.decision_runs import DecisionRuns
@@ -131,9 +131,7 @@ class DecisionLoop:
     def entry_budget(self, now: int) -> int:
         """Order sends the strategy may spend now: the order budget, but none once the REST budget is down to
         the reserve."""
-        if self._rest_budget.available(now) <= self.rest_reserve:
-            return 0
-        return self._order_budget.available(now)
+        return entry_budget(self._order_budget, self._rest_budget, now)
 
     def _market_closed(self, now: int) -> bool:
         sync = self._sync
@@ -171,7 +169,8 @@ class DecisionLoop:
         gate = self._gate
         gate.run_state = state
         gate.block_reason = self.block_reason(now)
-        gate.order_budget = self.entry_budget(now)
+        gate.order_budget = entry_budget(self._order_budget, self._rest_budget, now)
+        gate.order_budget_grows_at = entry_budget_grows_at(self._order_budget, self._rest_budget, now)
         board = self._view.snapshot(now)
         last = self._last_board
         if self.markouts.due_before(now):  # horizons due before now, at the mid until now

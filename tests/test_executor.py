@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from bot.config.loader import ExchangeConfig
 from bot.engine.executor import BackoffPolicy, OrderExecutor
 from bot.engine.orders import OrderTracker
-from bot.engine.rate_budget import RateBudget, RateHearing
+from bot.engine.rate_budget import RateBudget, RateHearing, entry_budget, entry_budget_grows_at
 from bot.infra.http_bitflyer import (
     CANCEL_ALL_CHILD_ORDERS,
     CANCEL_CHILD_ORDER,
@@ -504,6 +504,34 @@ def test_budget_never_allows_more_than_limit_in_any_window(steps: list[tuple[int
     for i, t in enumerate(granted):
         in_window = [u for u in granted[: i + 1] if u > t - period]
         assert len(in_window) <= limit
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3 * S), st.integers(1, 3), st.booleans()), max_size=40),
+    st.integers(0, 6 * S),
+)
+def test_the_entry_budget_grows_no_sooner_than_it_says(
+    steps: list[tuple[int, int, bool]], probe: int
+) -> None:
+    """A decision held back by the rate budget sleeps until `entry_budget_grows_at`: the budget must not
+    grow before then (a strike delayed for nothing), and must have had a reason to change at it."""
+    orders, rest = RateBudget(limit=4, period_s=2), RateBudget(limit=8, period_s=3)
+    now = 0
+    for gap, n, is_order in steps:
+        now += gap
+        if not is_order or orders.take(now, n):  # every private request counts against the REST window
+            rest.force(now, n)
+    before = entry_budget(orders, rest, now)
+    used = (orders.used(now), rest.used(now))
+    at = entry_budget_grows_at(orders, rest, now)
+    if at is None:  # both windows empty: nothing to wait for
+        assert used == (0, 0) and before == orders.limit
+        return
+    assert at > now
+    t = now + probe % (at - now)  # any instant before it: no growth yet
+    assert entry_budget(orders, rest, t) == before
+    assert orders.used(at) < used[0] or rest.used(at) < used[1]  # a request left a window at `at`
 
 
 # ---- end to end against the project's simulated venue ------------------------------------------------------

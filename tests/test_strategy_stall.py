@@ -703,9 +703,22 @@ def test_rate_budget_skips_the_strike_without_using_up_the_stall() -> None:
     rig.strategy.gate.order_budget = 1
     actions, meta = rig.decide(b, STALLED)
     assert actions == [] and meta.reason is Reason.RATE_BUDGET
-    assert rig.strategy.next_deadline(STALLED) == STALLED + RATE_RETRY_MS * MS
+    assert rig.strategy.next_deadline(STALLED) == STALLED + RATE_RETRY_MS * MS  # when it may grow: unknown
     rig.strategy.gate.order_budget = 2
     actions, meta = rig.decide(b, STALLED + RATE_RETRY_MS * MS)
+    assert meta.reason is Reason.STRIKE and len(actions) == 2
+
+
+def test_a_strike_the_rate_budget_holds_back_is_tried_again_when_the_budget_grows() -> None:
+    rig = Rig()
+    b = board("100", "110", T0)
+    rig.strategy.gate.order_budget = 0
+    rig.strategy.gate.order_budget_grows_at = STALLED + 7_000 * MS  # the oldest send leaves the window then
+    actions, meta = rig.decide(b, STALLED)
+    assert actions == [] and meta.reason is Reason.RATE_BUDGET
+    assert rig.strategy.next_deadline(STALLED) == STALLED + 7_000 * MS  # not every 100 ms meanwhile
+    rig.strategy.gate.order_budget = 2
+    actions, meta = rig.decide(b, STALLED + 7_000 * MS)
     assert meta.reason is Reason.STRIKE and len(actions) == 2
 
 
@@ -1023,6 +1036,7 @@ class World:
         elif kind == "gate":
             self.gate.block_reason = op[1]
             self.gate.order_budget = op[2]
+            self.gate.order_budget_grows_at = None if op[3] is None else now + op[3] * MS
         elif kind == "fill":
             self.fills += 1
             side = Side.BUY if op[1] else Side.SELL
@@ -1063,7 +1077,10 @@ OPS = st.one_of(
     st.tuples(st.just("resize")),
     st.tuples(st.just("blip")),
     st.tuples(
-        st.just("gate"), st.sampled_from([None, None, Reason.RECONCILING]), st.sampled_from([100, 1, 0])
+        st.just("gate"),
+        st.sampled_from([None, None, Reason.RECONCILING]),
+        st.sampled_from([100, 1, 0]),
+        st.sampled_from([None, 30, 700]),  # when the budget can grow (None: the runner cannot tell)
     ),
     st.tuples(st.just("fill"), st.booleans(), st.sampled_from([0, 0, 600])),
     st.tuples(st.just("settle")),

@@ -22,6 +22,23 @@ def exit_reserve(rest_budget: RateBudget) -> int:
     return rest_budget.limit // 4
 
 
+def entry_budget(order_budget: RateBudget, rest_budget: RateBudget, now_ns: int) -> int:
+    """Order sends an entry may spend now: the order budget, but none once the REST budget is down to the
+    reserve."""
+    if rest_budget.available(now_ns) <= exit_reserve(rest_budget):
+        return 0
+    return order_budget.available(now_ns)
+
+
+def entry_budget_grows_at(order_budget: RateBudget, rest_budget: RateBudget, now_ns: int) -> int | None:
+    """The next instant the entry budget can grow (a request leaving either window, or the exchange's cap
+    lifting); None: nothing to wait for. It may still be short then: ask again."""
+    order_at, rest_at = order_budget.next_change_at(now_ns), rest_budget.next_change_at(now_ns)
+    if order_at is None or rest_at is None:
+        return rest_at if order_at is None else order_at
+    return min(order_at, rest_at)
+
+
 class RateBudget:
     def __init__(self, limit: int, period_s: float) -> None:
         if limit < 1:
@@ -55,6 +72,15 @@ class RateBudget:
         if self._cap_remaining is not None:
             left = min(left, self._cap_remaining)
         return max(0, left)
+
+    def next_change_at(self, now_ns: int) -> int | None:
+        """The next instant `available` grows with no new request (one leaves the window, or the exchange's
+        cap lifts); None: it cannot grow."""
+        self._expire(now_ns)
+        at = self._taken[0] + self.period_ns if self._taken else None
+        if self._cap_remaining is not None and (at is None or self._cap_until < at):
+            at = self._cap_until
+        return at
 
     def next_available_at(self, now_ns: int) -> int:
         """The earliest monotonic ns at which one request will be available (now if one is)."""

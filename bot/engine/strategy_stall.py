@@ -71,7 +71,9 @@ _REPEATABLE = frozenset(
 STALL_TAG = "stall"
 CLOSE_TAG = "close"
 CANCEL_RETRY_MS = 1000  # ask again for a cancel the venue has not confirmed after this long
-RATE_RETRY_MS = 100  # re-try a strike skipped for rate budget this soon, even with no new board data
+RATE_RETRY_MS = (
+    100  # re-try a strike skipped for rate budget this soon when the gate cannot say when it grows
+)
 CLOSE_RETRY_MS = 500  # at most one protective close per this long: a refused close must not become a storm
 
 _ZERO = Decimal(0)
@@ -152,6 +154,9 @@ class GateView(Protocol):
 
     @property
     def order_budget(self) -> int: ...
+
+    @property
+    def order_budget_grows_at(self) -> int | None: ...
 
 
 class StallThenStrikeStrategy:
@@ -344,7 +349,9 @@ class StallThenStrikeStrategy:
             if board.has_both_sides and not board.stale and board.best_changed_at != self._struck_stall:
                 cands.append(stall_deadline(board, self._cfg.stall_T_ms))
             if self._last_reason is _R_RATE_BUDGET:
-                cands.append(last + RATE_RETRY_MS * NS_PER_MS)
+                # when the budget can grow; a runner that cannot tell has us try again soon
+                grows_at = gate.order_budget_grows_at
+                cands.append(last + RATE_RETRY_MS * NS_PER_MS if grows_at is None else grows_at)
         if acting:
             if self._last_strike_at is not None:
                 # the TTL of the last strike's orders, even if the executor has not registered them yet

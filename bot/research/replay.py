@@ -36,7 +36,7 @@ from bot.engine.executor import OrderExecutor
 from bot.engine.inventory import InventoryManager
 from bot.engine.markouts import Markouts
 from bot.engine.orders import OrderTracker, SuspectFill
-from bot.engine.rate_budget import RateBudget, exit_reserve
+from bot.engine.rate_budget import RateBudget, entry_budget, entry_budget_grows_at
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.fill_path import STRATEGY_NAME, trade_row
 from bot.infra.bitflyer_parse import parse_child_order_events
@@ -367,18 +367,14 @@ class Replay:
             return Reason.EXCHANGE_BACKOFF
         return None
 
-    def _entry_budget(self, now: int) -> int:
-        if self.rest_budget.available(now) <= exit_reserve(self.rest_budget):
-            return 0
-        return self.order_budget.available(now)
-
     def _decide(self) -> None:
         now = self.now
         executor = self.executor
         assert executor is not None
         gate = self.gate
         gate.block_reason = self._block_reason(now)
-        gate.order_budget = self._entry_budget(now)
+        gate.order_budget = entry_budget(self.order_budget, self.rest_budget, now)
+        gate.order_budget_grows_at = entry_budget_grows_at(self.order_budget, self.rest_budget, now)
         board = self.view.snapshot(now)
         actions, meta = self.strategy.on_board(board, now)
         self.decisions += 1

@@ -393,4 +393,5 @@ class Gate:
         None  # STALE_DATA / RECONCILING / MARKET_CLOSED / STORAGE / EXCHANGE_BACKOFF
     )
     order_budget: int = 1_000_000  # order requests the client-side rate limiter allows right now
+    order_budget_grows_at: int | None = None  # monotonic ns it can next grow (None: unknown, retry soon)
     notes: dict[str, str] = field(default_factory=dict)

@@ -653,3 +653,16 @@ def test_drawdown_is_never_positive_and_max_drawdown_is_its_minimum(seq: list[tu
         assert s.pnl_today_jpy == (
             s.realized_today_jpy + s.unrealized_pnl_jpy - inv.day_open_unrealized_jpy - s.fees_today_jpy
         )
+
+
+@pytest.mark.parametrize("tz", ["Asia/Tokyo", "Europe/London", "America/Santiago", "UTC"])
+def test_the_day_cannot_change_before_the_check_instant_and_has_changed_an_hour_after(tz: str) -> None:
+    """A replay calls roll_day only from `next_day_check_at` on (not once per simulated second)."""
+    inv = InventoryManager(RiskConfig(daily_pnl_jpy=D(-1), max_dd_jpy=D(-1), trading_day_tz=tz))
+    t = datetime(2026, 3, 27, 13, 7, tzinfo=UTC)
+    for _ in range(24 * 20):  # every hour of twenty days, across the spring DST changes
+        check = inv.next_day_check_at(t)  # in the day's last hour it may be behind t: roll_day now
+        if check > t:
+            assert inv.trading_day_of(check - timedelta(microseconds=1)) == inv.trading_day_of(t)
+        assert inv.trading_day_of(check + timedelta(hours=1)) > inv.trading_day_of(t)
+        t += timedelta(hours=1)

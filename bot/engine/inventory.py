@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -333,6 +334,13 @@ class InventoryManager:
 
     def trading_day_of(self, wall_now: datetime) -> str:
         return _as_utc(wall_now).astimezone(self._tz).strftime("%Y%m%d")
+
+    def next_day_check_at(self, wall_now: datetime) -> datetime:
+        """When a caller that rolls the day itself next needs `roll_day`: the next trading day's midnight in
+        `trading_day_tz`, an hour early (around a DST change local midnight can move; `roll_day` decides)."""
+        local = _as_utc(wall_now).astimezone(self._tz)
+        midnight = datetime.combine(local.date() + timedelta(days=1), dtime(0), tzinfo=self._tz)
+        return midnight - timedelta(hours=1)
 
     def roll_day(self, wall_now: datetime) -> bool:
         """Start a new trading day if `wall_now` (tz-aware; naive = UTC) falls in a later day than the current

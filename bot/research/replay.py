@@ -58,6 +58,7 @@ from bot.research.venue import (
     ReplayGateway,
     ReplayVenue,
 )
+from bot.sim.wire import btc_to_sat
 from bot.types.dto import (
     NS_PER_MS,
     Action,
@@ -189,6 +190,7 @@ class Replay:
         self._next_sample = 0
         self._last_changed_at: int | None = None
         self._first_mono: int | None = None
+        self._day_check_ns = 0  # wall ns the trading day may next change at (roll_day then)
         self._last_mono = 0
 
     # ---- clocks --------------------------------------------------------------------------------------------
@@ -295,14 +297,14 @@ class Replay:
                 assert self.venue is not None
                 self.venue.on_executions(msg, self.now)
 
-    def _crowd_levels(self) -> dict[str, Any]:
-        """The tape's book now, top levels, as a snapshot message (the venue resyncs its crowd from it)."""
+    def _crowd_levels(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The tape's book now, the top levels a side in yen and satoshi (the venue resyncs its crowd from
+        it)."""
         store = self.store
-        return {
-            "mid_price": store.last_mid or 0,
-            "bids": [{"price": p, "size": s} for p, s in islice(store.iter_raw(Side.BUY), RESYNC_LEVELS)],
-            "asks": [{"price": p, "size": s} for p, s in islice(store.iter_raw(Side.SELL), RESYNC_LEVELS)],
-        }
+        return (
+            [(int(p), btc_to_sat(s)) for p, s in islice(store.iter_raw(Side.BUY), RESYNC_LEVELS)],
+            [(int(p), btc_to_sat(s)) for p, s in islice(store.iter_raw(Side.SELL), RESYNC_LEVELS)],
+        )
 
     # ---- our child_order_events, as FeedDispatch handles them live -----------------------------------------
     def _on_private(self, now: int, raw: list[dict[str, Any]], at: int) -> None:
@@ -440,7 +442,10 @@ class Replay:
             self.max_drawdown = dd
         if not force or now >= self._next_sample:
             wall = self._wall_ns(now)
-            self.inventory.roll_day(datetime.fromtimestamp(wall / 1e9, UTC))  # a tape may span trading days
+            if wall >= self._day_check_ns:  # a tape may span trading days
+                at = datetime.fromtimestamp(wall / 1e9, UTC)
+                self.inventory.roll_day(at)
+                self._day_check_ns = int(self.inventory.next_day_check_at(at).timestamp()) * NS_PER_S
             self.trace.pnl.append((wall, equity))
             if self._mid is not None:
                 self.trace.mid.append((wall, self._mid))

@@ -33,7 +33,8 @@ from bot.types.exchange import ExchangeError, price_on_wire, size_on_wire
 NS_PER_MS = 1_000_000
 REPLAY_KEY = "REPLAY"
 RESYNC_LEVELS = 60  # crowd levels a side rebuilt when our first order arrives: far more than a close walks
-CrowdLevels = Callable[[], dict[str, Any]]  # a snapshot-shaped message of the crowd's book now
+# the crowd's book now, top levels a side, best first: (bids, asks) of (price yen, size satoshi)
+CrowdLevels = Callable[[], tuple[list[tuple[int, int]], list[tuple[int, int]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +151,7 @@ class ReplayVenue:
         cfg = SimConfig(api_key=REPLAY_KEY, collateral_jpy=1_000_000_000, rate_limits=False)
         self.exchange = Exchange(cfg, start_ns, wall_offset_ns, simulate_market=False)
         self.exchange.add_account(REPLAY_KEY)
-        self.exchange.publish_board = False  # the crowd's diffs go nowhere in a replay
+        self.exchange.publish = False  # the public channels go nowhere in a replay
         self.exchange.book.new_crowd_id = _crowd_id  # nor do its ids (formatting one per level was 10 %)
         self.queue = queue
         self.latency = latency
@@ -211,7 +212,7 @@ class ReplayVenue:
         ex = self.exchange
         self.advance(t)
         if self._book_behind and not self._ours_rest():
-            self._route(ex.feed_board(self._crowd_levels(), True, t), t)
+            self._route(ex.resync_crowd(*self._crowd_levels(), t), t)
             self._book_behind = False
             self.resyncs += 1
         try:

@@ -106,7 +106,7 @@ class Exchange:
     ) -> None:
         self.cfg = cfg
         self.simulate_market = simulate_market
-        self.publish_board = True  # False: nobody reads our board diffs (a replay), so none is built
+        self.publish = True  # False: nobody reads the public channels (a replay): no board diff, no ticker
         self.product = PRODUCT
         self.wall_offset_ns = wall_offset_ns
         self._now = start_ns
@@ -210,7 +210,7 @@ class Exchange:
                         out.append(diff)
                     self.ticks += 1
             self._next_tick = t + self.model.next_interval_ns()
-        if now >= self._next_ticker:
+        if self.publish and now >= self._next_ticker:
             self._now = now
             out.append(Public(f"lightning_ticker_{PRODUCT}", self.ticker(now)))
             self._next_ticker = max(self._next_ticker + self._ticker_gap(), now + int(0.5 * SEC))
@@ -230,7 +230,7 @@ class Exchange:
 
     def _diff_frame(self) -> Public | None:
         touched = self.book.drain_touched()
-        if not self.publish_board:
+        if not self.publish:
             return None
         if not touched and self.state != "PREOPEN":
             return None
@@ -312,6 +312,23 @@ class Exchange:
         if diff is not None:
             out.append(diff)
         return out
+
+    def resync_crowd(
+        self, bids: list[tuple[int, int]], asks: list[tuple[int, int]], now: int
+    ) -> list[Outbound]:
+        """The crowd's book becomes these levels (yen, satoshi; best first, as a feed's book holds them), as a
+        snapshot would make it: at once when none of our orders rests and the levels do not cross, else level
+        by level through `feed_board`."""
+        if self.book.own_count() or (bids and asks and bids[0][0] >= asks[0][0]):
+            message = {
+                "bids": [{"price": p, "size": size_out(s)} for p, s in bids],
+                "asks": [{"price": p, "size": size_out(s)} for p, s in asks],
+            }
+            return self.feed_board(message, True, now)
+        self._now = now
+        self.book.replace_crowd(bids, asks)
+        diff = self._diff_frame()
+        return [] if diff is None else [diff]
 
     def _paper_take(self, side: Side, price: int, size: int) -> list[Trade]:
         oid = self.book.new_crowd_id()

@@ -169,8 +169,11 @@ class DecisionLoop:
         gate = self._gate
         gate.run_state = state
         gate.block_reason = self.block_reason(now)
-        gate.order_budget = entry_budget(self._order_budget, self._rest_budget, now)
-        gate.order_budget_grows_at = entry_budget_grows_at(self._order_budget, self._rest_budget, now)
+        gate.order_budget = budget = entry_budget(self._order_budget, self._rest_budget, now)
+        # read only when a strike is held back, which needs budget < 2 (one order a side)
+        gate.order_budget_grows_at = (
+            entry_budget_grows_at(self._order_budget, self._rest_budget, now) if budget < 2 else None
+        )
         board = self._view.snapshot(now)
         last = self._last_board
         if self.markouts.due_before(now):  # horizons due before now, at the mid until now

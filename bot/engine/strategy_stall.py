@@ -71,9 +71,7 @@ _REPEATABLE = frozenset(
 STALL_TAG = "stall"
 CLOSE_TAG = "close"
 CANCEL_RETRY_MS = 1000  # ask again for a cancel the venue has not confirmed after this long
-RATE_RETRY_MS = (
-    100  # re-try a strike skipped for rate budget this soon when the gate cannot say when it grows
-)
+RATE_RETRY_MS = 100  # re-try a strike the rate budget held back this soon, if the gate cannot say when
 CLOSE_RETRY_MS = 500  # at most one protective close per this long: a refused close must not become a storm
 
 _ZERO = Decimal(0)

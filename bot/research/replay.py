@@ -375,8 +375,11 @@ class Replay:
         assert executor is not None
         gate = self.gate
         gate.block_reason = self._block_reason(now)
-        gate.order_budget = entry_budget(self.order_budget, self.rest_budget, now)
-        gate.order_budget_grows_at = entry_budget_grows_at(self.order_budget, self.rest_budget, now)
+        gate.order_budget = budget = entry_budget(self.order_budget, self.rest_budget, now)
+        # read only when a strike is held back, which needs budget < 2 (one order a side)
+        gate.order_budget_grows_at = (
+            entry_budget_grows_at(self.order_budget, self.rest_budget, now) if budget < 2 else None
+        )
         board = self.view.snapshot(now)
         actions, meta = self.strategy.on_board(board, now)
         self.decisions += 1

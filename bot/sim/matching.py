@@ -265,16 +265,15 @@ class OrderBook:
 
     def replace_crowd(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
         """The whole book becomes exactly these crowd levels, one entry each (a paper venue's snapshot while
-        no order of ours rests): built in one pass instead of level by level. Every level before and after
-        is touched (the diff a client needs)."""
+        no order of ours rests): built in one pass instead of level by level. Every level added, removed or
+        resized is touched (the diff a client needs)."""
         if self._own:
             raise ValueError("replace_crowd with our orders resting")
         new_id = self.new_crowd_id
         touched = self.touched
         for side, levels in ((Side.BUY, bids), (Side.SELL, asks)):
+            old = self._side(side)
             fresh: dict[int, Level] = {}
-            for price in self._side(side):
-                touched[(side, price)] = None
             for price, size in levels:
                 if size <= 0:
                     continue
@@ -282,7 +281,12 @@ class OrderBook:
                 lv.queue.append(Entry(new_id(), size, False))
                 lv.total = lv.crowd = size
                 fresh[price] = lv
-                touched[(side, price)] = None
+                was = old.get(price)
+                if was is None or was.total != size:
+                    touched[(side, price)] = None
+            for price in old:
+                if price not in fresh:
+                    touched[(side, price)] = None
             if side is Side.BUY:
                 self.bids = SortedDict(fresh)
             else:

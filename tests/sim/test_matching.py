@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,6 +79,24 @@ def test_cancel_removes_only_our_order_and_reports_its_size() -> None:
     assert b.cancel("mine") == 5000
     assert b.cancel("mine") == 0
     assert b.size_at(Side.BUY, 100) == BTC
+
+
+def test_replacing_the_crowd_leaves_exactly_the_new_levels_and_touches_only_what_changed() -> None:
+    """A paper venue's snapshot while none of our orders rests: the book becomes the snapshot, and the diff it
+    publishes names the levels added, removed or resized (not every level)."""
+    b = book()
+    for price, size in ((100, BTC), (99, 2 * BTC), (98, BTC)):
+        b.rest(Side.BUY, price, size)
+    b.rest(Side.SELL, 101, BTC)
+    b.rest(Side.SELL, 101, BTC)  # two crowd entries at one level: 2 BTC
+    b.drain_touched()
+    b.replace_crowd([(100, BTC), (99, 3 * BTC), (97, BTC)], [(101, 2 * BTC), (102, BTC)])
+    assert b.levels(Side.BUY) == [(100, BTC), (99, 3 * BTC), (97, BTC)]
+    assert b.levels(Side.SELL) == [(101, 2 * BTC), (102, BTC)]
+    assert set(b.drain_touched()) == {(Side.BUY, 99), (Side.BUY, 98), (Side.BUY, 97), (Side.SELL, 102)}
+    b.rest(Side.BUY, 96, BTC // 100, "mine", own=True)
+    with pytest.raises(ValueError):  # never under a resting order of ours: that is feed_board's level path
+        b.replace_crowd([], [])
 
 
 def test_set_crowd_size_follows_a_real_feed_level_and_keeps_our_order() -> None:

@@ -44,7 +44,16 @@ async def measure(clients: int, seconds: float) -> dict[str, Any]:
     base["sim"]["api_secret"] = "SIM_SECRET"
     port = free_port()
     cfg = validate_config(
-        deep_merge(base, {"env": "sim", "sim": {"activity": 4.0}, "server": {"port": port}}), "bench"
+        # every client streams: the default cap (20 streams) would refuse the rest and flatter the figure
+        deep_merge(
+            base,
+            {
+                "env": "sim",
+                "sim": {"activity": 4.0},
+                "server": {"port": port, "max_streams": max(20, clients)},
+            },
+        ),
+        "bench",
     )
     app = create_app(cfg, log_dir=tmp / "logs")
     server = uvicorn.Server(

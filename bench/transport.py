@@ -1,7 +1,7 @@
-"""The transport floor: a board-diff-sized JSON-RPC frame over loopback, from the sender's write to the
-pybotters `hdlr_json` handler (the point where the bot's decision clock starts), with the same client stack
-as the bot (pybotters Client.ws_connect over aiohttp). The sender runs in a child process and stamps each
-frame with CLOCK_MONOTONIC, which both processes share on Linux.
+"""The transport floor: a board-diff-sized JSON-RPC frame over loopback, from the sender's write to the frame
+parsed in the handler (the point where the bot's decision clock starts), with the same client stack as the
+bot (pybotters Client.ws_connect over aiohttp, a `hdlr_str` handler parsing with orjson). The sender runs in
+a child process and stamps each frame with CLOCK_MONOTONIC, which both processes share on Linux.
 
     .venv/bin/python -m bench.transport            # prints p50/p99/p99.9 in µs
 """
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pybotters
 from aiohttp import web
 
@@ -96,7 +97,8 @@ async def measure(frames: int = 3_000, hz: float = 146.0, levels: int = 300) -> 
     samples: list[float] = []
     done = asyncio.Event()
 
-    def handler(msg: Any, ws: Any) -> None:
+    def handler(data: str, ws: Any) -> None:
+        msg = orjson.loads(data)  # as the bot's session parses a frame (bot/infra/pyb_session.py)
         t = time.monotonic_ns()
         if isinstance(msg, dict) and msg.get("method") == "done":
             done.set()
@@ -109,7 +111,7 @@ async def measure(frames: int = 3_000, hz: float = 146.0, levels: int = 300) -> 
     try:
         await _wait_listening(port)
         async with pybotters.Client() as client:
-            app = await client.ws_connect(f"ws://127.0.0.1:{port}/ws", send_json={}, hdlr_json=handler)
+            app = await client.ws_connect(f"ws://127.0.0.1:{port}/ws", send_json={}, hdlr_str=handler)
             async with asyncio.timeout(frames / hz + 30):
                 await done.wait()
             if app.current_ws is not None:

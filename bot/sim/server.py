@@ -740,6 +740,13 @@ class SimVenue:
                 await c.ws.close(code=1001, message=b"going away")
         return len(conns)
 
+    def send_raw(self, text: str) -> int:
+        """Send `text` as it is (a garbled frame, say) on every WebSocket connection. Returns how many."""
+        conns = list(self._conns)
+        for c in conns:
+            c.push(text)
+        return len(conns)
+
     def silence(self, seconds: float) -> None:
         """The feed sends nothing for `seconds` (sockets stay open; the market goes on); 0 ends a silence
         now."""

@@ -131,7 +131,7 @@ def main() -> None:
     results["long"] = long
     print(long)
 
-    print("\n== 6. replay speed (one core; target >= 30,000 board messages/s) ==")
+    print("\n== 6. replay speed (one core, best of three runs; target >= 30,000 board messages/s) ==")
     rep = run_replay_bench()
     results["replay"] = rep
     print(table(rep, ["case", "market_min", "board_messages", "strikes", "fills", "wall_s", "msgs_per_s"]))

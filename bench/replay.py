@@ -1,7 +1,7 @@
 """Replay speed: board messages per second of wall time, one core, over a simulated tape (read from its
 gzip file as a replay does), with the base and the recommended config and with a strategy that never strikes
-(the floor: the book, the view and the decision alone). Target: ≥ 30,000/s (a day of bitFlyer, ≈630k board
-messages, in ≈20 s)."""
+(the floor: the book, the view and the decision alone), each the best of three runs. Target: ≥ 30,000/s (a day
+of bitFlyer, ≈630k board messages, in ≈20 s)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ BASE = Path(__file__).resolve().parent.parent / "configs" / "base.yml"
 RECOMMENDED = BASE.with_name("recommended.yml")
 
 
-def run_replay_bench(minutes: float = 30, activity: float = 1.0, seed: int = 1) -> list[dict[str, Any]]:
+def run_replay_bench(
+    minutes: float = 30, activity: float = 1.0, seed: int = 1, repeat: int = 3
+) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         tape = Path(d) / "bench.jsonl.gz"
@@ -29,7 +31,8 @@ def run_replay_bench(minutes: float = 30, activity: float = 1.0, seed: int = 1) 
         )
         for label, override, sets in cases:
             cfg = load_app_config_with(BASE, override, sets)
-            s, _ = replay_tapes([tape], cfg)
+            runs = [replay_tapes([tape], cfg)[0] for _ in range(repeat)]
+            s = min(runs, key=lambda r: r["wall_s"])  # the best of `repeat`: a busy VM only adds time
             rows.append(
                 {
                     "case": label,

@@ -31,12 +31,15 @@ def entry_budget(order_budget: RateBudget, rest_budget: RateBudget, now_ns: int)
 
 
 def entry_budget_grows_at(order_budget: RateBudget, rest_budget: RateBudget, now_ns: int) -> int | None:
-    """The next instant the entry budget can grow (a request leaving either window, or the exchange's cap
-    lifting); None: nothing to wait for. It may still be short then: ask again."""
-    order_at, rest_at = order_budget.next_change_at(now_ns), rest_budget.next_change_at(now_ns)
-    if order_at is None or rest_at is None:
-        return rest_at if order_at is None else order_at
-    return min(order_at, rest_at)
+    """The instant the entry budget next grows with no new request (requests leaving the windows, the
+    exchange's cap lifting); None: it is whole and cannot grow."""
+    reserve = exit_reserve(rest_budget)
+    if rest_budget.available(now_ns) <= reserve:  # held at 0 by the reserve: until the REST window frees
+        return max(rest_budget.available_at(now_ns, reserve + 1), order_budget.available_at(now_ns, 1))
+    have = order_budget.available(now_ns)
+    if have >= order_budget.limit:
+        return None
+    return order_budget.available_at(now_ns, have + 1)
 
 
 class RateBudget:
@@ -72,15 +75,6 @@ class RateBudget:
         if self._cap_remaining is not None:
             left = min(left, self._cap_remaining)
         return max(0, left)
-
-    def next_change_at(self, now_ns: int) -> int | None:
-        """The next instant `available` grows with no new request (one leaves the window, or the exchange's
-        cap lifts); None: it cannot grow."""
-        self._expire(now_ns)
-        at = self._taken[0] + self.period_ns if self._taken else None
-        if self._cap_remaining is not None and (at is None or self._cap_until < at):
-            at = self._cap_until
-        return at
 
     def next_available_at(self, now_ns: int) -> int:
         """The earliest monotonic ns at which one request will be available (now if one is)."""

@@ -209,7 +209,7 @@ def read_header(path: str | Path) -> TapeHeader:
 def _lines_of(gz: gzip.GzipFile) -> Iterator[bytes]:
     """The lines of a gzip stream, split in big decompressed chunks (GzipFile.readline per line costs a replay
     ≈1 µs a frame). A torn tail (a recorder killed mid-write) ends the lines: its partial line is dropped."""
-    rest = b""
+    pending: list[bytes] = []  # a line longer than a chunk, in pieces (joined once, not once a chunk)
     while True:
         try:
             chunk = gz.read1(1 << 16)
@@ -217,9 +217,14 @@ def _lines_of(gz: gzip.GzipFile) -> Iterator[bytes]:
             return  # the complete lines before the torn tail were yielded
         if not chunk:
             break
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            continue
+        pending.append(chunk)
+        lines = b"".join(pending).split(b"\n")
+        pending = [lines.pop()]
         yield from lines
+    rest = b"".join(pending)
     if rest:
         yield rest
 

@@ -50,7 +50,7 @@ def main() -> None:
     long_s = float(os.environ.get("BENCH_LONG_SECONDS", "120"))
     results: dict[str, Any] = {}
 
-    print("== 0. transport floor: loopback frame → pybotters handler (µs) ==")
+    print("== 0. transport floor: loopback frame → parsed in the handler (µs) ==")
     transport = asyncio.run(measure_transport())
     results["transport"] = transport
     print(table([transport], ["frames", "hz", "transport_us_p50", "transport_us_p99", "transport_us_p999"]))

@@ -22,7 +22,7 @@ from bot.config.loader import AppConfig
 from bot.dashboard_view import DashboardHistory
 from bot.engine.inventory import InventoryManager
 from bot.engine.markouts import Markouts
-from bot.engine.rate_budget import RateBudget, entry_budget, entry_budget_grows_at, exit_reserve
+from bot.engine.rate_budget import RateBudget, entry_budget, exit_reserve, set_gate_budget
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.infra.board_store import BoardStore
 from bot.infra.decision_runs import DecisionRuns
@@ -169,11 +169,7 @@ class DecisionLoop:
         gate = self._gate
         gate.run_state = state
         gate.block_reason = self.block_reason(now)
-        gate.order_budget = budget = entry_budget(self._order_budget, self._rest_budget, now)
-        # read only when a strike is held back, which needs budget < 2 (one order a side)
-        gate.order_budget_grows_at = (
-            entry_budget_grows_at(self._order_budget, self._rest_budget, now) if budget < 2 else None
-        )
+        set_gate_budget(gate, self._order_budget, self._rest_budget, now)
         board = self._view.snapshot(now)
         last = self._last_board
         if self.markouts.due_before(now):  # horizons due before now, at the mid until now

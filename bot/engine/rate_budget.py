@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+from bot.types.dto import Gate
 from bot.types.exchange import SEND_CHILD_ORDER, RateLimitInfo
 
 NS_PER_S = 1_000_000_000
@@ -40,6 +41,15 @@ def entry_budget_grows_at(order_budget: RateBudget, rest_budget: RateBudget, now
     if have >= order_budget.limit:
         return None
     return order_budget.available_at(now_ns, have + 1)
+
+
+def set_gate_budget(gate: Gate, order_budget: RateBudget, rest_budget: RateBudget, now_ns: int) -> None:
+    """The gate's order budget now and, when it can hold a strike back (< 2: a strike sends one order a
+    side), the instant it next grows; the strategy reads the instant only then."""
+    gate.order_budget = budget = entry_budget(order_budget, rest_budget, now_ns)
+    gate.order_budget_grows_at = (
+        entry_budget_grows_at(order_budget, rest_budget, now_ns) if budget < 2 else None
+    )
 
 
 class RateBudget:

@@ -36,7 +36,7 @@ from bot.engine.executor import OrderExecutor
 from bot.engine.inventory import InventoryManager
 from bot.engine.markouts import Markouts
 from bot.engine.orders import OrderTracker, SuspectFill
-from bot.engine.rate_budget import RateBudget, entry_budget, entry_budget_grows_at
+from bot.engine.rate_budget import RateBudget, set_gate_budget
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.fill_path import STRATEGY_NAME, trade_row
 from bot.infra.bitflyer_parse import parse_child_order_events
@@ -375,11 +375,7 @@ class Replay:
         assert executor is not None
         gate = self.gate
         gate.block_reason = self._block_reason(now)
-        gate.order_budget = budget = entry_budget(self.order_budget, self.rest_budget, now)
-        # read only when a strike is held back, which needs budget < 2 (one order a side)
-        gate.order_budget_grows_at = (
-            entry_budget_grows_at(self.order_budget, self.rest_budget, now) if budget < 2 else None
-        )
+        set_gate_budget(gate, self.order_budget, self.rest_budget, now)
         board = self.view.snapshot(now)
         actions, meta = self.strategy.on_board(board, now)
         self.decisions += 1

@@ -63,6 +63,40 @@ def test_the_same_tape_and_config_give_the_same_summary_and_the_trades_csv_sums_
     assert {r["latency_ms"] for r in sent} == {"30.000"}  # the default latency model, as the CSV shows it
 
 
+@pytest.mark.parametrize(
+    "sets",
+    [
+        [],
+        ["strategy.reverse_ref=mid", "strategy.stall_T_ms=100"],
+        ["risk.daily_pnl_jpy=-20", "risk.max_dd_jpy=-15"],  # the kill switch fires mid-tape
+        ["strategy.max_reverse_ticks=100000", "strategy.stall_T_ms=50", "strategy.ttl_ms=20000"],
+    ],
+)
+def test_reusing_decisions_changes_no_result_and_no_log_row(
+    tapes: list[Path], tmp_path: Path, sets: list[str]
+) -> None:
+    """The replay's shortcut (a board message that moved nothing the last decision read reuses it, and the
+    strategy's own reuse) against deciding every time: the same summary, with and without logs, and the
+    same CSV files byte for byte."""
+    cfg = load_app_config_with(BASE, None, sets)
+
+    def run(reuse: bool, logs: Path | None) -> dict[str, Any]:
+        r = Replay(cfg, log_dir=logs, reuse_decisions=reuse)
+        try:
+            return _deterministic(r.run(read_tapes([tapes[1]])))
+        finally:
+            r.close()
+
+    assert run(True, None) == run(False, None)
+    with_logs = run(True, tmp_path / "reuse")
+    assert with_logs == run(False, tmp_path / "fresh")
+    assert with_logs["fills"] > 0
+    files = sorted(p.relative_to(tmp_path / "reuse") for p in (tmp_path / "reuse").rglob("*.csv"))
+    assert len(files) == 3
+    for f in files:
+        assert (tmp_path / "reuse" / f).read_bytes() == (tmp_path / "fresh" / f).read_bytes(), f
+
+
 def test_every_stall_fill_is_backed_by_the_tapes_own_trades_at_that_instant(tapes: list[Path]) -> None:
     cfg = load_app_config_with(BASE, None, ["strategy.reverse_ref=mid", "strategy.max_reverse_ticks=1000"])
     summary, trace = replay_tapes([tapes[1]], cfg)

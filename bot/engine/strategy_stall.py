@@ -311,6 +311,15 @@ class StallThenStrikeStrategy:
             or (self._due is not None and now >= self._due)
         ):
             return None
+        return self.repeat_meta(board, now)
+
+    def repeat_meta(self, board: BoardSnapshot, now: int) -> DecisionMeta | None:
+        """The row of the last decision reused at `now` (its reason, figures and detail; the age of `board`'s
+        best), or None when the last decision is not one that may be reused. Whether it may be reused now is
+        `_repeat_of`'s question (or a runner's that knows none of its inputs changed)."""
+        last = self._repeatable
+        if last is None:
+            return None
         return DecisionMeta(
             ts=now,
             reason=last.reason,

@@ -130,6 +130,7 @@ class Replay:
         *,
         latency: Latency = DEFAULT_LATENCY,
         log_dir: Path | None = None,
+        reuse_decisions: bool = True,
     ) -> None:
         self.cfg = cfg
         self.latency = latency
@@ -150,6 +151,7 @@ class Replay:
             risk=cfg.risk,
             min_size=ex.min_size,
             gate=self.gate,
+            reuse_repeats=reuse_decisions,
         )
         self.order_budget = RateBudget(cfg.runner.order_rate_per_min, 60.0)
         self.rest_budget = RateBudget(cfg.runner.private_rate_per_5min, 300.0)
@@ -192,6 +194,12 @@ class Replay:
         self._first_mono: int | None = None
         self._day_check_ns = 0  # wall ns the trading day may next change at (roll_day then)
         self._last_mono = 0
+        # a board message that changed nothing the last decision read reuses it (see `_reuse_decision`)
+        self._reuse = reuse_decisions
+        self._events = 0  # queue events run: answers, our events, the venue's actions
+        self._seen: tuple[int, int, bool] | None = None  # (events, book version, stale) at a reusable decision
+        self._due_strategy: int | None = None  # the strategy's deadline at the last decision
+        self._due_backoff: int | None = None  # the end of an exchange backoff then
 
     # ---- clocks --------------------------------------------------------------------------------------------
     def _clock(self) -> int:
@@ -247,6 +255,7 @@ class Replay:
             if te <= tf and te <= td:
                 t, fn = queue.pop()
                 self.now = max(self.now, t)
+                self._events += 1
                 fn(self.now)
             elif tf <= td:
                 assert nxt is not None
@@ -291,7 +300,8 @@ class Replay:
             self.venue.on_board(msg, snapshot, self.now)
             self.board_messages += 1
             self.last_board_at = self.now
-            self._decide()
+            if not self._reuse_decision():
+                self._decide()
         elif ch.startswith("lightning_executions_"):
             if isinstance(msg, list):
                 assert self.venue is not None
@@ -396,6 +406,39 @@ class Replay:
             if executor.error_counts["rate_budget"] and executor.local_refusals > refused:
                 self.rate_budget_blocks += executor.local_refusals - refused
         self._arm_timer(now)
+        store = self.store
+        reusable = self._reuse and not actions
+        if reason is Reason.RATE_BUDGET and gate.order_budget_grows_at is None:
+            reusable = False  # its retry runs from each decision's instant: each must be made
+        self._seen = (self._events, store.version, store.stale) if reusable else None
+
+    def _reuse_decision(self) -> bool:
+        """The last decision again, without deciding, for a board message that changed nothing it read: the
+        same best prices (the book's version) and staleness, no queue event since (an answer, our events,
+        the venue's action: any may change the orders, the ledger, the budget or a backoff) and no deadline
+        reached (the timer). The last decision acted on nothing, so the strategy would decide the same; a
+        budget that only grew cannot change a decision without action. The shortcut changes no result:
+        tests replay with and without it and compare summaries and logs."""
+        seen = self._seen
+        store = self.store
+        if seen is None or seen != (self._events, store.version, store.stale):
+            return False
+        now = self.now
+        timer = self._timer_at
+        if timer is not None and now >= timer:
+            return False
+        board = self._last_board
+        assert board is not None
+        if self.decision_runs is not None:
+            meta = self.strategy.repeat_meta(board, now)
+            if meta is None:  # a decision that is not a plain wait: its row is the strategy's to write
+                return False
+            self.decision_runs.record(meta, now)
+        self.decisions += 1
+        self._set_timer(now)  # the stale limit now runs from this message
+        if now >= self._next_sample:
+            self._sample(now)
+        return True
 
     def _count(self, actions: list[Action]) -> None:
         places = [a for a in actions if a.kind is ActionKind.PLACE_LIMIT]
@@ -406,13 +449,18 @@ class Replay:
                 self.ordered_btc += a.size
 
     def _arm_timer(self, now: int) -> None:
-        at = self.strategy.next_deadline(now)
+        assert self.executor is not None
+        self._due_strategy = self.strategy.next_deadline(now)
+        self._due_backoff = self.executor.backoff_until(now)
+        self._set_timer(now)
+
+    def _set_timer(self, now: int) -> None:
+        at = self._due_strategy
         if self.last_board_at is not None and not self.store.stale:
             stale_at = self.last_board_at + self.cfg.strategy.stale_after_ms * NS_PER_MS
             if stale_at > now and (at is None or stale_at < at):
                 at = stale_at
-        assert self.executor is not None
-        until = self.executor.backoff_until(now)
+        until = self._due_backoff
         if until is not None and (at is None or until < at):
             at = until
         self._timer_at = at

@@ -197,7 +197,7 @@ class Replay:
         # a board message that changed nothing the last decision read reuses it (see `_reuse_decision`)
         self._reuse = reuse_decisions
         self._events = 0  # queue events run: answers, our events, the venue's actions
-        self._seen: tuple[int, int, bool] | None = None  # (events, book version, stale) at a reusable decision
+        self._seen: tuple[int, int, bool] | None = None  # (events, version, stale) at a reusable decision
         self._due_strategy: int | None = None  # the strategy's deadline at the last decision
         self._due_backoff: int | None = None  # the end of an exchange backoff then
 

@@ -277,11 +277,14 @@ class OrderBook:
             for price, size in levels:
                 if size <= 0:
                     continue
+                was = old.get(price)
+                if was is not None and was.crowd == size and len(was.queue) == 1:
+                    fresh[price] = was  # already this one crowd entry: kept (most levels, when resyncing)
+                    continue
                 lv = Level(price)
                 lv.queue.append(Entry(new_id(), size, False))
                 lv.total = lv.crowd = size
                 fresh[price] = lv
-                was = old.get(price)
                 if was is None or was.total != size:
                     touched[(side, price)] = None
             for price in old:

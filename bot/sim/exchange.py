@@ -285,18 +285,28 @@ class Exchange:
                     for lv in stale:
                         book.reduce_crowd(side, lv.price, lv.crowd)
             for side, levels in sides:
+                # a snapshot's new levels that cross nothing go in at once (hundreds, past a resync's depth)
+                fresh: dict[int, int] | None = {} if snapshot else None
+                opp = book.best(side.opposite)  # only a take below moves it
                 for price, size in levels.items():
                     level = book.level(side, price)
                     have = level.crowd if level else 0
                     if size > have:
-                        opp = book.best(side.opposite)
                         crosses = opp is not None and (price >= opp if side is Side.BUY else price <= opp)
                         if crosses:
+                            if fresh:  # the take, and what it settles, see the whole book
+                                book.rest_levels(side, fresh)
+                                fresh.clear()
                             out += self._settle(self._paper_take(side, price, size - have), now)
+                            opp = book.best(side.opposite)
+                        elif fresh is not None and level is None:
+                            fresh[price] = size
                         else:
                             book.rest(side, price, size - have)
                     elif size < have:
                         book.reduce_crowd(side, price, have - size)
+                if fresh:
+                    book.rest_levels(side, fresh)
         mid = message.get("mid_price")
         if isinstance(mid, int | float) and mid > 0:  # drop stale crowd levels past the mid
             for side in (Side.BUY, Side.SELL):

@@ -174,6 +174,22 @@ class OrderBook:
         self._touch(side, price)
         return oid
 
+    def rest_levels(self, side: Side, levels: dict[int, int]) -> None:
+        """Crowd size at prices where this side has no level yet, one entry each, put in at once: the book
+        `rest` would make level by level, for a paper venue's snapshot (hundreds of levels)."""
+        book = self._side(side)
+        new_id = self.new_crowd_id
+        fresh: dict[int, Level] = {}
+        for price, size in levels.items():
+            if size <= 0 or price in book:
+                raise ValueError(f"rest_levels: size {size} at {price}, or a level there already")
+            lv = Level(price)
+            lv.queue.append(Entry(new_id(), size, False))
+            lv.total = lv.crowd = size
+            fresh[price] = lv
+            self._touch(side, price)
+        book.update(fresh)
+
     def take(
         self,
         taker_side: Side,

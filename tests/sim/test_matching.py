@@ -99,6 +99,27 @@ def test_replacing_the_crowd_leaves_exactly_the_new_levels_and_touches_only_what
         b.replace_crowd([], [])
 
 
+def test_crowd_levels_put_in_at_once_make_the_book_resting_them_one_by_one_makes() -> None:
+    """A paper venue's snapshot adds hundreds of new levels in one go: the same levels, queues and touched
+    levels as resting each, and never on top of a level already there."""
+    one_by_one, at_once = book(), book()
+    for b in (one_by_one, at_once):
+        b.rest(Side.BUY, 100, BTC)
+        b.rest(Side.BUY, 97, BTC // 2, "mine", own=True)
+        b.drain_touched()
+    fresh = {99: 2 * BTC, 95: BTC, 98: 3 * BTC}
+    for price, size in fresh.items():
+        one_by_one.rest(Side.BUY, price, size)
+    at_once.rest_levels(Side.BUY, fresh)
+    assert at_once.levels(Side.BUY) == one_by_one.levels(Side.BUY)
+    assert at_once.best_bid() == 100 and at_once.crowd_best(Side.BUY) == 100
+    assert at_once.drain_touched() == one_by_one.drain_touched()
+    assert at_once.queue_ahead("mine") == 0 and at_once.has_order("mine")
+    assert at_once.take(Side.SELL, 4 * BTC, 98, "t", False)[-1].price == 98  # walks the new levels in order
+    with pytest.raises(ValueError):
+        at_once.rest_levels(Side.BUY, {97: BTC})  # our order's level: rest() joins its queue, this does not
+
+
 def test_set_crowd_size_follows_a_real_feed_level_and_keeps_our_order() -> None:
     b = book()
     b.rest(Side.BUY, 100, BTC // 100, "mine", own=True)

@@ -109,6 +109,26 @@ def test_a_snapshot_after_the_market_moved_is_the_crowd_exactly_and_trades_with_
         assert ex.ltp == SimConfig().start_mid  # no trade happened
 
 
+def test_a_snapshot_while_our_order_rests_adds_its_new_levels_and_a_crossing_one_trades_with_us() -> None:
+    """New levels come before and after one that crosses our resting ask: we are filled by it, the rest of
+    it rests, and every new level is in the book in price order."""
+    ex = paper()
+    send(ex, side="SELL", price=10_000_600, size=0.1)
+    bids = [
+        {"price": 9_999_500.0, "size": 0.4},
+        {"price": 10_000_700.0, "size": 0.3},  # through our ask
+        {"price": 9_998_000.0, "size": 1.2},
+    ]
+    out = ex.feed_board({"mid_price": 10_000_850.0, "bids": bids, "asks": SNAP["asks"]}, True, 1)
+    assert fills(out) == [("SELL", 10_000_600.0, 0.1)]
+    assert ex.book.levels(Side.BUY) == [
+        (10_000_700, 20_000_000),
+        (9_999_500, 40_000_000),
+        (9_998_000, 120_000_000),
+    ]
+    assert ex.book.levels(Side.SELL) == [(10_001_000, 40_000_000), (10_002_000, 200_000_000)]
+
+
 def test_better_priced_order_fills_on_a_print_through_it_and_a_crossing_level_trades() -> None:
     ex = paper()
     send(ex, price=10_000_400)  # inside the real spread

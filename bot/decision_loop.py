@@ -22,7 +22,7 @@ from bot.config.loader import AppConfig
 from bot.dashboard_view import DashboardHistory
 from bot.engine.inventory import InventoryManager
 from bot.engine.markouts import Markouts
-from bot.engine.rate_budget import RateBudget, entry_budget, exit_reserve, set_gate_budget
+from bot.engine.rate_budget import GateBudget, RateBudget, entry_budget, exit_reserve
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.infra.board_store import BoardStore
 from bot.infra.decision_runs import DecisionRuns
@@ -85,6 +85,7 @@ class DecisionLoop:
         self._links = links
         self._order_budget = order_budget
         self._rest_budget = rest_budget
+        self._gate_budget = GateBudget(gate, order_budget, rest_budget)
         self._metrics = metrics
         self._runs = DecisionRuns(decision_log, _wall_utc)
         self._history = history
@@ -169,7 +170,7 @@ class DecisionLoop:
         gate = self._gate
         gate.run_state = state
         gate.block_reason = self.block_reason(now)
-        set_gate_budget(gate, self._order_budget, self._rest_budget, now)
+        self._gate_budget.apply(now)
         board = self._view.snapshot(now)
         last = self._last_board
         if self.markouts.due_before(now):  # horizons due before now, at the mid until now

@@ -10,13 +10,20 @@ from decimal import Decimal
 
 import pybotters
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.config.loader import ExchangeConfig
 from bot.engine.executor import BackoffPolicy, OrderExecutor
 from bot.engine.orders import OrderTracker
-from bot.engine.rate_budget import RateBudget, RateHearing, entry_budget, entry_budget_grows_at
+from bot.engine.rate_budget import (
+    GateBudget,
+    RateBudget,
+    RateHearing,
+    entry_budget,
+    entry_budget_grows_at,
+    set_gate_budget,
+)
 from bot.infra.http_bitflyer import (
     CANCEL_ALL_CHILD_ORDERS,
     CANCEL_CHILD_ORDER,
@@ -28,6 +35,7 @@ from bot.types.dto import (
     ActionKind,
     ChildOrderEvent,
     ChildOrderEventType,
+    Gate,
     OrderLogRow,
     OrderState,
     Reason,
@@ -536,6 +544,48 @@ def test_the_entry_budget_grows_no_sooner_than_it_says(
     t = now + probe % (at - now)  # any instant before it: no growth yet
     assert entry_budget(orders, rest, t) == before
     assert entry_budget(orders, rest, at) > before  # and at it, growth: no wake-up for nothing
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3 * S),
+            st.sampled_from(["decide", "take", "force", "headers", "reset"]),
+            st.integers(1, 3),
+            st.integers(0, 6),
+        ),
+        max_size=60,
+    )
+)
+@example([(0, "headers", 1, 0), (0, "decide", 1, 0), (5 * S // 2, "decide", 1, 0)])  # the venue's cap lifts
+@example([(0, "take", 1, 0), (0, "decide", 1, 0), (5 * S // 2, "decide", 1, 0)])  # a request leaves
+def test_the_gates_budget_reused_between_changes_is_what_working_it_out_gives(
+    steps: list[tuple[int, str, int, int]],
+) -> None:
+    """`GateBudget` works the gate's budget out again only after a request, a header, a reset or a window
+    moving: at every decision the gate must read what `set_gate_budget` gives at that instant."""
+    orders, rest = RateBudget(limit=4, period_s=2), RateBudget(limit=8, period_s=3)
+    cached, fresh = Gate(), Gate()
+    gate_budget = GateBudget(cached, orders, rest)
+    now = 0
+    for gap, op, n, venue_left in steps:
+        now += gap
+        if op == "take":
+            if orders.take(now, n):
+                rest.force(now, n)
+        elif op == "force":
+            rest.force(now, n)
+        elif op == "headers":  # the venue's X-RateLimit-Remaining on either budget, for one second
+            (orders if n == 1 else rest).update_from_headers(venue_left, (now + S) / S, now, wall_now=now / S)
+        elif op == "reset":
+            orders.reset()
+        gate_budget.apply(now)
+        set_gate_budget(fresh, orders, rest, now)
+        assert (cached.order_budget, cached.order_budget_grows_at) == (
+            fresh.order_budget,
+            fresh.order_budget_grows_at,
+        )
 
 
 # ---- end to end against the project's simulated venue ------------------------------------------------------

@@ -16,6 +16,7 @@ from bot.types.dto import Gate
 from bot.types.exchange import SEND_CHILD_ORDER, RateLimitInfo
 
 NS_PER_S = 1_000_000_000
+_FAR = 1 << 62  # "never" on the monotonic ns clock
 
 
 def exit_reserve(rest_budget: RateBudget) -> int:
@@ -52,6 +53,29 @@ def set_gate_budget(gate: Gate, order_budget: RateBudget, rest_budget: RateBudge
     )
 
 
+class GateBudget:
+    """`set_gate_budget` for one gate, worked out again only when its figures can have changed: a request
+    taken or forced, the venue's headers heard, a reset, or the instant a window moves (a request leaving it,
+    the venue's cap lifting). Between those both figures are constant, so reusing them changes no decision;
+    it saves the two windows' arithmetic on every decision of a rate-limited strategy."""
+
+    def __init__(self, gate: Gate, order_budget: RateBudget, rest_budget: RateBudget) -> None:
+        self._gate = gate
+        self._order = order_budget
+        self._rest = rest_budget
+        self._seen: tuple[int, int] | None = None  # the budgets' change counts when last worked out
+        self._until = 0  # ... and the first instant after which a window moves
+
+    def apply(self, now_ns: int) -> None:
+        order, rest = self._order, self._rest
+        seen = (order.changes, rest.changes)
+        if seen == self._seen and now_ns < self._until:
+            return
+        set_gate_budget(self._gate, order, rest, now_ns)
+        self._seen = seen
+        self._until = min(order.steady_until(now_ns), rest.steady_until(now_ns))
+
+
 class RateBudget:
     def __init__(self, limit: int, period_s: float) -> None:
         if limit < 1:
@@ -64,6 +88,7 @@ class RateBudget:
         self._cap_remaining: int | None = None  # the exchange's own remaining count ...
         self._cap_until: int = 0  # ... valid until this monotonic ns
         self.refused = 0  # take() calls answered False
+        self.changes = 0  # +1 at every request recorded, header heard or reset: what `available` depends on
 
     # ---- queries -------------------------------------------------------------------------------------
     def _expire(self, now_ns: int) -> None:
@@ -85,6 +110,15 @@ class RateBudget:
         if self._cap_remaining is not None:
             left = min(left, self._cap_remaining)
         return max(0, left)
+
+    def steady_until(self, now_ns: int) -> int:
+        """The first instant after `now_ns` at which `available` can change with no new request or header: the
+        oldest request leaving the window, or the venue's cap lifting (a far instant when neither can)."""
+        self._expire(now_ns)
+        until = self._taken[0] + self.period_ns if self._taken else _FAR
+        if self._cap_remaining is not None and self._cap_until < until:
+            until = self._cap_until
+        return until
 
     def next_available_at(self, now_ns: int) -> int:
         """The earliest monotonic ns at which one request will be available (now if one is)."""
@@ -121,6 +155,7 @@ class RateBudget:
         self._record(now_ns, n)
 
     def _record(self, now_ns: int, n: int) -> None:
+        self.changes += 1
         if self._taken and now_ns < self._taken[-1]:
             now_ns = self._taken[-1]  # keep the window ordered even if a caller's clock reading is late
         self._taken.extend([now_ns] * n)
@@ -140,6 +175,7 @@ class RateBudget:
         nonsensical, it lasts one full period (conservative). Missing `remaining` changes nothing."""
         if remaining is None:
             return
+        self.changes += 1
         remaining = max(0, int(remaining))
         hold_ns = self.period_ns
         if reset_epoch is not None and wall_now is not None:
@@ -160,6 +196,7 @@ class RateBudget:
         self._cap_until = until
 
     def reset(self) -> None:
+        self.changes += 1
         self._taken.clear()
         self._cap_remaining = None
         self._cap_until = 0

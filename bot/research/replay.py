@@ -36,7 +36,7 @@ from bot.engine.executor import OrderExecutor
 from bot.engine.inventory import InventoryManager
 from bot.engine.markouts import Markouts
 from bot.engine.orders import OrderTracker, SuspectFill
-from bot.engine.rate_budget import RateBudget, set_gate_budget
+from bot.engine.rate_budget import GateBudget, RateBudget
 from bot.engine.strategy_stall import StallThenStrikeStrategy
 from bot.fill_path import STRATEGY_NAME, trade_row
 from bot.infra.bitflyer_parse import parse_child_order_events
@@ -155,6 +155,7 @@ class Replay:
         )
         self.order_budget = RateBudget(cfg.runner.order_rate_per_min, 60.0)
         self.rest_budget = RateBudget(cfg.runner.private_rate_per_5min, 300.0)
+        self.gate_budget = GateBudget(self.gate, self.order_budget, self.rest_budget)
         self._writer: CsvLogWriter | None = None
         self.trade_log: TradeLogger | None = None
         self.order_log: OrderLogger | None = None
@@ -385,7 +386,7 @@ class Replay:
         assert executor is not None
         gate = self.gate
         gate.block_reason = self._block_reason(now)
-        set_gate_budget(gate, self.order_budget, self.rest_budget, now)
+        self.gate_budget.apply(now)
         board = self.view.snapshot(now)
         actions, meta = self.strategy.on_board(board, now)
         self.decisions += 1

@@ -87,7 +87,7 @@ class OrderBook:
     def iter_levels(self, side: Side) -> Iterator[Level]:
         """Levels from the best outward."""
         book = self._side(side)
-        keys = reversed(book.keys()) if side is Side.BUY else iter(book.keys())
+        keys = reversed(book) if side is Side.BUY else iter(book)  # the sorted list's own iterators (fast)
         for p in keys:
             yield book[p]
 

@@ -97,6 +97,51 @@ def test_reusing_decisions_changes_no_result_and_no_log_row(
         assert (tmp_path / "reuse" / f).read_bytes() == (tmp_path / "fresh" / f).read_bytes(), f
 
 
+def test_a_resumed_tape_restarts_the_stall_clock_with_the_shortcut_as_without(tmp_path: Path) -> None:
+    """A second tape file (the recorder restarted) opens with a snapshot whose bests are the same as before:
+    the book's version and staleness end the frame unchanged, but the resync restarts the stall clock, so the
+    decision cannot be reused (reusing it made one decision fewer); the stall that follows strikes and fills."""
+    ms, wall = 1_000_000, 1_795_000_000_000_000_000
+    snap = {
+        "mid_price": 105.0,
+        "bids": [{"price": 100.0, "size": 0.5}],
+        "asks": [{"price": 110.0, "size": 0.5}],
+    }
+    a, b = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
+    with TapeWriter(a, TapeHeader("sim", "FX_BTC_JPY", "x")) as w:
+        w.write(wall, 5_000 * ms, "lightning_board_snapshot_FX_BTC_JPY", snap)
+        for i in range(1, 5):  # sizes below the touch: nothing the strategy reads moves
+            w.write(
+                wall + i * 100 * ms, (5_000 + i * 100) * ms, "lightning_board_FX_BTC_JPY", _below(90.0, i)
+            )
+    with TapeWriter(b, TapeHeader("sim", "FX_BTC_JPY", "x")) as w:  # another monotonic clock
+        w.write(wall + 500 * ms, 1_000 * ms, "lightning_board_snapshot_FX_BTC_JPY", snap)
+        for i in range(1, 30):
+            w.write(
+                wall + (500 + i * 100) * ms,
+                (1_000 + i * 100) * ms,
+                "lightning_board_FX_BTC_JPY",
+                _below(91.0, i),
+            )
+            if i == 13:
+                print_ = {"id": 1, "side": "SELL", "price": 104.0, "size": 0.01, "exec_date": "x"}
+                w.write(wall + 1_850 * ms, 2_350 * ms, "lightning_executions_FX_BTC_JPY", [print_])
+    cfg = load_app_config_with(BASE, None, ["strategy.stall_T_ms=1000"])
+    runs = []
+    for reuse in (True, False):
+        r = Replay(cfg, reuse_decisions=reuse)
+        try:
+            runs.append(_deterministic(r.run(read_tapes([a, b]))))
+        finally:
+            r.close()
+    assert runs[0] == runs[1]
+    assert runs[0]["strikes"] == 1 and runs[0]["fills"] > 0  # the resumed tape's stall struck and filled
+
+
+def _below(price: float, i: int) -> dict[str, Any]:
+    return {"mid_price": 105.0, "bids": [{"price": price, "size": 0.1 * i}], "asks": []}
+
+
 def test_every_stall_fill_is_backed_by_the_tapes_own_trades_at_that_instant(tapes: list[Path]) -> None:
     cfg = load_app_config_with(BASE, None, ["strategy.reverse_ref=mid", "strategy.max_reverse_ticks=1000"])
     summary, trace = replay_tapes([tapes[1]], cfg)

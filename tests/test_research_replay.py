@@ -100,7 +100,7 @@ def test_reusing_decisions_changes_no_result_and_no_log_row(
 def test_a_resumed_tape_restarts_the_stall_clock_with_the_shortcut_as_without(tmp_path: Path) -> None:
     """A second tape file (the recorder restarted) opens with a snapshot whose bests are the same as before:
     the book's version and staleness end the frame unchanged, but the resync restarts the stall clock, so the
-    decision cannot be reused (reusing it made one decision fewer); the stall that follows strikes and fills."""
+    decision cannot be reused (reusing it made one decision fewer); the stall after it strikes and fills."""
     ms, wall = 1_000_000, 1_795_000_000_000_000_000
     snap = {
         "mid_price": 105.0,

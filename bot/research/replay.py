@@ -198,7 +198,7 @@ class Replay:
         # a board message that changed nothing the last decision read reuses it (see `_reuse_decision`)
         self._reuse = reuse_decisions
         self._events = 0  # queue events run: answers, our events, the venue's actions
-        self._seen: tuple[int, int, bool, int] | None = None  # what a reusable decision read (see below)
+        self._seen: tuple[int, int, bool, int, int] | None = None  # what a reusable decision read (see below)
         self._due_strategy: int | None = None  # the strategy's deadline at the last decision
         self._due_backoff: int | None = None  # the end of an exchange backoff then
 
@@ -407,23 +407,27 @@ class Replay:
             if executor.error_counts["rate_budget"] and executor.local_refusals > refused:
                 self.rate_budget_blocks += executor.local_refusals - refused
         self._arm_timer(now)
-        store = self.store
         reusable = self._reuse and not actions
         if reason is Reason.RATE_BUDGET and gate.order_budget_grows_at is None:
             reusable = False  # its retry runs from each decision's instant: each must be made
-        self._seen = (self._events, store.version, store.stale, store.resyncs) if reusable else None
+        self._seen = self._inputs() if reusable else None
+
+    def _inputs(self) -> tuple[int, int, bool, int, int]:
+        """What a decision reads that a board message may change, as counts: queue events run, the book's
+        best prices, staleness and resyncs, the ledger (a trading day rolled by `_sample`)."""
+        store = self.store
+        return self._events, store.version, store.stale, store.resyncs, self.inventory.version
 
     def _reuse_decision(self) -> bool:
-        """The last decision again, without deciding, for a board message that changed nothing it read: the
-        same best prices (the book's version), staleness and resyncs (a snapshot ending a gap restarts the
-        stall clock even when the bests come back the same), no queue event since (an answer, our events,
-        the venue's action: any may change the orders, the ledger, the budget or a backoff) and no deadline
+        """The last decision again, without deciding, for a board message that changed nothing it read:
+        `_inputs` (best prices, staleness, resyncs — a snapshot ending a gap restarts the stall clock even
+        when the bests come back the same — and the ledger), no queue event since (an answer, our events, the
+        venue's action: any may change the orders, the ledger, the budget or a backoff) and no deadline
         reached (the timer). The last decision acted on nothing, so the strategy would decide the same; a
         budget that only grew cannot change a decision without action. The shortcut changes no result:
         tests replay with and without it and compare summaries and logs."""
         seen = self._seen
-        store = self.store
-        if seen is None or seen != (self._events, store.version, store.stale, store.resyncs):
+        if seen is None or seen != self._inputs():
             return False
         now = self.now
         timer = self._timer_at

@@ -86,6 +86,28 @@ def test_hourly_files_are_named_in_utc_and_a_torn_tail_still_reads(tmp_path: Pat
     assert [f.message["n"] for f in read_tapes(sorted(tmp_path.iterdir()))] == [1, 2]
 
 
+def test_gzip_members_in_a_row_read_as_one_tape_and_a_corrupt_one_is_refused(tmp_path: Path) -> None:
+    """gzip members concatenate (a recorder appending after a restart), with zero padding allowed after them;
+    a member whose bytes are damaged stops the replay with the file's name rather than feeding it junk."""
+    one = tmp_path / "one.jsonl.gz"
+    with TapeWriter(one, TapeHeader("paper", "FX_BTC_JPY", "x")) as w:
+        w.write(1, 1, "lightning_ticker_FX_BTC_JPY", {"n": 1})
+    lines = [
+        b'{"t_wall_ns":%d,"t_mono_ns":%d,"channel":"c","message":{"n":%d}}\n' % (n, n, n) for n in (2, 3)
+    ]
+    joined = tmp_path / "joined.jsonl.gz"
+    joined.write_bytes(
+        one.read_bytes() + gzip.compress(lines[0]) + b"\0" * 7 + gzip.compress(lines[1]) + b"\0"
+    )
+    assert [f.message["n"] for f in read_tapes([joined])] == [1, 2, 3]
+    member = bytearray(gzip.compress(lines[0] * 50))
+    member[len(member) // 2] ^= 0xFF
+    damaged = tmp_path / "damaged.jsonl.gz"
+    damaged.write_bytes(one.read_bytes() + bytes(member))
+    with pytest.raises(TapeError, match="damaged.jsonl.gz"):
+        list(read_tapes([damaged]))
+
+
 def test_a_file_that_is_not_a_tape_is_refused_with_its_name(tmp_path: Path) -> None:
     bad = tmp_path / "notes.jsonl.gz"
     with gzip.open(bad, "wb") as f:

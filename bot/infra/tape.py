@@ -24,8 +24,8 @@ unknown).
 
 Why gz JSON lines and not Parquet: frames are nested, ragged JSON (diffs of 0..n levels, execution lists) that
 replay hands to the same parsers the live bot uses; JSON lines keep them byte-for-byte as received, append
-frame by frame (a killed recorder loses at most the unflushed tail, and gzip members concatenate), need no new
-dependency, and compress ≈10× on this feed. Parquet would pay off for columnar analytics over months, not for
+frame by frame (a killed recorder loses at most the unflushed tail, and gzip members concatenate), are read
+back with ISA-L (`isal`, twice zlib's speed), and compress ≈10× on this feed. Parquet would pay off for columnar analytics over months, not for
 sequential replay.
 """
 
@@ -37,9 +37,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 import orjson
+from isal import isal_zlib
 
 TAPE_VERSION = 1
 TapeMode = Literal["sim", "paper", "live"]
@@ -196,7 +197,7 @@ class HourlyTapeWriter:
 # ---- reading ---------------------------------------------------------------------------------------------
 def read_header(path: str | Path) -> TapeHeader:
     try:
-        with gzip.open(path, "rb") as f:
+        with gzip.open(path, "rb") as f:  # zlib's reader: one line, never the torn tail's EOF
             first = f.readline()
     except (gzip.BadGzipFile, EOFError) as e:
         raise TapeError(f"{path}: not a tape ({e})") from None
@@ -206,24 +207,54 @@ def read_header(path: str | Path) -> TapeHeader:
         raise TapeError(f"{path}: not a tape (the first line is not JSON)") from None
 
 
-def _lines_of(gz: gzip.GzipFile) -> Iterator[bytes]:
-    """The lines of a gzip stream, split in big decompressed chunks (GzipFile.readline per line costs a replay
-    ≈1 µs a frame). A torn tail (a recorder killed mid-write) ends the lines: its partial line is dropped."""
+_CHUNK = 1 << 16  # compressed bytes read at a time
+_GZIP = 31  # zlib's wbits for a gzip stream (header and trailer)
+_NOT_GZIP = cast(type[Exception], isal_zlib.error)  # the class (its stub declares an instance)
+
+
+class _TornTail(Exception):
+    """The file ended inside a gzip member: a recorder killed mid-write."""
+
+
+def _chunks_of(f: BinaryIO) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip file, member after member (members concatenate), in big chunks,
+    decompressed with ISA-L (half zlib's time). Ends with `_TornTail` after what a torn tail holds; bytes
+    that are not gzip raise `_NOT_GZIP`."""
+    d = isal_zlib.decompressobj(wbits=_GZIP)
+    started = False  # the current member has begun
+    while raw := f.read(_CHUNK):
+        while raw:
+            if not started:
+                raw = raw.lstrip(b"\0")  # zero padding between or after members (a member starts 1f 8b)
+                if not raw:
+                    break
+                started = True
+            out = d.decompress(raw)
+            if out:
+                yield out
+            if not d.eof:
+                break  # the member goes on in the next read
+            raw = d.unused_data
+            d = isal_zlib.decompressobj(wbits=_GZIP)
+            started = False
+    if started:
+        raise _TornTail
+
+
+def _lines_of(f: BinaryIO) -> Iterator[bytes]:
+    """The lines of a gzip file, split in big decompressed chunks (a readline per line costs a replay ≈1 µs a
+    frame). A torn tail ends the lines: its partial line is dropped."""
     pending: list[bytes] = []  # a line longer than a chunk, in pieces (joined once, not once a chunk)
-    while True:
-        try:
-            chunk = gz.read1(1 << 16)
-        except EOFError:
-            return  # the complete lines before the torn tail were yielded
-        if not chunk:
-            break
-        if b"\n" not in chunk:
+    try:
+        for chunk in _chunks_of(f):
             pending.append(chunk)
-            continue
-        pending.append(chunk)
-        lines = b"".join(pending).split(b"\n")
-        pending = [lines.pop()]
-        yield from lines
+            if b"\n" not in chunk:
+                continue
+            lines = b"".join(pending).split(b"\n")
+            pending = [lines.pop()]
+            yield from lines
+    except _TornTail:
+        return  # the complete lines before it were yielded
     rest = b"".join(pending)
     if rest:
         yield rest
@@ -231,8 +262,8 @@ def _lines_of(gz: gzip.GzipFile) -> Iterator[bytes]:
 
 def _frames_of(path: Path) -> Iterator[Frame]:
     try:
-        with gzip.open(path, "rb") as gz:
-            lines = _lines_of(gz)
+        with open(path, "rb") as f:
+            lines = _lines_of(f)
             next(lines, None)  # header, checked by read_header
             for n, line in enumerate(lines, 2):
                 if not line.strip():
@@ -243,8 +274,8 @@ def _frames_of(path: Path) -> Iterator[Frame]:
                     yield Frame(wall, mono, str(d["channel"]), d["message"], d.get("own"))
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     raise TapeError(f"{path}:{n}: not a frame line") from None
-    except gzip.BadGzipFile as e:
-        raise TapeError(f"{path}: {e}") from None
+    except _NOT_GZIP as e:
+        raise TapeError(f"{path}: not gzip ({e})") from None
 
 
 def _first_wall(path: Path) -> int:

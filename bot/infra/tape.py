@@ -25,8 +25,8 @@ unknown).
 Why gz JSON lines and not Parquet: frames are nested, ragged JSON (diffs of 0..n levels, execution lists) that
 replay hands to the same parsers the live bot uses; JSON lines keep them byte-for-byte as received, append
 frame by frame (a killed recorder loses at most the unflushed tail, and gzip members concatenate), are read
-back with ISA-L (`isal`, twice zlib's speed), and compress ≈10× on this feed. Parquet would pay off for columnar analytics over months, not for
-sequential replay.
+back with ISA-L (`isal`, twice zlib's speed), and compress ≈10× on this feed. Parquet would pay off for
+columnar analytics over months, not for sequential replay.
 """
 
 from __future__ import annotations

@@ -183,10 +183,7 @@ class OrderBook:
         for price, size in levels.items():
             if size <= 0 or price in book:
                 raise ValueError(f"rest_levels: size {size} at {price}, or a level there already")
-            lv = Level(price)
-            lv.queue.append(Entry(new_id(), size, False))
-            lv.total = lv.crowd = size
-            fresh[price] = lv
+            fresh[price] = _crowd_level(price, size, new_id())
             self._touch(side, price)
         book.update(fresh)
 
@@ -297,10 +294,7 @@ class OrderBook:
                 if was is not None and was.crowd == size and len(was.queue) == 1:
                     fresh[price] = was  # already this one crowd entry: kept (most levels, when resyncing)
                     continue
-                lv = Level(price)
-                lv.queue.append(Entry(new_id(), size, False))
-                lv.total = lv.crowd = size
-                fresh[price] = lv
+                fresh[price] = _crowd_level(price, size, new_id())
                 if was is None or was.total != size:
                     touched[(side, price)] = None
             for price in old:
@@ -318,6 +312,14 @@ class OrderBook:
             for lv in list(self._side(side).values()):
                 if lv.crowd:
                     self.reduce_crowd(side, lv.price, lv.crowd)
+
+
+def _crowd_level(price: int, size: int, order_id: str) -> Level:
+    """A level holding one crowd entry of `size` (a paper venue's level as a feed gives it)."""
+    lv = Level(price)
+    lv.queue.append(Entry(order_id, size, False))
+    lv.total = lv.crowd = size
+    return lv
 
 
 def _acceptable(taker_side: Side, price: int, limit: int) -> bool:
